@@ -1,0 +1,75 @@
+# mesh — every target creates .venv and installs what it needs on first use.
+# Quick start on a fresh Debian/Ubuntu machine with Python 3.11+:  make serve   /   make test
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
+
+.PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench clean system-deps
+
+help:
+	@echo "make serve      run mini-istiod on the embedded bookinfo trace (Ctrl-C stops)"
+	@echo "make test       ruff + unit tests + notebooks under nbval (what CI runs)"
+	@echo "make lab        open JupyterLab on notebooks/"
+	@echo "make notebooks  re-execute every notebook in place (review the output diff)"
+	@echo "make diagrams   regenerate diagrams/ from the code"
+	@echo "make traces     rebuild traces/*.jsonl from traces/src/"
+	@echo "make bench      run the benchmarks in bench/ and print their figures"
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages: graphviz's `dot` (diagrams) and kubectl (apiserver tests).
+system-deps:
+	@missing=""; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; run: apt-get install -y$$missing"; \
+	  else \
+	    echo "missing system packages; run: sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
+serve: $(STAMP)
+	$(PY) -m mesh serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mesh tests bench
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+nbval: $(STAMP)
+	$(PY) -m pytest $(NBVAL) notebooks/
+
+test: lint unit nbval
+
+notebooks: $(STAMP)
+	$(PY) -m mesh.teach.run_notebooks notebooks/
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+diagrams: $(STAMP)
+	$(PY) -m mesh diagrams
+
+traces: $(STAMP)
+	$(PY) -m mesh trace build-all
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
