@@ -1,0 +1,316 @@
+"""The mini istiod: ``Server`` runs the 16 stages of ``NewServer`` in istiod's order.
+
+Go: ``NewServer`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L208-L383
+and ``Start`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L415-L476.
+
+Go's ``NewServer`` runs every stage inside one constructor. Here the constructor does only the
+prologue (Environment, DiscoveryServer, the debug routes) and each stage is a method, so a
+notebook can stop half-way and look::
+
+    server = Server(ServerArgs(trace="bookinfo"))
+    server.run_until("init_mesh_networks")
+    server.environment.mesh()["trustDomain"]
+
+A stage that a later issue implements raises ``StageNotImplemented`` naming that issue;
+``run_all(skip_unimplemented=True)`` (what ``serve`` does) logs and skips it instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh.bootstrap.args import ServerArgs
+from mesh.bootstrap.stages import STAGE_NAMES, STAGES, stage
+from mesh.clock import VirtualClock
+from mesh.config.mesh import (
+    MESH_CONFIGMAP_KEY,
+    MESH_CONFIGMAP_NAME,
+    NETWORKS_CONFIGMAP_KEY,
+    MeshWatcher,
+    default_mesh_config,
+    read_mesh_config_file,
+)
+from mesh.config.meshnetworks import MeshNetworksError, NetworksWatcher, parse_mesh_networks
+from mesh.kube.client import KubeClient, ReplayClient
+from mesh.kube.trace import load_trace
+from mesh.model.environment import Environment
+from mesh.model.network import NetworkManager
+from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.xds.discovery import DiscoveryServer
+
+log = logging.getLogger("mesh.bootstrap")
+
+
+class StageNotImplemented(NotImplementedError):
+    """A bootstrap stage that mesh does not implement yet."""
+
+    def __init__(self, name: str):
+        s = stage(name)
+        super().__init__(
+            f"stage {s.number} {name} ({s.go_name}) is not implemented yet in mesh: see issue #{s.issue}"
+        )
+        self.stage = s
+
+
+class Server:
+    """istiod in miniature. Construct, then ``run_until(stage)`` or ``run_all()``, then ``start``."""
+
+    def __init__(self, args: ServerArgs | None = None):
+        self.args = args or ServerArgs()
+        self.clock = self.args.clock or VirtualClock()
+        # NewServer's prologue: the Environment and the DiscoveryServer exist before any stage.
+        self.environment = Environment()
+        self.xds = DiscoveryServer(self.clock)
+        self.kube_client: KubeClient | None = None
+        self.trust_domain: str | None = None  # spiffe.SetTrustDomain
+        self.completed: list[str] = []
+        self.skipped: list[str] = []
+        # The admin/debug mux (initServers / initIstiodAdminServer): path → handler returning JSON.
+        self.debug_routes: dict[str, Callable[[dict], object]] = {}
+        self.readiness: dict[str, Callable[[], bool]] = {}
+        self._add_base_debug_routes()
+
+    # -- running stages ---------------------------------------------------------------------
+    @staticmethod
+    def stages() -> list[str]:
+        """The 16 stage names in istiod's order."""
+        return list(STAGE_NAMES)
+
+    def run_stage(self, name: str) -> None:
+        s = stage(name)
+        if name in self.completed:
+            return
+        log.info("stage %2d/16 %s (%s)", s.number, name, s.go_name)
+        getattr(self, name)()
+        self.completed.append(name)
+
+    def run_until(self, name: str, skip_unimplemented: bool = False) -> Server:
+        """Run every stage up to and including ``name``, in order. Returns self."""
+        stage(name)  # fail early on a typo
+        for s in STAGES:
+            if s.name not in self.completed and s.name not in self.skipped:
+                try:
+                    self.run_stage(s.name)
+                except StageNotImplemented as err:
+                    if not skip_unimplemented:
+                        raise
+                    log.warning("%s — skipped", err)
+                    self.skipped.append(s.name)
+            if s.name == name:
+                break
+        return self
+
+    def run_all(self, skip_unimplemented: bool = False) -> Server:
+        return self.run_until(STAGE_NAMES[-1], skip_unimplemented=skip_unimplemented)
+
+    # -- stage 1 ------------------------------------------------------------------------------
+    def init_kube_client(self) -> None:
+        """Create the Kubernetes client, but only when istiod would need one.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L510-L555.
+        istiod builds a client when Kubernetes is a config source (a kubeconfig with no
+        ``configSources`` in the mesh config file, or a ``k8s://`` source) or a service registry
+        (``--registries`` includes Kubernetes, the default). mesh adds one kind of cluster: a
+        trace, replayed on the server's clock.
+        """
+        args = self.args
+        needs = self._has_k8s_config_store() or "Kubernetes" in args.registries
+        if not needs:
+            log.info("no Kubernetes config source or registry: running without a kube client")
+            return
+        if args.trace is not None:
+            trace = load_trace(args.trace)
+            self.kube_client = ReplayClient(trace, self.clock, speed=args.speed)
+        elif args.kubeconfig is not None:
+            from mesh.kube.live import LiveClient  # the official client is only loaded when used
+
+            self.kube_client = LiveClient(args.kubeconfig)
+        else:
+            raise ValueError(
+                "init_kube_client: the Kubernetes registry is enabled but no cluster was given: "
+                "pass a trace or a kubeconfig, or set registries=() to run without Kubernetes"
+            )
+        self.environment.domain_suffix = args.domain_suffix or self.kube_client.domain_suffix
+
+    def _has_k8s_config_store(self) -> bool:
+        args = self.args
+        if args.config_dir:
+            return False  # a file config source replaces the cluster as the config store
+        if args.mesh_config_file and Path(args.mesh_config_file).exists():
+            sources = read_mesh_config_file(args.mesh_config_file).get("configSources") or []
+            if not sources:
+                return bool(args.kubeconfig or args.trace)
+            return any(s.get("address") == "k8s://" for s in sources)
+        return bool(args.kubeconfig or args.trace)
+
+    # -- stage 2 ------------------------------------------------------------------------------
+    def init_mesh_configuration(self) -> None:
+        """Load MeshConfig: the file if there is one, else the ``istio`` ConfigMap, else defaults.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/mesh.go#L47-L97.
+        With a ConfigMap, the watcher is fed by an informer: every edit is merged over Istio's
+        defaults again; YAML Istio would refuse is logged and the last good config kept. The
+        same ConfigMap's ``meshNetworks`` key feeds the networks watcher (stage 3 then has
+        nothing to do). Afterwards the SPIFFE trust domain is set from the mesh config
+        (server.go#L261).
+        """
+        args = self.args
+        if args.mesh_config_file and Path(args.mesh_config_file).exists():
+            self.environment.mesh_watcher = MeshWatcher(read_mesh_config_file(args.mesh_config_file),
+                                                        source=f"file {args.mesh_config_file}")
+            log.warning("using local mesh config file %s, in-cluster config ignored", args.mesh_config_file)
+        elif self.kube_client is None:
+            self.environment.mesh_watcher = MeshWatcher(default_mesh_config(), source="defaults")
+            log.warning("using default mesh config: no file %s and no kube client", args.mesh_config_file)
+        else:
+            self._watch_mesh_configmap()
+        self.trust_domain = self.environment.mesh()["trustDomain"]
+
+    def mesh_configmap_name(self) -> str:
+        rev = self.args.revision
+        return MESH_CONFIGMAP_NAME if rev in ("", "default") else f"{MESH_CONFIGMAP_NAME}-{rev}"
+
+    def _watch_mesh_configmap(self) -> None:
+        name, namespace = self.mesh_configmap_name(), self.args.namespace
+        origin = f"ConfigMap {namespace}/{name}"
+        mesh_watcher = MeshWatcher(source=origin)
+        networks_watcher = NetworksWatcher(source=origin)
+
+        def on_configmap(cm: dict | None) -> None:
+            data = (cm or {}).get("data") or {}
+            if NETWORKS_CONFIGMAP_KEY in data:
+                networks_watcher.handle_yaml(data[NETWORKS_CONFIGMAP_KEY], f"{origin} key {NETWORKS_CONFIGMAP_KEY}")
+            if cm is None:  # deleted: back to the defaults, as ReadConfigMap(nil) does
+                mesh_watcher.set_mesh(default_mesh_config())
+            elif MESH_CONFIGMAP_KEY not in data:
+                message = f"{origin}: missing key {MESH_CONFIGMAP_KEY!r}; keeping the last good mesh config"
+                log.warning("%s", message)
+                mesh_watcher.errors.append(message)
+            else:
+                mesh_watcher.handle_yaml(data[MESH_CONFIGMAP_KEY], f"{origin} key {MESH_CONFIGMAP_KEY}")
+
+        def ours(cm: dict) -> bool:
+            meta = cm.get("metadata", {})
+            return meta.get("name") == name and meta.get("namespace") == namespace
+
+        informer = self.kube_client.informer("configmaps")
+        informer.add_event_handler(
+            on_add=lambda cm: ours(cm) and on_configmap(cm),
+            on_update=lambda old, cm: ours(cm) and on_configmap(cm),
+            on_delete=lambda cm: ours(cm) and on_configmap(None),
+        )
+        self.environment.mesh_watcher = mesh_watcher
+        self.environment.networks_watcher = networks_watcher
+
+    # -- stage 3 ------------------------------------------------------------------------------
+    def init_mesh_networks(self) -> None:
+        """Load MeshNetworks from ``--networksConfig``, unless the ConfigMap watcher already does.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/mesh.go#L101-L118.
+        A file that cannot be read or parsed is logged and ignored (empty networks), as in istiod.
+        """
+        if self.environment.networks_watcher is not None:
+            log.info("mesh networks come from the mesh ConfigMap watcher")
+            return
+        path = self.args.networks_file
+        if path:
+            try:
+                networks = parse_mesh_networks(Path(path).read_text(encoding="utf-8"))
+                self.environment.networks_watcher = NetworksWatcher(networks, source=f"file {path}")
+                return
+            except (OSError, MeshNetworksError) as err:
+                log.warning("failed to read mesh networks configuration from %s: %s", path, err)
+        log.info("mesh networks configuration not provided")
+        self.environment.networks_watcher = NetworksWatcher(source="defaults")
+
+    # -- stage 4 ------------------------------------------------------------------------------
+    def init_mesh_handlers(self) -> None:
+        """When the mesh config changes: reset the trust domain and ask for a full push.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1204-L1215.
+        The push has reason ``global``: a mesh-wide setting may change every proxy's config, so
+        no narrower push is safe.
+        """
+        def on_mesh_change() -> None:
+            self.trust_domain = self.environment.mesh()["trustDomain"]
+            self.xds.config_update(PushRequest.of(TriggerReason.GLOBAL, start=self.clock.now()))
+
+        self.environment.mesh_watcher.add_mesh_handler(on_mesh_change)
+
+    # -- stage 5 ------------------------------------------------------------------------------
+    def init_networks_manager(self) -> None:
+        """Create the NetworkManager: gateways per network, a full push when they change.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L203-L206 →
+        https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/network.go#L93-L167.
+        """
+        self.environment.network_manager = NetworkManager(self.environment.networks_watcher,
+                                                          self.xds.config_update)
+
+    # -- stages later issues implement ----------------------------------------------------------
+    def maybe_create_ca(self) -> None:
+        raise StageNotImplemented("maybe_create_ca")
+
+    def init_controllers(self) -> None:
+        raise StageNotImplemented("init_controllers")
+
+    def init_generators(self) -> None:
+        raise StageNotImplemented("init_generators")
+
+    def init_workload_trust_bundle(self) -> None:
+        raise StageNotImplemented("init_workload_trust_bundle")
+
+    def init_istiod_certs(self) -> None:
+        raise StageNotImplemented("init_istiod_certs")
+
+    def init_secure_discovery_service(self) -> None:
+        raise StageNotImplemented("init_secure_discovery_service")
+
+    def init_secure_webhook_server(self) -> None:
+        raise StageNotImplemented("init_secure_webhook_server")
+
+    def init_sidecar_injector(self) -> None:
+        raise StageNotImplemented("init_sidecar_injector")
+
+    def init_config_validation(self) -> None:
+        raise StageNotImplemented("init_config_validation")
+
+    def init_registry_event_handlers(self) -> None:
+        raise StageNotImplemented("init_registry_event_handlers")
+
+    def init_discovery_service(self) -> None:
+        raise StageNotImplemented("init_discovery_service")
+
+    # -- readiness and debug ----------------------------------------------------------------------
+    def has_synced(self) -> bool:
+        """``cachesSynced``: every informer has listed once (no client: trivially true)."""
+        return self.kube_client is None or self.kube_client.has_synced()
+
+    def is_ready(self) -> bool:
+        return self.has_synced() and all(probe() for probe in self.readiness.values())
+
+    def _add_base_debug_routes(self) -> None:
+        self.debug_routes["/debug/mesh"] = lambda q: self.environment.mesh()
+        self.debug_routes["/debug/meshnetworks"] = lambda q: self.environment.networks()
+        self.debug_routes["/debug/networkz"] = lambda q: [
+            gw._asdict() for gw in (self.environment.network_manager.unresolved
+                                    if self.environment.network_manager else [])
+        ]
+        self.debug_routes["/debug/stages"] = lambda q: [
+            {"number": s.number, "name": s.name, "go": s.go_name,
+             "state": "done" if s.name in self.completed else "skipped" if s.name in self.skipped else "pending"}
+            for s in STAGES
+        ]
+        self.debug_routes["/debug/push_requests"] = lambda q: [
+            {"at": round(r.at, 3), "full": r.request.full, "reason": dict(r.request.reason),
+             "configs": sorted(str(c) for c in r.request.configs_updated)}
+            for r in self.xds.requests
+        ]
+
+    def close(self) -> None:
+        self.xds.stop()
+        if self.kube_client is not None:
+            self.kube_client.close()
+

@@ -1,0 +1,71 @@
+"""Proxy: who is asking for config — a sidecar or a router (gateway), where, with what labels.
+
+Go: ``model.Proxy`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L294)
+and its node id parser ``ParseServiceNodeWithMetadata``
+(https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L1038-L1073).
+An Envoy names itself with a node id of four ``~``-separated parts::
+
+    sidecar~127.10.0.5~reviews-v1-7d5f8c9b4-x2k9p.default~default.svc.cluster.local
+    <type>  ~<ip>      ~<pod name>.<namespace>          ~<DNS domain>
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+NODE_TYPES = ("sidecar", "router")
+
+
+class NodeIdError(ValueError):
+    pass
+
+
+@dataclass
+class Proxy:
+    type: str  # sidecar | router
+    ip_addresses: list[str]
+    id: str  # <pod>.<namespace>
+    dns_domain: str
+    metadata: dict = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account: str = ""
+    istio_version: str = ""
+
+    @property
+    def pod_name(self) -> str:
+        return self.id.rsplit(".", 1)[0]
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.get("NAMESPACE") or (self.id.rsplit(".", 1)[1] if "." in self.id else "")
+
+    @property
+    def node_id(self) -> str:
+        return f"{self.type}~{self.ip_addresses[0]}~{self.id}~{self.dns_domain}"
+
+
+def parse_node_id(node_id: str, metadata: dict | None = None) -> Proxy:
+    """Parse an Istio node id; raise NodeIdError naming what is wrong."""
+    metadata = dict(metadata or {})
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        raise NodeIdError(f"missing parts in the service node {node_id!r}: expected type~ip~pod.ns~domain")
+    node_type, ip, ident, domain = parts
+    if node_type not in NODE_TYPES:
+        raise NodeIdError(f"invalid node type {node_type!r} in {node_id!r} (valid types: sidecar, router)")
+    ips = [a for a in (metadata.get("INSTANCE_IPS") or "").split(",") if _valid_ip(a)]
+    if not ips and _valid_ip(ip):
+        ips = [ip]  # backward compatibility: the IP from the node id
+    if not ips:
+        raise NodeIdError(f"no valid IP address in the service node id or metadata: {node_id!r}")
+    return Proxy(type=node_type, ip_addresses=ips, id=ident, dns_domain=domain, metadata=metadata,
+                 labels=dict(metadata.get("LABELS") or {}), istio_version=metadata.get("ISTIO_VERSION", ""))
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,73 @@
+"""DiscoveryServer: where change requests arrive and pushes leave.
+
+Go: ``DiscoveryServer`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go).
+Every part of istiod that notices a change calls ``ConfigUpdate(PushRequest)``
+(https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L314-L325); the request
+waits in a channel until ``Start`` runs the debounce loop (started by initDiscoveryService).
+
+mesh keeps that shape: ``config_update`` records every request (so notebooks can show who asked
+for a push and why) and queues it; ``start`` feeds the queue into the ``Debouncer`` and from then
+on every request goes straight to it. What a push does to connected proxies (push context,
+generators, ADS) arrives with the push-pipeline issue; until then a push is recorded in ``pushes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mesh.clock import Clock
+from mesh.model.push_request import PushRequest
+from mesh.xds.debounce import DebouncedPush, Debouncer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    at: float
+    request: PushRequest
+
+
+class DiscoveryServer:
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.requests: list[RecordedRequest] = []  # every ConfigUpdate, in order
+        self.pushes: list[DebouncedPush] = []  # every push that left the debouncer
+        self.push_handlers: list[Callable[[DebouncedPush], object]] = []
+        self.debouncer = Debouncer(clock, self._on_push)
+        self._queued: list[PushRequest] = []
+        self.started = False
+
+    def config_update(self, request: PushRequest) -> None:
+        """``ConfigUpdate``: ask for a push. Queued until ``start``, debounced after."""
+        if not request.start:
+            request.start = self.clock.now()
+        self.requests.append(RecordedRequest(self.clock.now(), request))
+        log.info("push requested: %s", request.describe())
+        if self.started:
+            self.debouncer.submit(request)
+        else:
+            self._queued.append(request)
+
+    def start(self) -> None:
+        """Run the debounce loop (``DiscoveryServer.Start`` → ``handleUpdates``)."""
+        if self.started:
+            return
+        self.started = True
+        queued, self._queued = self._queued, []
+        for request in queued:
+            self.debouncer.submit(request)
+
+    def stop(self) -> None:
+        self.debouncer.stop()
+
+    @property
+    def queued(self) -> list[PushRequest]:
+        return list(self._queued)
+
+    def _on_push(self, push: DebouncedPush) -> None:
+        self.pushes.append(push)
+        for handler in list(self.push_handlers):
+            handler(push)
