@@ -18,7 +18,7 @@ A stage that a later issue implements raises ``StageNotImplemented`` naming that
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mesh.bootstrap.args import ServerArgs
@@ -69,7 +69,13 @@ class Server:
         self.skipped: list[str] = []
         # The admin/debug mux (initServers / initIstiodAdminServer): path → handler returning JSON.
         self.debug_routes: dict[str, Callable[[dict], object]] = {}
+        self.http_route_adders: list[Callable[[object], None]] = []  # fn(aiohttp app) for the debug port
         self.readiness: dict[str, Callable[[], bool]] = {}
+        # addStartFunc: components started by start() in order, after the stages ran; each is an
+        # async fn(server) that may record the port it bound in bound_ports.
+        self.start_funcs: list[tuple[str, Callable[[Server], Awaitable[None]]]] = []
+        self.stop_funcs: list[Callable[[], Awaitable[None]]] = []
+        self.bound_ports: dict[str, int] = {}
         self._add_base_debug_routes()
 
     # -- running stages ---------------------------------------------------------------------
@@ -282,6 +288,45 @@ class Server:
 
     def init_discovery_service(self) -> None:
         raise StageNotImplemented("init_discovery_service")
+
+    # -- Server.Start --------------------------------------------------------------------------
+    def add_start_func(self, name: str, fn: Callable[[Server], Awaitable[None]]) -> None:
+        self.start_funcs.append((name, fn))
+
+    async def start(self, sync_timeout: float = 30.0) -> None:
+        """``Server.Start``: serve the debug port, run the start funcs, wait for informer sync.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L415-L476.
+        Like istiod, components start first, then the caches must sync before anything that
+        serves proxies accepts connections. Ports are recorded in ``bound_ports``.
+        """
+        import asyncio
+
+        from mesh.bootstrap.http import build_debug_app, start_site
+
+        runner, port = await start_site(build_debug_app(self), self.args.host, self.args.ports.get("debug", 8080))
+        self.stop_funcs.append(runner.cleanup)
+        self.bound_ports["debug"] = port
+        log.info("debug HTTP server on %s:%d (/ready, /debug)", self.args.host, port)
+        waited = 0.0
+        while not self.has_synced():
+            if waited >= sync_timeout:
+                raise TimeoutError(f"informers did not sync within {sync_timeout}s")
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        for name, fn in self.start_funcs:
+            log.info("starting %s", name)
+            await fn(self)
+
+    async def stop(self) -> None:
+        """Stop serving, in reverse start order, then close the kube client."""
+        for fn in reversed(self.stop_funcs):
+            try:
+                await fn()
+            except Exception:  # keep stopping the rest
+                log.exception("error while stopping")
+        self.stop_funcs.clear()
+        self.close()
 
     # -- readiness and debug ----------------------------------------------------------------------
     def has_synced(self) -> bool:

@@ -1,0 +1,131 @@
+"""``python -m mesh replay TRACE``: run the mini istiod on a trace, on a virtual clock, and print
+what happened as a timeline.
+
+The same trace always prints the same timeline: time is the trace's, not the wall clock's
+(DESIGN.md §5). Views (``--show``):
+
+* ``events``   — every watch event as applied (the default);
+* ``mesh``     — each mesh config change, field by field, and the push requests it caused;
+* ``registry`` — services and endpoints known at the end (needs stage 7, init_controllers).
+
+A bad trace prints every problem as ``file:line: field: message`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from mesh.bootstrap import Server, ServerArgs
+from mesh.cli import UsageError
+from mesh.kube.trace import TraceError, load_trace
+from mesh.teach.timeline import MeshChangeRecorder, event_rows
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "replay", help="replay a trace through the mini istiod on a virtual clock and print a timeline",
+        description=__doc__, formatter_class=_raw())
+    p.add_argument("trace", nargs="?", default=None,
+                   help="a trace file or the name of a built-in trace (default: bookinfo)")
+    p.add_argument("--until", type=float, default=None, metavar="SECONDS",
+                   help="stop the virtual clock at this trace time (default: the end of the trace)")
+    p.add_argument("--show", action="append", choices=sorted(VIEWS), default=None,
+                   help="what to print; repeat for several (default: events)")
+    p.add_argument("--width", type=int, default=None, help="table width (default: terminal width, or 120)")
+    p.set_defaults(func=run)
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def run(args) -> int:
+    views = args.show or ["events"]
+    try:
+        trace = load_trace(args.trace)
+    except TraceError as err:
+        print(f"error: the trace cannot be replayed; nothing was applied:\n{err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+
+    if not args.verbose:  # stage-by-stage logs belong to serve; replay prints its own summary
+        logging.getLogger("mesh").setLevel(logging.ERROR)
+    server = Server(ServerArgs(trace=trace.path))
+    server.run_all(skip_unimplemented=True)
+    recorder = MeshChangeRecorder(server)
+    until = trace.duration if args.until is None else args.until
+    server.clock.advance_to(until)
+    if args.until is None:  # let the debounce window of the last change close, so its push shows
+        server.clock.run()
+
+    console = Console(width=args.width or (None if sys.stdout.isatty() else 120), highlight=False,
+                      soft_wrap=False)
+    console.print(f"trace [bold]{trace.name}[/bold]: {len(trace.events)} events over {trace.duration:g}s "
+                  f"(virtual time), replayed until t={until:g}s")
+    console.print(f"stages run: {len(server.completed)}/16; not implemented yet: "
+                  f"{', '.join(server.skipped) or 'none'}")
+    for view in views:
+        VIEWS[view](server, recorder, console)
+    server.close()
+    return 0
+
+
+def _events_view(server: Server, _recorder, console: Console) -> None:
+    table = Table(title="watch events", show_lines=False)
+    for column in ("t (s)", "event", "kind", "namespace/name", "what"):
+        table.add_column(column, overflow="fold")
+    for row in event_rows(server.kube_client.applied):
+        table.add_row(*row)
+    console.print(table)
+
+
+def _mesh_view(server: Server, recorder: MeshChangeRecorder, console: Console) -> None:
+    table = Table(title="mesh config changes")
+    for column in ("t (s)", "field", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for change in recorder.changes:
+        for path, old, new in change.changes:
+            table.add_row(f"{change.at:.3f}", path, repr(old), repr(new))
+    console.print(table if recorder.changes else "no mesh config changes")
+    errors = server.environment.mesh_watcher.errors
+    for message in errors:
+        console.print(f"[yellow]refused:[/yellow] {message}")
+    pushes = Table(title="push requests")
+    for column in ("t (s)", "full", "reason", "configs"):
+        pushes.add_column(column)
+    for r in server.xds.requests:
+        pushes.add_row(f"{r.at:.3f}", str(r.request.full), ", ".join(f"{k}×{v}" for k, v in sorted(r.request.reason.items())),
+                       ", ".join(sorted(map(str, r.request.configs_updated))) or "all")
+    console.print(pushes)
+    console.print(f"trust domain now: {server.trust_domain}")
+
+
+def _registry_view(server: Server, _recorder, console: Console) -> None:
+    registry = server.environment.service_discovery
+    if registry is None:
+        console.print("the service registry arrives with stage 7 init_controllers (issue #4), "
+                      "which is not implemented yet")
+        return
+    table = Table(title="services and endpoints")
+    for column in ("hostname", "ports", "endpoints"):
+        table.add_column(column, overflow="fold")
+    for svc in sorted(registry.services(), key=lambda s: s.hostname):
+        ports = ", ".join(f"{p.name}:{p.port}/{p.protocol}" for p in svc.ports)
+        eps = sorted({f"{e.address}:{e.endpoint_port}" for p in svc.ports for e in registry.endpoints(svc.hostname, p.port)})
+        table.add_row(svc.hostname, ports, " ".join(eps))
+    console.print(table)
+
+
+VIEWS: dict[str, Callable[[Server, MeshChangeRecorder, Console], None]] = {
+    "events": _events_view,
+    "mesh": _mesh_view,
+    "registry": _registry_view,
+}

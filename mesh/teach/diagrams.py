@@ -1,0 +1,108 @@
+"""Graphviz diagrams generated from the code (never drawn by hand): ``python -m mesh diagrams``.
+
+* ``bootstrap-stages`` — NewServer's 16 stages in order, from ``mesh.bootstrap.stages.STAGES``,
+  coloured by whether mesh implements them yet (read off the ``Server`` class itself).
+* ``package-map`` — istio/istio Go packages → mesh modules, from ``PACKAGE_MAP`` below, with the
+  modules that exist in this checkout drawn solid and the planned ones dashed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from pathlib import Path
+
+import graphviz
+
+from mesh.bootstrap.server import Server
+from mesh.bootstrap.stages import STAGES
+
+# Go package → mesh module (DESIGN.md §3).
+PACKAGE_MAP: tuple[tuple[str, str], ...] = (
+    ("pilot/cmd/pilot-discovery", "mesh.cli"),
+    ("pilot/pkg/bootstrap", "mesh.bootstrap"),
+    ("pkg/kube", "mesh.kube"),
+    ("pkg/config/mesh", "mesh.config.mesh"),
+    ("pilot/pkg/model", "mesh.model"),
+    ("pilot/pkg/config/kube/crdclient", "mesh.config.crdclient"),
+    ("pilot/pkg/config/kube/ingress", "mesh.config.ingress"),
+    ("pilot/pkg/config/kube/gateway", "mesh.config.gateway_api"),
+    ("pilot/pkg/serviceregistry", "mesh.serviceregistry"),
+    ("pilot/pkg/networking/core/v1alpha3", "mesh.networking"),
+    ("pilot/pkg/xds", "mesh.xds"),
+    ("security/pkg", "mesh.security"),
+    ("pkg/kube/inject", "mesh.inject"),
+    ("pkg/webhooks/validation", "mesh.webhooks"),
+    ("operator", "mesh.install"),
+)
+
+
+def implemented_stages() -> set[str]:
+    """Stages whose method does more than raise StageNotImplemented."""
+    done = set()
+    for s in STAGES:
+        source = inspect.getsource(getattr(Server, s.name))
+        if "raise StageNotImplemented" not in source:
+            done.add(s.name)
+    return done
+
+
+def module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def bootstrap_stages() -> graphviz.Digraph:
+    done = implemented_stages()
+    g = graphviz.Digraph("bootstrap-stages", graph_attr={"rankdir": "TB", "label": "istiod NewServer (1.19.0)"
+                         " — stages in mesh.bootstrap.Server", "labelloc": "t", "fontname": "Helvetica"},
+                         node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica"})
+    g.node("prologue", "NewServer prologue\nEnvironment · DiscoveryServer · debug mux", fillcolor="#e8e8e8")
+    previous = "prologue"
+    for s in STAGES:
+        colour = "#c8e6c9" if s.name in done else "#fff3cd"
+        g.node(s.name, f"{s.number}. {s.go_name}\n{s.name}()", fillcolor=colour, tooltip=s.summary, URL=s.go_url)
+        g.edge(previous, s.name)
+        previous = s.name
+    g.node("start", "Server.Start\ninformers sync · listeners", fillcolor="#e8e8e8")
+    g.edge(previous, "start")
+    with g.subgraph(name="cluster_legend") as legend:
+        legend.attr(label="legend", fontname="Helvetica")
+        legend.node("l_done", "implemented", fillcolor="#c8e6c9")
+        legend.node("l_todo", "not implemented yet", fillcolor="#fff3cd")
+    return g
+
+
+def package_map() -> graphviz.Digraph:
+    g = graphviz.Digraph("package-map", graph_attr={"rankdir": "LR", "fontname": "Helvetica",
+                         "label": "istio/istio (Go) → mesh (Python)", "labelloc": "t"},
+                         node_attr={"shape": "box", "fontname": "Helvetica"})
+    for i, (go, py) in enumerate(PACKAGE_MAP):
+        exists = module_exists(py)
+        # node ids must not contain ':' (Graphviz reads it as a port)
+        g.node(f"go{i}", go, style="filled", fillcolor="#e3f2fd")
+        g.node(f"py{i}", py, style="filled" if exists else "dashed",
+               fillcolor="#c8e6c9" if exists else "white")
+        g.edge(f"go{i}", f"py{i}")
+    return g
+
+
+DIAGRAMS = {"bootstrap-stages": bootstrap_stages, "package-map": package_map}
+
+
+def write_all(out_dir: str | Path = "diagrams") -> list[Path]:
+    """Write every diagram as DOT and SVG; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in DIAGRAMS.items():
+        graph = build()
+        dot_path = out / f"{name}.dot"
+        dot_path.write_text(graph.source, encoding="utf-8")
+        svg = graph.pipe(format="svg").decode("utf-8")
+        svg_path = out / f"{name}.svg"
+        svg_path.write_text(svg, encoding="utf-8")
+        written += [dot_path, svg_path]
+    return written

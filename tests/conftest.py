@@ -1,0 +1,19 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tracehelpers import configmap, write_trace
+
+
+@pytest.fixture
+def mesh_change_trace(tmp_path: Path) -> Path:
+    """The istio ConfigMap at t=0, then access log on (t=10), a bad edit (t=15), a trust domain (t=20)."""
+    return write_trace(tmp_path / "mesh-change.jsonl", [
+        (0, "ADDED", configmap({"mesh": "accessLogFile: ''\n", "meshNetworks": "networks: {}\n"})),
+        (10, "MODIFIED", configmap({"mesh": "accessLogFile: /dev/stdout\n"})),
+        (15, "MODIFIED", configmap({"mesh": "accessLogFile: [unclosed\n"})),
+        (20, "MODIFIED", configmap({"mesh": "accessLogFile: /dev/stdout\ntrustDomain: example.org\n"})),
+    ])
