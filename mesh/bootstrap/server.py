@@ -65,6 +65,9 @@ class Server:
         self.xds = DiscoveryServer(self.clock)
         self.kube_client: KubeClient | None = None
         self.trust_domain: str | None = None  # spiffe.SetTrustDomain
+        self.ca = None  # IstioCA, from maybe_create_ca
+        self.namespace_controller = None
+        self.istiod_cert = None  # IstiodCert, from init_istiod_certs
         self.completed: list[str] = []
         self.skipped: list[str] = []
         # The admin/debug mux (initServers / initIstiodAdminServer): path → handler returning JSON.
@@ -257,7 +260,28 @@ class Server:
 
     # -- stages later issues implement ----------------------------------------------------------
     def maybe_create_ca(self) -> None:
-        raise StageNotImplemented("maybe_create_ca")
+        """Create the CA that signs workload certificates: plugged-in files, or a self-signed root
+        kept in the ``istio-ca-secret`` Secret (created on first start, reused after).
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1136-L1159
+        (and ``createIstioCA`` in istio_ca.go). With a CA, istiod also runs the namespace
+        controller that writes the root into every namespace (started with the Kubernetes
+        registry: servicecontroller.go#L88). mesh starts it here, at once: replay informers are
+        synced on creation, so there is nothing to wait for.
+        """
+        from mesh.security.ca import IstioCA
+        from mesh.security.namespace_controller import NamespaceController
+
+        args = self.args
+        if args.cacerts_dir:
+            self.ca = IstioCA.plugged(args.cacerts_dir)
+        else:
+            self.ca = IstioCA.self_signed(self.kube_client, args.namespace, self.environment.mesh()["trustDomain"],
+                                          key_type=args.ca_key_type)
+        log.info("CA ready: %s", self.ca.source)
+        if self.kube_client is not None:
+            self.namespace_controller = NamespaceController(self.kube_client, lambda: self.ca.root_pem)
+            self.namespace_controller.run()
 
     def init_controllers(self) -> None:
         raise StageNotImplemented("init_controllers")
@@ -266,10 +290,40 @@ class Server:
         raise StageNotImplemented("init_generators")
 
     def init_workload_trust_bundle(self) -> None:
-        raise StageNotImplemented("init_workload_trust_bundle")
+        """Gather the roots workloads trust: the CA's root plus mesh config ``caCertificates``.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1235-L1286.
+        Only with ``ISTIO_MULTIROOT_MESH`` (off by default in 1.19, ``multi_root_mesh`` here);
+        otherwise the bundle stays empty and proxies trust the CA root alone. A change of the
+        bundle asks for a full push (reason ``global``).
+        """
+        from mesh.security.trustbundle import SOURCE_ISTIO_CA
+
+        bundle = self.environment.trust_bundle
+        if not self.args.multi_root_mesh:
+            log.info("ISTIO_MULTIROOT_MESH is off: no workload trust bundle")
+            return
+        bundle.on_update(lambda: self.xds.config_update(PushRequest.of(TriggerReason.GLOBAL)))
+        bundle.add_mesh_config(self.environment.mesh())
+        self.environment.mesh_watcher.add_mesh_handler(lambda: bundle.add_mesh_config(self.environment.mesh()))
+        if self.ca is not None:
+            bundle.update_source(SOURCE_ISTIO_CA, [self.ca.root_pem])
 
     def init_istiod_certs(self) -> None:
-        raise StageNotImplemented("init_istiod_certs")
+        """istiod's own serving certificate, for the discovery address and the istiod Service names.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L939-L1013.
+        Files given with ``tls_cert_file``/``tls_key_file`` win; otherwise the mesh CA signs one.
+        """
+        from mesh.security.istiod_cert import dns_names, load_istiod_cert, sign_istiod_cert
+
+        args = self.args
+        host = self.environment.mesh()["defaultConfig"]["discoveryAddress"].rsplit(":", 1)[0]
+        if args.tls_cert_file and args.tls_key_file:
+            self.istiod_cert = load_istiod_cert(args.tls_cert_file, args.tls_key_file)
+        elif self.ca is not None:
+            self.istiod_cert = sign_istiod_cert(self.ca, dns_names(host, args.namespace, args.revision))
+        log.info("istiod certificate: %s", self.istiod_cert)
 
     def init_secure_discovery_service(self) -> None:
         raise StageNotImplemented("init_secure_discovery_service")
@@ -278,7 +332,60 @@ class Server:
         raise StageNotImplemented("init_secure_webhook_server")
 
     def init_sidecar_injector(self) -> None:
-        raise StageNotImplemented("init_sidecar_injector")
+        """Set up sidecar injection: the injector config watcher, the ``/inject`` webhook, and (on a
+        replayed cluster) the admission step that sends new pods through it.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/sidecarinjector.go#L43-L112.
+        Config files (``inject_config_file`` + ``inject_values_file``) win over the ConfigMap
+        ``istio-sidecar-injector[-<rev>]``; with neither, istiod runs without injection. The
+        ConfigMap is watched through the ConfigMap informer; a bad edit is logged and the last good
+        config kept, but a bad config at startup stops the server, as it stops istiod. ``/inject``
+        is served on the debug HTTP port until the HTTPS webhook server exists; the decisions are
+        at ``/debug/injection`` and in ``self.injection_webhook.decisions``.
+        """
+        from mesh.inject.admission import ReplayAdmission
+        from mesh.inject.config import (
+            InjectorConfigError,
+            InjectorConfigWatcher,
+            injector_configmap_name,
+            load_files,
+        )
+        from mesh.inject.webhook import Webhook, add_routes, describe_decisions
+
+        self.injection_webhook = None
+        args = self.args
+        config_file = getattr(args, "inject_config_file", None)
+        if config_file:
+            config, values = load_files(config_file, getattr(args, "inject_values_file", None))
+            watcher = InjectorConfigWatcher(config, values, source=f"file {config_file}")
+        elif self.kube_client is not None:
+            name, namespace = injector_configmap_name(args.revision), args.namespace
+            informer = self.kube_client.informer("configmaps")
+            if informer.get(name, namespace) is None:
+                log.info("skipping sidecar injector: ConfigMap %s/%s not found", namespace, name)
+                return
+            watcher = InjectorConfigWatcher()
+
+            def ours(cm: dict) -> bool:
+                meta = cm.get("metadata", {})
+                return meta.get("name") == name and meta.get("namespace") == namespace
+
+            informer.add_event_handler(
+                on_add=lambda cm: ours(cm) and watcher.handle_configmap(cm),
+                on_update=lambda old, cm: ours(cm) and watcher.handle_configmap(cm),
+                on_delete=lambda cm: ours(cm) and watcher.handle_configmap(None),
+            )
+            if watcher.generation == 0:
+                raise InjectorConfigError(watcher.errors[-1] if watcher.errors else f"{namespace}/{name}: unusable")
+        else:
+            log.info("skipping sidecar injector: no injection config files and no kube client")
+            return
+        webhook = Webhook(watcher, self.environment.mesh, revision=args.revision, clock=self.clock)
+        if isinstance(self.kube_client, ReplayClient):
+            ReplayAdmission(self.kube_client, webhook, args.namespace, args.revision).install()
+        self.http_route_adders.append(lambda app: add_routes(app, webhook))
+        self.debug_routes["/debug/injection"] = lambda q: describe_decisions(webhook.decisions)
+        self.injection_webhook = webhook
 
     def init_config_validation(self) -> None:
         raise StageNotImplemented("init_config_validation")

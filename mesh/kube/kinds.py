@@ -54,7 +54,9 @@ class ObjectKey(NamedTuple):
         return f"{self.kind} {where}"
 
 
-_ISTIO_NET = ("v1beta1", "v1alpha3", "v1")  # 1.19 stores v1alpha3 objects; all three are served
+# Istio 1.19's CRDs serve v1alpha3 (the storage version) and v1beta1; v1 arrived in 1.22. mesh also
+# accepts v1 so that traces recorded from newer clusters replay.
+_ISTIO_NET = ("v1beta1", "v1alpha3", "v1")
 _GATEWAY_API = ("v1beta1", "v1alpha2", "v1")
 
 KINDS: tuple[Kind, ...] = (

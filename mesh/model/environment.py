@@ -15,6 +15,7 @@ from typing import Any
 from mesh.config.mesh import MeshWatcher
 from mesh.config.meshnetworks import NetworksWatcher
 from mesh.model.network import NetworkManager
+from mesh.security.trustbundle import TrustBundle
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Environment:
     network_manager: NetworkManager | None = None
     service_discovery: Any = None  # the aggregate service registry (initControllers)
     config_store: Any = None  # the aggregate config store (initControllers)
-    trust_bundle: Any = None  # workload trust bundle (initWorkloadTrustBundle)
+    trust_bundle: TrustBundle = field(default_factory=TrustBundle)  # filled by initWorkloadTrustBundle
     extras: dict[str, Any] = field(default_factory=dict)
 
     def mesh(self) -> dict:
