@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mesh.clock import VirtualClock
-from mesh.kube.client import ConflictError, NotFoundError, ReplayClient
+from mesh.kube.client import AdmissionDenied, ConflictError, NotFoundError, ReplayClient
 from mesh.kube.informer import Informer
 from mesh.kube.kinds import lookup, resolve
 from mesh.kube.selectors import matches_labels, parse_selector
@@ -129,3 +129,24 @@ def test_kind_resolution_like_kubectl():
     assert resolve("gateways.gateway.networking.k8s.io").group == "gateway.networking.k8s.io"
     assert resolve("gateways").group == "networking.istio.io"
     assert resolve("nosuchthing") is None
+
+
+def test_admission_denial_stores_nothing_and_is_recorded():
+    trace = trace_of((0, "ADDED", pod("a")), (1, "ADDED", pod("bad")), (2, "MODIFIED", pod("a", labels={"x": "1"})))
+    clock = VirtualClock()
+    client = ReplayClient(trace, clock)
+
+    def refuse_bad(event_type, obj):
+        if obj["metadata"]["name"] == "bad" or obj["metadata"].get("labels"):
+            raise AdmissionDenied("not allowed")
+        return obj
+
+    client.admission.append(refuse_bad)
+    clock.run()
+    pods = client.informer("pods")
+    assert [p["metadata"]["name"] for p in pods.list()] == ["a"]
+    assert pods.get("a", "default")["metadata"]["labels"] == {}  # the refused update left it as it was
+    assert [(e.t, e.type, e.object["metadata"]["name"], why) for e, why in client.denied] == [
+        (1.0, "ADDED", "bad", "not allowed"), (2.0, "MODIFIED", "a", "not allowed")]
+    with pytest.raises(AdmissionDenied):
+        client.create(pod("bad"))

@@ -284,7 +284,24 @@ class Server:
             self.namespace_controller.run()
 
     def init_controllers(self) -> None:
-        raise StageNotImplemented("init_controllers")
+        """Build the config store (CRDs or files, Gateway API, Ingress) and the service registries.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1104-L1122 →
+        initConfigController (configcontroller.go#L61-L133) and initServiceControllers
+        (servicecontroller.go#L31-L67); see ``mesh.bootstrap.controllers``. Sets
+        ``environment.config_store`` and ``environment.service_discovery`` and adds the
+        ``/debug/configz``, ``/debug/registryz`` and ``/debug/endpointz`` routes.
+        """
+        from mesh.bootstrap import controllers, controllers_debug
+
+        self.controllers = controllers.init_controllers(self)
+        self.environment.config_store = self.controllers.config_store
+        self.environment.service_discovery = self.controllers.service_discovery
+        self.debug_routes["/debug/configz"] = lambda q: controllers_debug.configz(self.environment.config_store)
+        self.debug_routes["/debug/registryz"] = lambda q: controllers_debug.registryz(
+            self.environment.service_discovery)
+        self.debug_routes["/debug/endpointz"] = lambda q: controllers_debug.endpointz(
+            self.environment.service_discovery, q)
 
     def init_generators(self) -> None:
         raise StageNotImplemented("init_generators")
@@ -388,7 +405,21 @@ class Server:
         self.injection_webhook = webhook
 
     def init_config_validation(self) -> None:
-        raise StageNotImplemented("init_config_validation")
+        """The ``/validate`` webhook: kube-apiserver asks it before storing Istio config.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/validation.go#L25-L53.
+        Only with a kube client (no cluster, no admission). The rules are in
+        ``mesh.config.validation``, the HTTP handler in ``mesh.webhooks.validation``; it is served on
+        the debug port and, once stage 12 has made it, on the HTTPS webhook port.
+        """
+        from mesh.webhooks import validation
+
+        if self.kube_client is None:
+            return
+        self.http_route_adders.append(validation.add_routes)
+        adders = getattr(self, "webhook_route_adders", None)
+        if adders is not None:
+            adders.append(validation.add_routes)
 
     def init_registry_event_handlers(self) -> None:
         raise StageNotImplemented("init_registry_event_handlers")

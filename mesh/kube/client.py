@@ -1,7 +1,7 @@
 """The Kubernetes client: one interface, two implementations.
 
 istiod talks to Kubernetes through ``kube.Client``
-(https://github.com/istio/istio/blob/1.19.0/pkg/kube/client.go#L92-L157): a bundle of typed
+(https://github.com/istio/istio/blob/1.19.0/pkg/kube/client.go#L99-L144): a bundle of typed
 clients plus shared informer factories. Everything istiod knows about the cluster arrives
 through informers, so mesh's client interface is small:
 
@@ -36,6 +36,11 @@ AdmissionPlugin = Callable[[str, dict], dict]
 
 class NotFoundError(KeyError):
     pass
+
+
+class AdmissionDenied(Exception):
+    """Raised by an admission plugin to refuse an object, as a validating webhook's denial makes
+    kube-apiserver refuse a request: the object is not stored and no informer hears of it."""
 
 
 class ConflictError(ValueError):
@@ -94,6 +99,7 @@ class ReplayClient(KubeClient):
         self.domain_suffix = trace.domain_suffix
         self.admission: list[AdmissionPlugin] = []
         self.applied: list[TraceEvent] = []  # what happened, in order, with the time it happened
+        self.denied: list[tuple[TraceEvent, str]] = []  # events admission refused, with the reason
         self._objects: dict[ObjectKey, dict] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._resource_version = 0
@@ -158,8 +164,16 @@ class ReplayClient(KubeClient):
             return event.object
         obj = copy.deepcopy(event.object)
         if event.type != "DELETED":
-            for plugin in self.admission:
-                obj = plugin(event.type, obj)
+            try:
+                for plugin in self.admission:
+                    obj = plugin(event.type, obj)
+            except AdmissionDenied as denied:
+                log.info("admission denied %s %s: %s", event.type, kinds.object_key(obj), denied)
+                self.denied.append((TraceEvent(t=self.clock.now(), type=event.type, object=obj, line=event.line),
+                                    str(denied)))
+                if event.line == 0:  # a write by the server itself: tell the caller, as a 4xx would
+                    raise
+                return obj
         meta = obj.setdefault("metadata", {})
         recorded = str(meta.get("resourceVersion", ""))
         if recorded.isdigit() and not assign_version:
