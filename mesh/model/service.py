@@ -39,10 +39,12 @@ class ServiceProtocol(StrEnum):
     REDIS = "Redis"
     MYSQL = "MySQL"
     UDP = "UDP"
+    HTTP_PROXY = "HTTP_PROXY"  # a generic outbound proxy port (sidecar egress listeners only)
     UNSUPPORTED = "UnsupportedProtocol"  # sniffed at runtime
 
     def is_http(self) -> bool:
-        return self in (ServiceProtocol.HTTP, ServiceProtocol.HTTP2, ServiceProtocol.GRPC, ServiceProtocol.GRPC_WEB)
+        return self in (ServiceProtocol.HTTP, ServiceProtocol.HTTP2, ServiceProtocol.GRPC, ServiceProtocol.GRPC_WEB,
+                        ServiceProtocol.HTTP_PROXY)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Service:
     registry: str = "Kubernetes"  # provider.ID
     resource_version: str = ""
     external_name: str = ""  # ExternalName services
+    service_type: str = ""  # Attributes.Type: ClusterIP, NodePort, LoadBalancer, ExternalName ("" for ServiceEntry)
+    creation_time: str = ""  # metadata.creationTimestamp of the source object
 
     @property
     def key(self) -> str:

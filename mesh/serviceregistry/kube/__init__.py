@@ -1,0 +1,1 @@
+"""The Kubernetes service registry (``pilot/pkg/serviceregistry/kube``)."""

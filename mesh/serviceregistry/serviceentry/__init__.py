@@ -1,0 +1,1 @@
+"""The ServiceEntry service registry (``pilot/pkg/serviceregistry/serviceentry``)."""
