@@ -136,3 +136,31 @@ def test_unimplemented_stage_fails_loudly_or_is_skipped_on_request(mesh_change_t
     server2 = Server(ServerArgs(trace=str(mesh_change_trace))).run_all(skip_unimplemented=True)
     assert set(server2.skipped) == {s.name for s in unimplemented}
     assert len(server2.completed) + len(server2.skipped) == 16
+
+
+def test_bad_mesh_networks_key_skips_the_whole_configmap_update(tmp_path):
+    trace = write_trace(tmp_path / "t.jsonl", [
+        (0, "ADDED", configmap({"mesh": "trustDomain: a.local\n", "meshNetworks": "networks: {}\n"})),
+        (1, "MODIFIED", configmap({"mesh": "trustDomain: b.local\n", "meshNetworks": "networks: [\n"})),
+    ])
+    server = Server(ServerArgs(trace=str(trace))).run_until("init_mesh_handlers")
+    server.clock.run()
+    assert server.trust_domain == "a.local"  # istiod ignores the good mesh key next to bad networks
+    assert "keeping the last good mesh networks" in server.environment.networks_watcher.errors[-1]
+
+
+def test_mesh_handlers_run_newest_first(mesh_change_trace):
+    server = Server(ServerArgs(trace=str(mesh_change_trace))).run_until("init_mesh_handlers")
+    order = []
+    server.environment.mesh_watcher.add_mesh_handler(lambda: order.append(("late", len(server.xds.requests))))
+    server.clock.advance_to(10)
+    assert order == [("late", 0)]  # ran before stage 4's handler requested the push
+    assert len(server.xds.requests) == 1
+
+
+def test_a_kube_client_handed_in_is_kept(mesh_change_trace):
+    from mesh.kube.trace import load_trace
+
+    client = ReplayClient(load_trace(str(mesh_change_trace)))
+    server = Server(ServerArgs(), kube_client=client).run_until("init_mesh_configuration")
+    assert server.kube_client is client and server.environment.mesh()["accessLogFile"] == ""

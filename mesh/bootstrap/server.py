@@ -37,7 +37,7 @@ from mesh.kube.client import KubeClient, ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.model.environment import Environment
 from mesh.model.network import NetworkManager
-from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.discovery import DiscoveryServer
 
 log = logging.getLogger("mesh.bootstrap")
@@ -57,17 +57,23 @@ class StageNotImplemented(NotImplementedError):
 class Server:
     """istiod in miniature. Construct, then ``run_until(stage)`` or ``run_all()``, then ``start``."""
 
-    def __init__(self, args: ServerArgs | None = None):
+    def __init__(self, args: ServerArgs | None = None, kube_client: KubeClient | None = None):
         self.args = args or ServerArgs()
         self.clock = self.args.clock or VirtualClock()
         # NewServer's prologue: the Environment and the DiscoveryServer exist before any stage.
         self.environment = Environment()
         self.xds = DiscoveryServer(self.clock)
-        self.kube_client: KubeClient | None = None
+        self.kube_client: KubeClient | None = kube_client  # one handed in is kept, as in istiod
         self.trust_domain: str | None = None  # spiffe.SetTrustDomain
         self.ca = None  # IstioCA, from maybe_create_ca
         self.namespace_controller = None
         self.istiod_cert = None  # IstiodCert, from init_istiod_certs
+        self.secure_grpc_server = None  # SecureGrpcServer (15012): add servicers to it before start()
+        self.ca_service = None  # CertificateService (IstioCertificateService), on the secure gRPC server
+        self.token_reviewer = None  # fn(token, audiences) -> TokenReview status; None: stage 11 picks one
+        self.service_account_tokens = None  # ServiceAccountTokens: the replayed cluster's token issuer
+        self.webhook_patcher = None  # WebhookCertPatcher, from init_secure_webhook_server
+        self.webhook_route_adders: list[Callable[[object], None]] = []  # fn(aiohttp app) for the HTTPS webhook port
         self.completed: list[str] = []
         self.skipped: list[str] = []
         # The admin/debug mux (initServers / initIstiodAdminServer): path → handler returning JSON.
@@ -125,6 +131,9 @@ class Server:
         trace, replayed on the server's clock.
         """
         args = self.args
+        if self.kube_client is not None:  # already given (server.go#L511-L514)
+            self.environment.domain_suffix = args.domain_suffix or self.kube_client.domain_suffix
+            return
         needs = self._has_k8s_config_store() or "Kubernetes" in args.registries
         if not needs:
             log.info("no Kubernetes config source or registry: running without a kube client")
@@ -172,7 +181,8 @@ class Server:
             log.warning("using local mesh config file %s, in-cluster config ignored", args.mesh_config_file)
         elif self.kube_client is None:
             self.environment.mesh_watcher = MeshWatcher(default_mesh_config(), source="defaults")
-            log.warning("using default mesh config: no file %s and no kube client", args.mesh_config_file)
+            log.warning("using default mesh config: no mesh config file%s and no kube client",
+                        f" {args.mesh_config_file}" if args.mesh_config_file else "")
         else:
             self._watch_mesh_configmap()
         self.trust_domain = self.environment.mesh()["trustDomain"]
@@ -190,7 +200,11 @@ class Server:
         def on_configmap(cm: dict | None) -> None:
             data = (cm or {}).get("data") or {}
             if NETWORKS_CONFIGMAP_KEY in data:
+                # A bad meshNetworks key makes istiod skip the whole ConfigMap, mesh key included
+                # (https://github.com/istio/istio/blob/1.19.0/pkg/config/mesh/kubemesh/watcher.go#L33-L38).
                 networks_watcher.handle_yaml(data[NETWORKS_CONFIGMAP_KEY], f"{origin} key {NETWORKS_CONFIGMAP_KEY}")
+                if networks_watcher.last_failed:
+                    return
             if cm is None:  # deleted: back to the defaults, as ReadConfigMap(nil) does
                 mesh_watcher.set_mesh(default_mesh_config())
             elif MESH_CONFIGMAP_KEY not in data:
@@ -343,10 +357,107 @@ class Server:
         log.info("istiod certificate: %s", self.istiod_cert)
 
     def init_secure_discovery_service(self) -> None:
-        raise StageNotImplemented("init_secure_discovery_service")
+        """The secure gRPC server (15012): TLS with istiod's cert, client certs verified if given,
+        serving the CA's ``IstioCertificateService`` now and ADS once stage 16 adds it.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L724-L780;
+        the CA service is registered at the end of ``NewServer`` (``startCA`` → ``RunCA``,
+        https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/istio_ca.go#L148-L195), here
+        at once. Authenticators, in Istio's order: the client certificate, then a service-account
+        token reviewed by ``self.token_reviewer`` (a live cluster's TokenReview API, or for a
+        replayed cluster ``self.service_account_tokens``, which issues and reviews tokens itself).
+        The port is bound by ``start`` after the informers synced (``bound_ports["secure_xds"]``).
+        """
+        from mesh.bootstrap.secure_grpc import SecureGrpcServer
+        from mesh.security.caserver import CertificateService, ClientCertAuthenticator, KubeJWTAuthenticator
+        from mesh.security.proto.ca_pb2_grpc import add_IstioCertificateServiceServicer_to_server
+        from mesh.security.tls import server_context
+
+        args = self.args
+        if self.istiod_cert is None or "secure_xds" not in args.ports:
+            log.warning("the secure discovery service is disabled (no istiod certificate or no secure_xds port)")
+            return
+        self.secure_grpc_server = SecureGrpcServer(
+            lambda: server_context(self.istiod_cert, self._client_roots_pem(), alpn=["h2"]))
+        if self.ca is not None:
+            authenticators = [ClientCertAuthenticator(self.secure_grpc_server.peer_certificate)]
+            reviewer = self._pick_token_reviewer()
+            if reviewer is not None:
+                authenticators.append(KubeJWTAuthenticator(reviewer, lambda: self.environment.mesh()["trustDomain"]))
+            self.ca_service = CertificateService(self.ca, authenticators)
+            add_IstioCertificateServiceServicer_to_server(self.ca_service, self.secure_grpc_server)
+
+        async def serve_secure_grpc(server: Server) -> None:
+            port = await server.secure_grpc_server.start(args.host, args.ports["secure_xds"])
+            server.bound_ports["secure_xds"] = port
+            server.stop_funcs.append(server.secure_grpc_server.stop)
+
+        self.add_start_func("secure gRPC", serve_secure_grpc)
+        self.debug_routes["/debug/ca"] = lambda q: {
+            **(self.ca_service.describe() if self.ca_service else {}),
+            "secure_grpc": self.secure_grpc_server.describe()}
+
+    def _client_roots_pem(self) -> str:
+        """Roots a client certificate may chain to: the CA's, plus the workload trust bundle."""
+        roots = [self.ca.root_pem] if self.ca is not None else []
+        roots += [p for p in self.environment.trust_bundle.pems() if p not in roots]
+        return "".join(roots)
+
+    def _pick_token_reviewer(self):
+        if self.token_reviewer is None and self.kube_client is not None:
+            from mesh.security.tokens import LiveTokenReviewer, ServiceAccountTokens
+
+            if isinstance(self.kube_client, ReplayClient):  # no TokenReview API: mesh issues and reviews tokens
+                self.service_account_tokens = ServiceAccountTokens(self.kube_client)
+                self.token_reviewer = self.service_account_tokens
+            else:  # a live cluster (LiveClient): ask its API server
+                self.token_reviewer = LiveTokenReviewer(self.kube_client)
+        return self.token_reviewer
 
     def init_secure_webhook_server(self) -> None:
-        raise StageNotImplemented("init_secure_webhook_server")
+        """The HTTPS webhook server (15017) for ``/inject`` and ``/validate``, and the ``caBundle``
+        of the injector's and the validator's webhook configurations patched to the CA root.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/webhook.go#L42-L66 (only
+        with a kube client, server.go#L316-L317). Routes come from ``self.webhook_route_adders``
+        (stages 13 and 14 append theirs), read when ``start`` serves the port. Istio starts the
+        caBundle patchers from the injector (sidecarinjector.go#L92-L105) and the validation
+        controller; mesh starts both here, next to the server they are for. They patch only when
+        the CA root really signed istiod's certificate (not with ``--tls-cert`` files).
+        """
+        from mesh.bootstrap.webhook_server import build_webhook_app, start_https_site
+        from mesh.security.ca import CAError, load_pem_certs, verify_chain
+        from mesh.security.tls import server_context
+        from mesh.webhooks import validation
+        from mesh.webhooks.certpatch import WebhookCertPatcher
+
+        args = self.args
+        if self.kube_client is None:
+            log.info("no kube client: no webhook server (nothing would call it)")
+            return
+        if self.istiod_cert is None or "webhook" not in args.ports:
+            log.warning("the secure webhook server is disabled (no istiod certificate or no webhook port)")
+            return
+        self.webhook_route_adders.append(validation.add_routes)  # stage 14 may add it again: built once
+        if self.ca is not None:
+            chain = load_pem_certs(self.istiod_cert.chain_pem.encode())
+            try:
+                verify_chain(chain[0], chain[1:], self.ca.bundle.root_certs)
+            except CAError:
+                log.info("istiod's certificate is not signed by the mesh CA: caBundle left to the installer")
+            else:
+                self.webhook_patcher = WebhookCertPatcher(self.kube_client, args.revision, lambda: self.ca.root_pem)
+                self.webhook_patcher.run()
+
+        async def serve_webhooks(server: Server) -> None:
+            app = build_webhook_app(server.webhook_route_adders)
+            runner, port = await start_https_site(app, args.host, args.ports["webhook"],
+                                                  server_context(server.istiod_cert))
+            server.bound_ports["webhook"] = port
+            server.stop_funcs.append(runner.cleanup)
+            log.info("webhook server (HTTPS) on %s:%d", args.host, port)
+
+        self.add_start_func("webhook server", serve_webhooks)
 
     def init_sidecar_injector(self) -> None:
         """Set up sidecar injection: the injector config watcher, the ``/inject`` webhook, and (on a
@@ -357,8 +468,8 @@ class Server:
         ``istio-sidecar-injector[-<rev>]``; with neither, istiod runs without injection. The
         ConfigMap is watched through the ConfigMap informer; a bad edit is logged and the last good
         config kept, but a bad config at startup stops the server, as it stops istiod. ``/inject``
-        is served on the debug HTTP port until the HTTPS webhook server exists; the decisions are
-        at ``/debug/injection`` and in ``self.injection_webhook.decisions``.
+        is served on the HTTPS webhook port and on the debug HTTP port; the decisions are at
+        ``/debug/injection`` and in ``self.injection_webhook.decisions``.
         """
         from mesh.inject.admission import ReplayAdmission
         from mesh.inject.config import (
@@ -401,6 +512,7 @@ class Server:
         if isinstance(self.kube_client, ReplayClient):
             ReplayAdmission(self.kube_client, webhook, args.namespace, args.revision).install()
         self.http_route_adders.append(lambda app: add_routes(app, webhook))
+        self.webhook_route_adders.append(lambda app: add_routes(app, webhook))
         self.debug_routes["/debug/injection"] = lambda q: describe_decisions(webhook.decisions)
         self.injection_webhook = webhook
 
@@ -410,19 +522,75 @@ class Server:
         Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/validation.go#L25-L53.
         Only with a kube client (no cluster, no admission). The rules are in
         ``mesh.config.validation``, the HTTP handler in ``mesh.webhooks.validation``; it is served on
-        the debug port and, once stage 12 has made it, on the HTTPS webhook port.
+        the debug port and, once stage 12 has made it, on the HTTPS webhook port. On a replayed
+        cluster, ``mesh.webhooks.replay.ReplayValidation`` plays kube-apiserver's validating step
+        (bad Istio config is refused before any informer sees it); its decisions are at
+        ``/debug/validation`` and in ``self.config_validation.decisions``.
         """
         from mesh.webhooks import validation
+        from mesh.webhooks.replay import ReplayValidation, describe_decisions
 
+        self.config_validation = None
         if self.kube_client is None:
             return
         self.http_route_adders.append(validation.add_routes)
         adders = getattr(self, "webhook_route_adders", None)
         if adders is not None:
             adders.append(validation.add_routes)
+        if isinstance(self.kube_client, ReplayClient):
+            checker = ReplayValidation(self.kube_client, self.args.namespace, self.args.revision).install()
+            self.config_validation = checker
+            self.debug_routes["/debug/validation"] = lambda q: describe_decisions(checker.decisions)
 
     def init_registry_event_handlers(self) -> None:
-        raise StageNotImplemented("init_registry_event_handlers")
+        """Turn registry and config changes into push requests.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L843-L924.
+        * a service added or deleted, or updated in a way a proxy can see
+          (``serviceUpdateNeedsPush``) → full push, reason ``service``, ConfigsUpdated = the
+          service as a ServiceEntry key;
+        * an Istio config added, deleted, or updated with a changed spec (``needsPush``) → full push,
+          reason ``config``, ConfigsUpdated = that config; ServiceEntry and WorkloadEntry are left
+          to the ServiceEntry registry, which pushes for them itself;
+        * new endpoints of a service → an incremental (EDS-only) push, reason ``endpoint``. In
+          istiod the registry calls ``XDSServer.EDSUpdate`` directly; mesh routes it through the
+          aggregate's ``eds_handlers`` so this stage is the one place where changes become pushes.
+        Handlers registered now are told about every existing object, so the first push after
+        startup covers everything, as in istiod.
+        """
+        from mesh.config.crdclient import needs_push
+        from mesh.serviceregistry.events import EVENT_UPDATE, service_update_needs_push
+
+        xds = self.xds
+        registry = self.environment.service_discovery
+        if registry is not None:
+            def on_service(prev, curr, event: str) -> None:
+                if event == EVENT_UPDATE and not service_update_needs_push(prev, curr):
+                    return
+                svc = curr or prev
+                xds.config_update(PushRequest.of(
+                    TriggerReason.SERVICE, configs={ConfigKey("ServiceEntry", svc.hostname, svc.namespace)}))
+
+            def on_endpoints(hostname: str, namespace: str, _endpoints) -> None:
+                xds.config_update(PushRequest.of(
+                    TriggerReason.ENDPOINT, full=False, configs={ConfigKey("ServiceEntry", hostname, namespace)}))
+
+            registry.append_service_handler(on_service)
+            registry.eds_handlers.append(on_endpoints)
+
+        store = self.environment.config_store
+        if store is not None:
+            def on_config(prev, curr, event: str) -> None:
+                if event == EVENT_UPDATE and not needs_push(prev, curr):
+                    log.debug("skipping push for %s/%s: spec unchanged", curr.namespace, curr.name)
+                    return
+                cfg = curr or prev
+                xds.config_update(PushRequest.of(
+                    TriggerReason.CONFIG, configs={ConfigKey(cfg.kind, cfg.name, cfg.namespace)}))
+
+            for kind in store.schemas():
+                if kind not in ("ServiceEntry", "WorkloadEntry", "WorkloadGroup"):
+                    store.register_event_handler(kind, on_config)
 
     def init_discovery_service(self) -> None:
         raise StageNotImplemented("init_discovery_service")

@@ -225,7 +225,10 @@ class MeshWatcher:
             return False
         self._mesh = mesh
         log.info("mesh configuration updated (trustDomain=%s)", mesh.get("trustDomain"))
-        for handler in list(self._handlers):
+        # Newest handler first, as istiod does: the first one registered (stage 4) requests the
+        # push, and the later ones update what that push will read, so they must run before it
+        # (https://github.com/istio/istio/blob/1.19.0/pkg/config/mesh/watcher.go#L198-L201).
+        for handler in reversed(self._handlers):
             handler()
         return True
 

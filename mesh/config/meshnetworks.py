@@ -71,8 +71,6 @@ def _validate_network(name: str, network: dict) -> list[str]:
         elif "fromRegistry" in ep:
             if not _DNS1123_LABEL.match(str(ep["fromRegistry"])):
                 problems.append(f"{where}.endpoints[{i}].fromRegistry: invalid registry name {ep['fromRegistry']!r}")
-        else:
-            problems.append(f"{where}.endpoints[{i}]: needs fromCidr or fromRegistry")
     for i, gw in enumerate(network.get("gateways") or []):
         if "registryServiceName" in gw:
             if not _FQDN.match(str(gw["registryServiceName"])):
@@ -104,6 +102,7 @@ class NetworksWatcher:
         self._handlers: list[Callable[[], object]] = []
         self.source = source
         self.errors: list[str] = []
+        self.last_failed = False  # did the last handle_yaml refuse its input?
 
     def networks(self) -> dict:
         return self._networks
@@ -118,7 +117,9 @@ class NetworksWatcher:
             message = f"{origin}: {err}; keeping the last good mesh networks"
             log.warning("%s", message)
             self.errors.append(message)
+            self.last_failed = True
             return False
+        self.last_failed = False
         return self.set_networks(networks)
 
     def set_networks(self, networks: dict) -> bool:
