@@ -20,6 +20,7 @@ from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.cli import UsageError
 from mesh.clock import RealClock
 from mesh.kube.trace import TraceError
+from mesh.util.net import is_loopback
 
 log = logging.getLogger("mesh.serve")
 
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         raise UsageError(f"--host {args.host}: mesh binds to loopback addresses (127.0.0.0/8) only")
     if args.trace is None and args.kubeconfig is None:
         args.trace = "bookinfo"
@@ -110,14 +111,3 @@ def _log_replay(server: Server) -> None:
         server.clock.call_later(0.2, tick)
 
     server.clock.call_later(0.2, tick)
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

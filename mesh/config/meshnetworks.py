@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import yaml
 
+from mesh.util.net import is_ip_address
+
 log = logging.getLogger(__name__)
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", re.IGNORECASE)
@@ -84,14 +86,6 @@ def _validate_network(name: str, network: dict) -> list[str]:
         if not isinstance(port, int) or not 1 <= port <= 65535:
             problems.append(f"{where}.gateways[{i}].port: {port!r} is not a valid port")
     return problems
-
-
-def is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 class NetworksWatcher:

@@ -41,6 +41,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from mesh.util.net import is_ip_address
+
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io")
 UNIX_PREFIX = "unix://"
 
@@ -220,12 +222,6 @@ def validate_partial_wildcard(host: str) -> str | None:
     return None
 
 
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
 
 
 def validate_ip_subnet(subnet: str) -> str | None:
@@ -235,7 +231,7 @@ def validate_ip_subnet(subnet: str) -> str | None:
             return None
         except ValueError:
             return f"{subnet} is not a valid CIDR block"
-    return None if is_ip(subnet) else f"{subnet} is not a valid IP"
+    return None if is_ip_address(subnet) else f"{subnet} is not a valid IP"
 
 
 def validate_port(port: int) -> str | None:
@@ -436,7 +432,7 @@ def validate_virtual_service(r: _Report, spec: dict, name: str, namespace: str, 
     all_hosts_valid = True
     for i, host in enumerate(hosts):
         err = validate_wildcard_domain(host)
-        if err and not is_ip(host):
+        if err and not is_ip_address(host):
             r.error(f"spec.hosts[{i}]", err)
             all_hosts_valid = False
         elif not err and applies_to_mesh and host == "*":
@@ -824,7 +820,7 @@ def validate_tls_route(r: _Report, path: str, route: dict, hosts: list[str]) -> 
             spath = f"{mpath}.sniHosts[{j}]"
             err = validate_wildcard_domain(sni)
             if err:
-                if is_ip(sni):
+                if is_ip_address(sni):
                     r.warn(spath, f"using an IP address ({_q(sni)}) goes against SNI spec and most clients do "
                                   "not support this")
                 else:
@@ -861,7 +857,7 @@ def _gateway_or_sidecar_host_part(host: str, is_gateway: bool) -> list[str]:
     if err:
         if not is_gateway:
             errs.append(err)
-        if not is_ip(host):
+        if not is_ip_address(host):
             errs.append(err)
     partial = validate_partial_wildcard(host)
     if partial:
@@ -928,7 +924,7 @@ def validate_gateway(r: _Report, spec: dict, name: str, namespace: str, annotati
             r.error(f"{path}.bind", _unix_address_error(bind[len(UNIX_PREFIX):]))
             if port and port.get("number"):
                 r.error(f"{path}.bind", "port number must be 0 for unix domain socket: " + _go_port(port))
-        elif bind and not is_ip(bind):
+        elif bind and not is_ip_address(bind):
             r.error(f"{path}.bind", f"{bind} is not a valid IP")
         tls = server.get("tls")
         if tls is not None:
@@ -1185,7 +1181,7 @@ def validate_service_entry(r: _Report, spec: dict, name: str, namespace: str, an
             address = r.str(f"{path}.address", ep.get("address"))
             if address.startswith(UNIX_PREFIX):
                 r.error(f"{path}.address", _unix_address_error(address[len(UNIX_PREFIX):]))
-            elif not is_ip(address):
+            elif not is_ip_address(address):
                 r.error(f"{path}.address", f"{address} is not a valid IP")
             _endpoint_ports(r, path, ep, port_names)
     elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
@@ -1200,7 +1196,7 @@ def validate_service_entry(r: _Report, spec: dict, name: str, namespace: str, an
             path = f"spec.endpoints[{i}]"
             ep = r.dict(path, ep)
             address = r.str(f"{path}.address", ep.get("address"))
-            if not is_ip(address) and validate_fqdn(address):
+            if not is_ip_address(address) and validate_fqdn(address):
                 r.error(f"{path}.address", f"endpoint address {_q(address)} is not a valid FQDN or an IP address")
             _endpoint_ports(r, path, ep, port_names)
     else:
@@ -1348,7 +1344,7 @@ def validate_authorization_policy(r: _Report, spec: dict, name: str, namespace: 
                 for ip in r.list(f"{fpath}.source.{field}", source.get(field)):
                     if "/" in ip and validate_ip_subnet(ip):
                         r.error(f"{fpath}.source.{field}", f"bad CIDR range ({ip})")
-                    elif "/" not in ip and not is_ip(ip):
+                    elif "/" not in ip and not is_ip_address(ip):
                         r.error(f"{fpath}.source.{field}", f"bad IP address ({ip})")
             _empty_values(r, f"{fpath}.source", source, _SOURCE_FIELDS)
         if rule.get("to") is not None and len(rule["to"]) == 0:

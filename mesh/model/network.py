@@ -18,8 +18,9 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
-from mesh.config.meshnetworks import NetworksWatcher, is_ip_address
+from mesh.config.meshnetworks import NetworksWatcher
 from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.util.net import is_ip_address
 
 log = logging.getLogger(__name__)
 

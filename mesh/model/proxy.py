@@ -11,8 +11,9 @@ An Envoy names itself with a node id of four ``~``-separated parts::
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
+
+from mesh.util.net import is_ip_address
 
 NODE_TYPES = ("sidecar", "router")
 
@@ -54,18 +55,10 @@ def parse_node_id(node_id: str, metadata: dict | None = None) -> Proxy:
     node_type, ip, ident, domain = parts
     if node_type not in NODE_TYPES:
         raise NodeIdError(f"invalid node type {node_type!r} in {node_id!r} (valid types: sidecar, router)")
-    ips = [a for a in (metadata.get("INSTANCE_IPS") or "").split(",") if _valid_ip(a)]
-    if not ips and _valid_ip(ip):
+    ips = [a for a in (metadata.get("INSTANCE_IPS") or "").split(",") if is_ip_address(a)]
+    if not ips and is_ip_address(ip):
         ips = [ip]  # backward compatibility: the IP from the node id
     if not ips:
         raise NodeIdError(f"no valid IP address in the service node id or metadata: {node_id!r}")
     return Proxy(type=node_type, ip_addresses=ips, id=ident, dns_domain=domain, metadata=metadata,
                  labels=dict(metadata.get("LABELS") or {}), istio_version=metadata.get("ISTIO_VERSION", ""))
-
-
-def _valid_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
