@@ -218,9 +218,10 @@ class IstioCA:
         )
         return cert
 
-    def sign_with_chain(self, csr_pem: str | bytes, subject_ids: list[str], ttl_seconds: int = 0) -> list[str]:
+    def sign_with_chain(self, csr_pem: str | bytes, subject_ids: list[str], ttl_seconds: int = 0,
+                        check_lifetime: bool = True) -> list[str]:
         """``[leaf, signer, intermediates..., root]`` as PEM strings: what CreateCertificate returns."""
-        leaf = self.sign(csr_pem, subject_ids, ttl_seconds)
+        leaf = self.sign(csr_pem, subject_ids, ttl_seconds, check_lifetime)
         return [cert_to_pem(leaf).decode(), *self.bundle.chain_pems()]
 
     @property

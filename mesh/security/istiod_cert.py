@@ -10,16 +10,17 @@ Given ``--tls-cert``/``--tls-key`` files instead, istiod uses those (and watches
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mesh.security.ca import IstioCA, key_to_pem, make_csr
+from mesh.security.ca import SELF_SIGNED_CA_CERT_TTL, IstioCA, key_to_pem, make_csr
 
-ISTIOD_CERT_TTL = dt.timedelta(days=90)  # istiod's DNS cert is long-lived and rotated by istiod itself
+# 1.19 signs istiod's own certificate with the self-signed CA's lifetime (10 years), skipping the
+# workload maximum: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/certcontroller.go#L112-L113
+ISTIOD_CERT_TTL = SELF_SIGNED_CA_CERT_TTL
 
 
 def dns_names(discovery_host: str, namespace: str = "istio-system", revision: str = "") -> list[str]:
@@ -50,8 +51,8 @@ class IstiodCert:
 
 
 def sign_istiod_cert(ca: IstioCA, names: list[str]) -> IstiodCert:
-    csr, key = make_csr(names[0], key_type="ECDSA")
-    chain = ca.sign_with_chain(csr, names, int(ISTIOD_CERT_TTL.total_seconds()))
+    csr, key = make_csr(names[0])  # RSA 2048, as GenKeyCert makes it
+    chain = ca.sign_with_chain(csr, names, int(ISTIOD_CERT_TTL.total_seconds()), check_lifetime=False)
     return IstiodCert("".join(chain), key_to_pem(key), names, "signed by the mesh CA")
 
 
