@@ -32,6 +32,8 @@ class ServerArgs:
     cacerts_dir: str | None = None  # plugged-in CA files (istiod: ROOT_CA_DIR, ./etc/cacerts)
     ca_key_type: str = "RSA"  # the self-signed root's key: RSA 2048 (Istio's default) or ECDSA (P-256)
     multi_root_mesh: bool = False  # ISTIO_MULTIROOT_MESH: off in 1.19, so stage 9 does nothing by default
+    inject_config_file: str | None = None  # istiod: --injectConfig (the ConfigMap's `config` key as a file)
+    inject_values_file: str | None = None  # istiod: --valuesFile (the ConfigMap's `values` key)
     tls_cert_file: str | None = None  # istiod: --tlsCertFile, its own serving certificate
     tls_key_file: str | None = None  # istiod: --tlsKeyFile
     speed: float = 1.0  # replay speed for traces under the real clock (0: all at once)

@@ -68,6 +68,7 @@ class Server:
         self.ca = None  # IstioCA, from maybe_create_ca
         self.namespace_controller = None
         self.istiod_cert = None  # IstiodCert, from init_istiod_certs
+        self.injection_webhook = None  # the sidecar injector, from init_sidecar_injector
         self.secure_grpc_server = None  # SecureGrpcServer (15012): add servicers to it before start()
         self.ca_service = None  # CertificateService (IstioCertificateService), on the secure gRPC server
         self.token_reviewer = None  # fn(token, audiences) -> TokenReview status; None: stage 11 picks one
@@ -482,9 +483,9 @@ class Server:
 
         self.injection_webhook = None
         args = self.args
-        config_file = getattr(args, "inject_config_file", None)
+        config_file = args.inject_config_file
         if config_file:
-            config, values = load_files(config_file, getattr(args, "inject_values_file", None))
+            config, values = load_files(config_file, args.inject_values_file)
             watcher = InjectorConfigWatcher(config, values, source=f"file {config_file}")
         elif self.kube_client is not None:
             name, namespace = injector_configmap_name(args.revision), args.namespace

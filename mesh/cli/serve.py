@@ -35,6 +35,9 @@ def register(subparsers) -> None:
                    help="mesh config file (istiod --meshConfig); default: the istio ConfigMap")
     p.add_argument("--networks", dest="networks_file", default=None, help="mesh networks file")
     p.add_argument("--config-dir", default=None, help="read Istio config from YAML files in this folder")
+    p.add_argument("--inject-config", dest="inject_config_file", default=None,
+                   help="sidecar injector config file (default: the istio-sidecar-injector ConfigMap)")
+    p.add_argument("--values", dest="inject_values_file", default=None, help="sidecar injector values file")
     p.add_argument("--domain", dest="domain_suffix", default=None, help="DNS domain suffix (cluster.local)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; loopback only)")
     for name, port in DEFAULT_PORTS.items():
@@ -65,6 +68,7 @@ async def _serve(args) -> int:
     ports = {name: getattr(args, f"port_{name}") for name in DEFAULT_PORTS}
     server_args = ServerArgs(trace=args.trace, kubeconfig=args.kubeconfig, mesh_config_file=args.mesh_config_file,
                              networks_file=args.networks_file, config_dir=args.config_dir,
+                             inject_config_file=args.inject_config_file, inject_values_file=args.inject_values_file,
                              domain_suffix=args.domain_suffix, host=args.host, ports=ports, speed=args.speed,
                              clock=RealClock())
     server = Server(server_args)

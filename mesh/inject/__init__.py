@@ -1,0 +1,14 @@
+"""Sidecar injection: ``pkg/kube/inject`` in Python.
+
+https://github.com/istio/istio/tree/1.19.0/pkg/kube/inject — one small module per job:
+
+* ``config``     — the injector ConfigMap (``config`` + ``values``), parsed and watched;
+* ``policy``     — whether a pod gets a sidecar, and why;
+* ``template``   — Jinja2 templates and their helper functions;
+* ``merge``      — strategic merge of a rendered template into a pod;
+* ``probes``     — rewriting app probes to go through pilot-agent;
+* ``inject``     — one pod's injection, ending in a JSONPatch;
+* ``webhook``    — the ``/inject`` AdmissionReview endpoint and the decision record;
+* ``admission``  — kube-apiserver's part on replay: MutatingWebhookConfiguration matching;
+* ``kubeinject`` — ``mesh inject``: workloads in YAML files, like ``istioctl kube-inject``.
+"""

@@ -1,0 +1,98 @@
+"""Merging a rendered template into a pod: strategic merge patch, for the fields a Pod has.
+
+Go: ``applyOverlayYAML`` https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/webhook.go#L931-L976
+calls Kubernetes' strategic merge (``k8s.io/apimachinery/pkg/util/strategicpatch``) with the Pod
+struct as the schema, and ``modifyContainers``
+https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/webhook.go#L239-L296 moves containers.
+
+Strategic merge differs from a plain JSON merge in one way that matters here: some lists are
+keyed. Two ``containers`` entries with the same ``name`` are the same container and are merged
+field by field; a ``volumes`` entry with a new ``name`` is added. The keys below are the
+``patchMergeKey`` tags of ``k8s.io/api/core/v1`` for the lists a Pod has; every other list is
+replaced whole, maps merge recursively, and ``null`` in the patch deletes the field.
+
+Simplifications, named: the ``$patch``/``$setElementOrder`` directives are not supported (no
+injection template uses them); merged keyed lists put the patch's items first, in the patch's
+order, then the original's remaining items — which is the order Kubernetes produces for the
+patches injection makes (the injected volumes come before the app's own).
+"""
+
+from __future__ import annotations
+
+import json
+
+# path of field names (list indices dropped) → merge key of that list
+MERGE_KEYS: dict[tuple[str, ...], str] = {
+    ("metadata", "ownerReferences"): "uid",
+    ("spec", "volumes"): "name",
+    ("spec", "imagePullSecrets"): "name",
+    ("spec", "hostAliases"): "ip",
+}
+for _kind in ("containers", "initContainers", "ephemeralContainers"):
+    MERGE_KEYS[("spec", _kind)] = "name"
+    MERGE_KEYS[("spec", _kind, "env")] = "name"
+    MERGE_KEYS[("spec", _kind, "ports")] = "containerPort"
+    MERGE_KEYS[("spec", _kind, "volumeMounts")] = "mountPath"
+    MERGE_KEYS[("spec", _kind, "volumeDevices")] = "devicePath"
+
+
+def strategic_merge(original: dict, patch: dict) -> dict:
+    """A new dict: ``patch`` merged onto ``original`` with Pod strategic-merge rules."""
+    return _merge_into(clone(original), patch, ())
+
+
+def clone(value):
+    # Pods are JSON; a JSON round trip copies them several times faster than copy.deepcopy.
+    return json.loads(json.dumps(value))
+
+
+def _merge_into(target: dict, patch: dict, path: tuple[str, ...]) -> dict:
+    for key, value in patch.items():
+        here = path + (key,)
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value, here)
+        elif isinstance(value, list) and here in MERGE_KEYS and isinstance(target.get(key), list):
+            target[key] = _merge_keyed_list(target[key], value, MERGE_KEYS[here], here)
+        else:
+            target[key] = clone(value)
+    return target
+
+
+def _merge_keyed_list(original: list, patch: list, key: str, path: tuple[str, ...]) -> list:
+    """Patch items first (merged with the original item of the same key), then the rest."""
+    by_key = {item.get(key): item for item in original if isinstance(item, dict)}
+    merged, used = [], set()
+    for item in patch:
+        k = item.get(key) if isinstance(item, dict) else None
+        if k is not None and k in by_key:
+            merged.append(_merge_into(by_key[k], item, path))
+            used.add(k)
+        else:
+            merged.append(clone(item))
+    merged += [i for i in original if not (isinstance(i, dict) and i.get(key) in used)]
+    return merged
+
+
+MOVE_FIRST, MOVE_LAST, REMOVE = "first", "last", "remove"
+
+
+def modify_containers(containers: list[dict], name: str, how: str) -> list[dict]:
+    """Move the container called ``name`` first or last, or remove it (``modifyContainers``)."""
+    others = [c for c in containers if c.get("name") != name]
+    match = [c for c in containers if c.get("name") == name]
+    if not match:
+        return others
+    if how == MOVE_FIRST:
+        return match[:1] + others
+    if how == MOVE_LAST:
+        return others + match[:1]
+    return others
+
+
+def find_container(name: str, containers: list[dict] | None) -> dict | None:
+    for c in containers or []:
+        if c.get("name") == name:
+            return c
+    return None
