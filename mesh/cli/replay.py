@@ -6,7 +6,9 @@ The same trace always prints the same timeline: time is the trace's, not the wal
 
 * ``events``   — every watch event as applied (the default);
 * ``mesh``     — each mesh config change, field by field, and the push requests it caused;
-* ``registry`` — services and endpoints known at the end (needs stage 7, init_controllers).
+* ``registry`` — services and endpoints known at the end (needs stage 7, init_controllers);
+* ``injection`` — each pod admission: injected or not, and why (stage 13);
+* ``validation`` — every call of the ``/validate`` webhook and what kube-apiserver refused (stage 14).
 
 A bad trace prints every problem as ``file:line: field: message`` and exits 2.
 """
@@ -124,8 +126,46 @@ def _registry_view(server: Server, _recorder, console: Console) -> None:
     console.print(table)
 
 
+def _validation_view(server: Server, _recorder, console: Console) -> None:
+    from mesh.teach.validation_view import DECISION_HEADERS, decision_rows
+
+    checker = getattr(server, "config_validation", None)
+    if checker is None:
+        console.print("no replay validation: stage 14 init_config_validation did not run on a replayed cluster")
+        return
+    table = Table(title="validation webhook decisions")
+    for column in DECISION_HEADERS:
+        table.add_column(column, overflow="fold")
+    for row in decision_rows(checker.decisions):
+        table.add_row(*row)
+    console.print(table if checker.decisions else "no object went through a validating webhook")
+    refused = len(server.kube_client.denied)
+    console.print(f"refused by admission: {refused} write{'s' if refused != 1 else ''} (never stored)")
+
+
+def _injection_view(server: Server, _recorder, console: Console) -> None:
+    from mesh.inject.webhook import describe_decisions
+
+    webhook = server.injection_webhook
+    if webhook is None:
+        console.print("no sidecar injector: the trace has no istio-sidecar-injector ConfigMap")
+        return
+    rows = describe_decisions(webhook.decisions)
+    if not rows:
+        console.print("no pod went through the injection webhook")
+        return
+    table = Table(title="sidecar injection decisions")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
 VIEWS: dict[str, Callable[[Server, MeshChangeRecorder, Console], None]] = {
     "events": _events_view,
     "mesh": _mesh_view,
     "registry": _registry_view,
+    "validation": _validation_view,
+    "injection": _injection_view,
 }
