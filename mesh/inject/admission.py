@@ -37,22 +37,10 @@ import jsonpatch
 
 from mesh.inject.inject import STATUS_ANNOTATION
 from mesh.inject.webhook import ADMISSION_V1, AdmissionDecision, Webhook, potential_pod_name
+from mesh.kube import webhookmatch
 from mesh.kube.client import ReplayClient
-from mesh.kube.selectors import matches_labels
 
 log = logging.getLogger(__name__)
-
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # kube-apiserver adds it to every namespace
-
-
-def _rule_matches(rule: dict, operation: str) -> bool:
-    def has(values, want):
-        return "*" in (values or []) or want in (values or [])
-
-    resources = rule.get("resources") or []
-    return (has(rule.get("operations"), operation) and has(rule.get("apiGroups"), "")
-            and has(rule.get("apiVersions"), "v1") and ("*" in resources or "pods" in resources))
-
 
 class ReplayAdmission:
     """kube-apiserver's mutating-admission step for pods, in front of a ReplayClient's store."""
@@ -90,7 +78,7 @@ class ReplayAdmission:
             client_config = hook.get("clientConfig") or {}
             path = self._our_path(client_config)
             if path is None:
-                self._note(meta, False, f"webhook calls {self._target(client_config)}, not this istiod", name)
+                self._note(meta, False, f"webhook calls {webhookmatch.target(client_config)}, not this istiod", name)
                 continue
             obj = self._call(obj, path, name)
         if not called:
@@ -100,42 +88,21 @@ class ReplayAdmission:
             self._injected.add(key)
         return obj
 
-    # -- matching, as kube-apiserver does --------------------------------------------------------------
+    # -- matching and targets, as kube-apiserver does (mesh.kube.webhookmatch) -------------------------
     def _matching_webhooks(self, pod: dict):
-        namespace = (pod.get("metadata") or {}).get("namespace", "")
-        ns_labels = {NAMESPACE_NAME_LABEL: namespace}
-        for ns in self.client.list_objects("Namespace"):
-            if ns["metadata"]["name"] == namespace:
-                ns_labels.update(ns["metadata"].get("labels") or {})
-        pod_labels = (pod.get("metadata") or {}).get("labels") or {}
-        for mwc in self.client.list_objects("MutatingWebhookConfiguration"):
-            for hook in mwc.get("webhooks") or []:
-                if not any(_rule_matches(r, "CREATE") for r in hook.get("rules") or []):
-                    continue
-                if not matches_labels(hook.get("namespaceSelector") or {}, ns_labels):
-                    continue
-                if not matches_labels(hook.get("objectSelector") or {}, pod_labels):
-                    continue
-                yield mwc["metadata"]["name"], hook
+        request = webhookmatch.Request.for_object("CREATE", pod)
+        configurations = self.client.list_objects("MutatingWebhookConfiguration")
+        return webhookmatch.matching_webhooks(configurations, request, self._namespace)
+
+    def _namespace(self, name: str) -> dict | None:
+        return self.client.get("namespaces", name)
 
     def _our_path(self, client_config: dict) -> str | None:
         """The request path if the webhook calls this istiod's /inject, else None."""
-        service = client_config.get("service")
-        if service is not None:
-            if service.get("name") != self.service or service.get("namespace") != self.istiod_namespace:
-                return None
-            path = service.get("path") or "/"
-        else:
-            url = client_config.get("url") or ""
-            path = "/" + url.split("://", 1)[-1].partition("/")[2]
-        return path if path == "/inject" or path.startswith("/inject/") else None
-
-    @staticmethod
-    def _target(client_config: dict) -> str:
-        service = client_config.get("service")
-        if service is not None:
-            return f"service {service.get('namespace')}/{service.get('name')}{service.get('path') or ''}"
-        return client_config.get("url") or "nothing"
+        where = webhookmatch.target(client_config)
+        if where.service and (where.service, where.namespace) != (self.service, self.istiod_namespace):
+            return None
+        return where.path if webhookmatch.path_served_by(where.path, "/inject") else None
 
     # -- calling the webhook ------------------------------------------------------------------------------
     def _call(self, pod: dict, path: str, via: str) -> dict:

@@ -136,10 +136,7 @@ class ReplayValidation:
         return None
 
     def _namespace(self, name: str) -> dict | None:
-        for ns in self.client.list_objects("Namespace"):
-            if ns["metadata"]["name"] == name:
-                return ns
-        return None
+        return self.client.get("namespaces", name)
 
     def _review_for(self, request: webhookmatch.Request, kind: kinds.Kind) -> dict:
         meta = (request.object or {}).get("metadata") or {}
