@@ -145,7 +145,8 @@ class Server:
         elif args.kubeconfig is not None:
             from mesh.kube.live import LiveClient  # the official client is only loaded when used
 
-            self.kube_client = LiveClient(args.kubeconfig)
+            # Informer handlers run on the event loop serve runs on, like every other callback.
+            self.kube_client = LiveClient(args.kubeconfig, loop=_running_loop())
         else:
             raise ValueError(
                 "init_kube_client: the Kubernetes registry is enabled but no cluster was given: "
@@ -666,3 +667,11 @@ class Server:
         if self.kube_client is not None:
             self.kube_client.close()
 
+
+def _running_loop():
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # constructed outside asyncio (a notebook, a test): handlers run on watch threads
+        return None
