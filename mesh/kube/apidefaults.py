@@ -85,6 +85,10 @@ def default_pod_spec(spec: dict) -> None:
         container.setdefault("terminationMessagePolicy", "File")
         for port in container.get("ports", []):
             port.setdefault("protocol", "TCP")
+        for env in container.get("env", []):  # a Quantity is never omitted: a zero divisor reads "0"
+            ref = (env.get("valueFrom") or {}).get("resourceFieldRef")
+            if ref is not None:
+                ref.setdefault("divisor", "0")
         for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
             probe = container.get(probe_name)
             if probe is None:
@@ -95,7 +99,7 @@ def default_pod_spec(spec: dict) -> None:
             if "httpGet" in probe:
                 probe["httpGet"].setdefault("scheme", "HTTP")
     for volume in spec.get("volumes", []):
-        for source in ("secret", "configMap"):
+        for source in ("secret", "configMap", "projected"):
             if source in volume:
                 volume[source].setdefault("defaultMode", 420)
 

@@ -76,6 +76,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("apps", "v1", "DaemonSet", "daemonsets", short_names=("ds",)),
     Kind("batch", "v1", "Job", "jobs"),
     Kind("batch", "v1", "CronJob", "cronjobs", short_names=("cj",)),
+    Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",)),
+    Kind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",)),
     # discovery and networking
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
     Kind("networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",)),
