@@ -87,15 +87,19 @@ class Debouncer:
     def _on_timer(self) -> None:
         self._timer = None
         now = self.clock.now()
-        quiet = now - self._last
-        if now - self._start >= self.debounce_max or quiet >= self.debounce_after:
+        # Compare instants, not differences: in floats (5.0 + 0.1) - 5.0 < 0.1, and re-arming for
+        # that rounding error would fire again at the very same virtual instant, forever.
+        quiet_until = self._last + self.debounce_after
+        if now >= self._start + self.debounce_max or now >= quiet_until:
             if self._pending is not None:
                 push = DebouncedPush(now, self._pending, self._events, self._start)
                 self._pending, self._events = None, 0
                 log.debug("push debounce stable: %d events, %s", push.events, push.request.describe())
                 self._push(push)
         else:
-            self._arm(self.debounce_after - quiet)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.clock.call_at(quiet_until, self._on_timer)
 
     def stop(self) -> None:
         if self._timer is not None:

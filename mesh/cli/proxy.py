@@ -1,0 +1,90 @@
+"""``python -m mesh proxy <pod>.<ns> --xds HOST:PORT --ip IP``: the mini pilot-agent.
+
+Go: ``pilot-agent proxy`` https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-agent/app/cmd.go
+— it builds the bootstrap for the pod it runs in and starts Envoy (:mod:`mesh.agent`). In a pod
+the IP, labels and namespace come from the Downward API; here they are flags. ``--print-bootstrap``
+prints the bootstrap and exits, so it can be read without running Envoy. Ctrl-C (or SIGTERM)
+stops Envoy cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import signal
+
+from mesh.agent.agent import EnvoyAgent
+from mesh.agent.bootstrap import PodIdentity
+from mesh.cli import UsageError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("proxy", help="run a real Envoy sidecar for a pod, fed by mesh's xDS")
+    p.add_argument("pod", help="<pod name>.<namespace>, e.g. productpage-v1-abc.default")
+    p.add_argument("--xds", default="127.0.0.1:15010", help="the xDS server, HOST:PORT (default 127.0.0.1:15010)")
+    p.add_argument("--ip", required=True, help="the pod IP (loopback, e.g. 127.10.0.5): listeners bind to it")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a pod label (repeatable)")
+    p.add_argument("--domain", default="cluster.local", help="the cluster DNS domain")
+    p.add_argument("--router", action="store_true", help="run as an ingress gateway (node type router)")
+    p.add_argument("--http-proxy-port", type=int, default=15080, help="the outbound HTTP proxy port (default 15080)")
+    p.add_argument("--log-level", default="warning", help="Envoy's log level")
+    p.add_argument("--print-bootstrap", action="store_true", help="print the Envoy bootstrap JSON and exit")
+    p.set_defaults(func=run)
+
+
+def parse_args(args) -> tuple[PodIdentity, str, int]:
+    name, dot, namespace = args.pod.rpartition(".")
+    if not dot or not name or not namespace:
+        raise UsageError(f"pod {args.pod!r}: expected <pod name>.<namespace>")
+    host, colon, port = args.xds.rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise UsageError(f"--xds {args.xds!r}: expected HOST:PORT")
+    try:
+        ip = ipaddress.ip_address(args.ip)
+    except ValueError as err:
+        raise UsageError(f"--ip {args.ip!r}: {err}") from None
+    if not ip.is_loopback:
+        raise UsageError(f"--ip {args.ip}: mesh binds sidecars to loopback addresses only (127.0.0.0/8)")
+    labels = {}
+    for item in args.label:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return (PodIdentity(name, namespace, str(ip), labels, domain=args.domain,
+                        proxy_type="router" if args.router else "sidecar"), host, int(port))
+
+
+def run(args) -> int:
+    pod, host, port = parse_args(args)
+    agent = EnvoyAgent(pod, host, port, http_proxy_port=args.http_proxy_port, log_level=args.log_level)
+    if args.print_bootstrap:
+        print(json.dumps(agent.bootstrap(), indent=2))
+        return 0
+    return asyncio.run(_serve(agent))
+
+
+async def _serve(agent: EnvoyAgent) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    ip, port = agent.proxy_address
+    print(f"envoy for {agent.pod.name}.{agent.pod.namespace}: node {agent.pod.node_id}")
+    print(f"  admin http://{agent.admin_address}   outbound proxy {ip}:{port}   log {agent.log_path}")
+    print(f"  try: curl -H 'Host: <service>:<port>' http://{ip}:{port}/")
+    waiter = asyncio.create_task(stop.wait())
+    exited = asyncio.create_task(agent.process.wait())
+    await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if exited.done():
+        print(f"envoy exited with status {agent.process.returncode}:\n{agent.log_tail()}")
+        waiter.cancel()
+        return 1
+    exited.cancel()
+    await agent.stop()
+    agent.cleanup()
+    return 0

@@ -1,0 +1,2 @@
+"""mesh.networking: turn services and Istio config into Envoy resources (clusters, endpoints,
+listeners, routes) — istiod's ``pilot/pkg/networking/core/v1alpha3``."""

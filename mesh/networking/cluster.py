@@ -1,0 +1,171 @@
+"""Cluster builder: CDS for a sidecar — one outbound cluster per service port and subset.
+
+Go: ``BuildClusters`` / ``buildOutboundClusters``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster.go#L311-L392,
+subsets ``buildSubsetCluster``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L182-L252,
+the default cluster (#L362-L447), traffic policy merge ``MergeTrafficPolicy`` (#L313-L360),
+connection pools ``applyConnectionPool`` (#L888-L962), load balancers ``applyLoadBalancer``
+(cluster.go#L843-L894), the default circuit-breaker thresholds (cluster.go#L62-L76) and the
+BlackHole / Passthrough clusters (cluster_builder.go#L683-L709).
+
+Names are Istio's, because every tool reads them: ``outbound|9080|v1|reviews.default.svc.cluster.local``
+is direction, port, subset (empty for the whole service) and host. The EDS service name of a
+cluster is the cluster name itself, so EDS can look the service and subset back up from it.
+
+Simplifications, named: no TLS / mTLS (no SDS in mesh), no outlier detection, no locality
+failover settings, no port-level traffic policies, and inbound clusters are STATIC clusters
+pointing at the app on the pod IP (there is no iptables redirect to undo here, DESIGN §6).
+"""
+
+from __future__ import annotations
+
+from mesh.model.config import Config
+from mesh.model.service import Port, Resolution, Service
+from mesh.networking.extensions import HTTP_PROTOCOL_OPTIONS_TYPE
+from mesh.networking.push_context import PushContext, ServiceInstance
+
+UINT32_MAX = 4294967295
+DEFAULT_CONNECT_TIMEOUT = "10s"  # MeshConfig.connectTimeout
+BLACKHOLE = "BlackHoleCluster"
+PASSTHROUGH = "PassthroughCluster"
+
+_LB_POLICIES = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST",
+                "RANDOM": "RANDOM", "PASSTHROUGH": "CLUSTER_PROVIDED"}
+
+
+def outbound_cluster_name(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def inbound_cluster_name(port: int) -> str:
+    return f"inbound|{port}||"
+
+
+def parse_cluster_name(name: str) -> tuple[str, int, str, str]:
+    """``outbound|9080|v1|reviews...`` → ("outbound", 9080, "v1", "reviews..."); ValueError otherwise."""
+    parts = name.split("|")
+    if len(parts) != 4 or not parts[1].isdigit():
+        raise ValueError(f"not an Istio cluster name: {name!r}")
+    return parts[0], int(parts[1]), parts[2], parts[3]
+
+
+def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance]) -> list[dict]:
+    """Every cluster a sidecar gets: outbound for all services, inbound for its own, and the two
+    catch-alls. Sorted by name so a push's output is stable."""
+    clusters = []
+    for service in push.services:
+        clusters.extend(build_outbound_clusters(push, service))
+    clusters.extend(build_inbound_cluster(i) for i in unique_ports(instances))
+    clusters.extend([blackhole_cluster(), passthrough_cluster()])
+    return sorted(clusters, key=lambda c: c["name"])
+
+
+def build_outbound_clusters(push: PushContext, service: Service) -> list[dict]:
+    rule = push.destination_rule(service.hostname)
+    spec = rule.spec if rule is not None else {}
+    out = []
+    for port in service.ports:
+        if port.protocol == "UDP":
+            continue
+        policy = spec.get("trafficPolicy") or {}
+        out.append(_outbound_cluster(service, port, "", policy, rule))
+        for subset in spec.get("subsets") or []:
+            merged = merge_traffic_policy(policy, subset.get("trafficPolicy") or {})
+            out.append(_outbound_cluster(service, port, subset.get("name", ""), merged, rule))
+    return out
+
+
+def merge_traffic_policy(base: dict, subset: dict) -> dict:
+    """A subset's policy replaces the rule's policy field by field (``MergeTrafficPolicy``)."""
+    merged = dict(base)
+    merged.update({k: v for k, v in subset.items() if v})
+    return merged
+
+
+def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, rule: Config | None) -> dict:
+    name = outbound_cluster_name(port.port, subset, service.hostname)
+    cluster: dict = {"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT}
+    if service.resolution == Resolution.CLIENT_SIDE_LB:
+        cluster["type"] = "EDS"
+        cluster["edsClusterConfig"] = {"edsConfig": {"ads": {}, "initialFetchTimeout": "0s",
+                                                     "resourceApiVersion": "V3"}, "serviceName": name}
+    elif service.resolution == Resolution.PASSTHROUGH:
+        cluster["type"] = "ORIGINAL_DST"
+    else:  # DNS: Envoy resolves the host itself
+        cluster["type"] = "STRICT_DNS" if service.resolution == Resolution.DNS_LB else "LOGICAL_DNS"
+        target = service.external_name or service.hostname
+        cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
+            "address": {"socketAddress": {"address": target, "portValue": port.port}}}}]}]}
+    _apply_load_balancer(cluster, policy.get("loadBalancer") or {})
+    cluster["circuitBreakers"] = {"thresholds": [_thresholds(policy.get("connectionPool") or {})]}
+    tcp = (policy.get("connectionPool") or {}).get("tcp") or {}
+    if tcp.get("connectTimeout"):
+        cluster["connectTimeout"] = tcp["connectTimeout"]
+    if port.protocol in ("HTTP2", "GRPC", "GRPC-Web"):
+        cluster["typedExtensionProtocolOptions"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": HTTP_PROTOCOL_OPTIONS_TYPE, "explicitHttpConfig": {"http2ProtocolOptions": {}}}}
+    metadata = {"services": [{"host": service.hostname, "name": service.name, "namespace": service.namespace}]}
+    if subset:
+        metadata["subset"] = subset
+    if rule is not None:
+        metadata["config"] = f"/apis/networking.istio.io/v1alpha3/namespaces/{rule.namespace}/destination-rule/{rule.name}"
+    cluster["metadata"] = {"filterMetadata": {"istio": metadata}}
+    return cluster
+
+
+def _apply_load_balancer(cluster: dict, lb: dict) -> None:
+    if cluster["type"] == "ORIGINAL_DST":
+        cluster["lbPolicy"] = "CLUSTER_PROVIDED"
+        return
+    simple = lb.get("simple", "")
+    cluster["lbPolicy"] = _LB_POLICIES.get(simple, "LEAST_REQUEST")  # Istio's default is LEAST_REQUEST
+    if simple == "PASSTHROUGH":
+        cluster["type"] = "ORIGINAL_DST"
+        cluster.pop("edsClusterConfig", None)
+        cluster.pop("loadAssignment", None)
+    hashing = lb.get("consistentHash")
+    if hashing:
+        cluster["lbPolicy"] = "MAGLEV" if "maglev" in hashing else "RING_HASH"
+
+
+def _thresholds(pool: dict) -> dict:
+    """Istio lifts Envoy's small defaults to "unlimited", then applies the DestinationRule's pool."""
+    tcp, http = pool.get("tcp") or {}, pool.get("http") or {}
+    return {
+        "maxConnections": tcp.get("maxConnections", UINT32_MAX),
+        "maxPendingRequests": http.get("http1MaxPendingRequests", UINT32_MAX),
+        "maxRequests": http.get("http2MaxRequests", UINT32_MAX),
+        "maxRetries": http.get("maxRetries", UINT32_MAX),
+        "trackRemaining": True,
+    }
+
+
+def build_inbound_cluster(instance: ServiceInstance) -> dict:
+    ep = instance.endpoint
+    name = inbound_cluster_name(instance.port)
+    return {
+        "name": name, "type": "STATIC", "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
+        "loadAssignment": {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
+            "address": {"socketAddress": {"address": ep.address, "portValue": ep.endpoint_port}}}}]}]},
+        "circuitBreakers": {"thresholds": [_thresholds({})]},
+    }
+
+
+def blackhole_cluster() -> dict:
+    """Where traffic for unknown destinations goes when the mesh allows only registered services."""
+    return {"name": BLACKHOLE, "type": "STATIC", "connectTimeout": DEFAULT_CONNECT_TIMEOUT}
+
+
+def passthrough_cluster() -> dict:
+    """Forward to the address the app asked for (``ORIGINAL_DST``). mesh's routes never use it —
+    traffic must stay on loopback — but it is part of every sidecar's CDS, as in Istio."""
+    return {"name": PASSTHROUGH, "type": "ORIGINAL_DST", "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
+            "lbPolicy": "CLUSTER_PROVIDED", "circuitBreakers": {"thresholds": [_thresholds({})]}}
+
+
+def unique_ports(instances: list[ServiceInstance]) -> list[ServiceInstance]:
+    seen: dict[int, ServiceInstance] = {}
+    for inst in instances:
+        seen.setdefault(inst.port, inst)
+    return [seen[p] for p in sorted(seen)]

@@ -1,0 +1,135 @@
+"""Gateway builder: listeners and routes of an ingress gateway (a ``router`` proxy).
+
+Go: ``buildGatewayListeners``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/gateway.go#L62,
+``buildGatewayHTTPRouteConfig`` (gateway.go#L340-L522), listener names ``getListenerName``
+(gateway.go#L287-L295), and ``VirtualServicesForGateway``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/push_context.go#L995-L1019.
+
+A gateway proxy is configured by the Gateway objects whose ``selector`` matches its labels. Each
+HTTP server (``port`` + ``hosts``) becomes a listener on that port, whose routes are the route
+config ``http.<port>``. A VirtualService reaches the gateway by naming it in ``gateways``
+(``bookinfo-gateway`` means the Gateway of that name in the VirtualService's namespace); its
+routes are served for the hosts that both the server and the VirtualService name, each host a
+virtual host ``<host>:<port>`` whose only domain is the host (ports are ignored in matching).
+
+Simplifications, named: HTTP servers only (HTTPS/TLS/TCP servers are skipped: mesh has no
+certificates for them), gateways are not scoped to their namespace, and a port served by
+several Gateways merges their hosts without Istio's conflict rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.model.config import Config
+from mesh.model.proxy import Proxy
+from mesh.networking.listener import http_connection_manager
+from mesh.networking.push_context import PushContext, host_matches
+from mesh.networking.route import build_routes_for_virtual_service, resolve_gateway_name
+
+HTTP_SERVER_PROTOCOLS = {"HTTP", "HTTP2", "GRPC"}
+
+
+@dataclass(frozen=True)
+class GatewayServer:
+    gateway: str  # <namespace>/<name>
+    port: int
+    hosts: tuple[str, ...]
+
+
+def route_name(port: int) -> str:
+    return f"http.{port}"
+
+
+def gateways_for_proxy(push: PushContext, proxy: Proxy) -> list[Config]:
+    """Gateways whose selector matches the proxy's labels (an empty selector matches any)."""
+    return [gw for gw in push.gateways
+            if all(proxy.labels.get(k) == v for k, v in (gw.spec.get("selector") or {}).items())]
+
+
+def http_servers(push: PushContext, proxy: Proxy) -> dict[int, list[GatewayServer]]:
+    """Port → the HTTP servers of all the proxy's Gateways on that port."""
+    out: dict[int, list[GatewayServer]] = {}
+    for gw in gateways_for_proxy(push, proxy):
+        for server in gw.spec.get("servers") or []:
+            port = server.get("port") or {}
+            if str(port.get("protocol", "")).upper() not in HTTP_SERVER_PROTOCOLS or not port.get("number"):
+                continue
+            out.setdefault(int(port["number"]), []).append(
+                GatewayServer(f"{gw.namespace}/{gw.name}", int(port["number"]), tuple(server.get("hosts") or ["*"])))
+    return out
+
+
+def build_gateway_listeners(push: PushContext, proxy: Proxy) -> list[dict]:
+    ip = proxy.ip_addresses[0]
+    listeners = []
+    for port in sorted(http_servers(push, proxy)):
+        hcm = http_connection_manager(f"outbound_0.0.0.0_{port}", rds=route_name(port))
+        hcm["useRemoteAddress"] = True  # the edge of the mesh: the client's address is the peer's
+        listeners.append({
+            "name": f"{ip}_{port}",
+            "address": {"socketAddress": {"address": ip, "portValue": port}},
+            "trafficDirection": "OUTBOUND",
+            "filterChains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                           "typedConfig": hcm}]}],
+        })
+    return listeners
+
+
+def build_gateway_route_config(push: PushContext, proxy: Proxy, name: str) -> dict | None:
+    if not name.startswith("http.") or not name[5:].isdigit():
+        return None
+    port = int(name[5:])
+    servers = http_servers(push, proxy).get(port, [])
+    vhosts: dict[str, dict] = {}
+    for server in servers:
+        for vs in virtual_services_for_gateway(push, server.gateway):
+            hosts = intersect_hosts(_server_hosts(server, vs.namespace), vs.spec.get("hosts") or [])
+            if not hosts:
+                continue
+            routes = build_routes_for_virtual_service(push, proxy, vs, port, frozenset({server.gateway}))
+            for host in hosts:
+                if host in vhosts:
+                    vhosts[host]["routes"].extend(routes)
+                else:
+                    vhosts[host] = {"name": f"{host}:{port}", "domains": [host], "routes": list(routes),
+                                    "includeRequestAttemptCount": True}
+    if not vhosts:  # a server with nothing bound to it answers 404
+        virtual_hosts = [{"name": f"blackhole:{port}", "domains": ["*"], "routes": []}]
+    else:
+        virtual_hosts = [vhosts[h] for h in sorted(vhosts)]
+    return {"name": name, "virtualHosts": virtual_hosts, "validateClusters": False,
+            "ignorePortInHostMatching": True}
+
+
+def virtual_services_for_gateway(push: PushContext, gateway: str) -> list[Config]:
+    return [vs for vs in push.virtual_services
+            if gateway in {resolve_gateway_name(g, vs.namespace) for g in vs.spec.get("gateways") or []}]
+
+
+def _server_hosts(server: GatewayServer, vs_namespace: str) -> list[str]:
+    """Server hosts may be ``ns/host`` (``./host``: the Gateway's namespace, ``*/host``: any);
+    a namespaced host applies only to VirtualServices of that namespace."""
+    gateway_namespace = server.gateway.split("/", 1)[0]
+    out = []
+    for h in server.hosts:
+        ns, slash, host = h.rpartition("/")
+        if not slash:
+            out.append(h)
+        elif ns == "*" or ns == vs_namespace or (ns == "." and gateway_namespace == vs_namespace):
+            out.append(host)
+    return out
+
+
+def intersect_hosts(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
+    """Hosts both sides serve, the more specific name of each matching pair (``*`` and
+    ``bookinfo.com`` give ``bookinfo.com``)."""
+    out = set()
+    for a in server_hosts:
+        for b in vs_hosts:
+            if host_matches(a, b):
+                out.add(b)
+            elif host_matches(b, a):
+                out.add(a)
+    return sorted(out)

@@ -1,0 +1,396 @@
+"""Route builder: RDS for a sidecar — virtual hosts per service, routes from VirtualServices.
+
+Go: ``buildSidecarOutboundHTTPRouteConfig``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/httproute.go#L135-L227,
+virtual-host domains ``generateVirtualHostDomains`` and ``generateAltVirtualHostsForKubernetesService``
+(httproute.go#L553-L692), the catch-all virtual host (httproute.go#L766-L825); per-route
+translation ``translateRoute``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/route/route.go#L397-L470,
+destination cluster names ``GetDestinationCluster`` (route.go#L289-L308), source and gateway
+scoping ``sourceMatchHTTP`` (route.go#L377-L394), matches
+``TranslateRouteMatch`` (route.go#L878-L954), faults ``TranslateFault`` (route.go#L1181-L1233),
+timeouts ``setTimeout`` (route.go#L1129-L1152) and retries ``retry.ConvertPolicy``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/route/retry/retry.go#L33-L103.
+
+The shape, for a request with ``Host: reviews:9080`` reaching the sidecar's HTTP proxy listener:
+route config ``http_proxy`` → virtual host ``reviews.default.svc.cluster.local:9080`` (its domains
+list every way to spell the host: ``reviews:9080``, ``reviews.default:9080``, ...) → the first
+route whose match fits → a cluster, or several with weights.
+
+Names follow Istio: virtual hosts ``<host>:<port>``; a route is named after the VirtualService's
+http entry (``<http.name>.<match.name>`` when both are set); a route Istio made up is ``default``.
+
+Istio also sets the deprecated ``max_grpc_timeout``; Envoy 1.40 warns about it, so mesh leaves it out.
+
+Simplifications, named: no mirroring, CORS, consistent-hash routing or destination-level headers;
+the catch-all virtual host always blocks (``block_all``, 502) — mesh must never forward traffic to
+an address it does not know, since only loopback is allowed here.
+"""
+
+from __future__ import annotations
+
+from mesh.model.config import Config
+from mesh.model.proxy import Proxy
+from mesh.model.service import Service
+from mesh.networking.cluster import outbound_cluster_name
+from mesh.networking.extensions import FAULT_TYPE, PREVIOUS_HOSTS_TYPE
+from mesh.networking.push_context import PushContext, host_matches, resolve_short_name
+
+HTTP_PROXY_ROUTE = "http_proxy"  # model.RDSHttpProxy
+MESH = "mesh"  # the gateway name that means "every sidecar"
+DEFAULT_ROUTE_NAME = "default"
+BLOCK_ALL = "block_all"
+
+
+def build_sidecar_route_config(push: PushContext, proxy: Proxy, route_name: str) -> dict | None:
+    """The RouteConfiguration called ``route_name``: ``http_proxy`` (all HTTP ports) or a port
+    number like ``9080``. None for a name mesh does not build."""
+    if route_name == HTTP_PROXY_ROUTE:
+        ports = None
+    elif route_name.isdigit():
+        ports = {int(route_name)}
+    else:
+        return None
+    vhosts = build_sidecar_virtual_hosts(push, proxy, ports)
+    vhosts.sort(key=lambda v: v["name"])
+    vhosts.append(catch_all_virtual_host())
+    return {
+        "name": route_name,
+        "virtualHosts": vhosts,
+        "validateClusters": False,
+        # One route config for many ports: the port in Host picks the virtual host. A per-port
+        # config can ignore it, as Istio's sidecars do.
+        "ignorePortInHostMatching": ports is not None,
+    }
+
+
+def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int] | None) -> list[dict]:
+    out = []
+    vss = push.sidecar_virtual_services()
+    for service in push.services:
+        for port in service.ports:
+            if not port.protocol.is_http() or port.protocol == "HTTP_PROXY" or (ports is not None and port.port not in ports):
+                continue
+            vs = _virtual_service_for(push, vss, service.hostname)
+            if vs is not None:
+                routes = build_routes_for_virtual_service(push, proxy, vs, port.port)
+            else:
+                routes = [default_route(outbound_cluster_name(port.port, "", service.hostname),
+                                        f"{service.hostname}:{port.port}/*")]
+            if not routes:
+                continue
+            out.append({
+                "name": f"{service.hostname}:{port.port}",
+                "domains": virtual_host_domains(service, port.port, proxy.dns_domain, with_bare=ports is not None),
+                "routes": routes,
+                "includeRequestAttemptCount": True,
+            })
+    return out
+
+
+def _virtual_service_for(push: PushContext, vss: list[Config], hostname: str) -> Config | None:
+    """The oldest VirtualService naming this host (exactly first, then by wildcard)."""
+    exact = [vs for vs in vss if hostname in push.vs_hosts(vs)]
+    if exact:
+        return exact[0]
+    wild = [vs for vs in vss if any(host_matches(h, hostname) for h in push.vs_hosts(vs))]
+    return wild[0] if wild else None
+
+
+def virtual_host_domains(service: Service, port: int, proxy_domain: str, with_bare: bool = True) -> list[str]:
+    """Every Host header that means this service and port, from the caller's namespace.
+
+    A caller in the same namespace may say ``reviews``; from elsewhere ``reviews.default``;
+    anyone may use the FQDN or the ClusterIP. On a route config shared by many ports, only the
+    ``name:port`` spellings are kept (``mergeAllVirtualHosts``), so ports cannot be confused."""
+    hostname = service.hostname
+    names = [hostname]
+    ih = hostname.find(".svc.")
+    pd = proxy_domain.find(".svc.")
+    if ih > 0 and pd > 0:
+        short, ns_qualified = hostname.split(".", 1)[0], hostname[:ih]
+        if hostname[len(short) + 1:ih] == proxy_domain[:pd]:
+            names += [short, ns_qualified + ".svc", ns_qualified]
+        else:
+            names += [ns_qualified, ns_qualified + ".svc"]
+    if service.cluster_vip and service.cluster_vip not in ("None", "0.0.0.0"):
+        names.append(service.cluster_vip)
+    domains = []
+    for name in names:
+        if with_bare or port == 80:
+            domains.append(name)
+        domains.append(f"{name}:{port}")
+    return domains
+
+
+def catch_all_virtual_host() -> dict:
+    return {"name": BLOCK_ALL, "domains": ["*"], "routes": [{
+        "name": BLOCK_ALL, "match": {"prefix": "/"}, "directResponse": {"status": 502}}]}
+
+
+def default_route(cluster: str, operation: str) -> dict:
+    return {"name": DEFAULT_ROUTE_NAME, "match": {"prefix": "/"}, "decorator": {"operation": operation},
+            "route": {"cluster": cluster, "timeout": "0s", "retryPolicy": default_retry_policy()}}
+
+
+# -- VirtualService → routes ---------------------------------------------------------------------
+
+def build_routes_for_virtual_service(push: PushContext, proxy: Proxy, vs: Config, port: int,
+                                     gateway_names: frozenset[str] = frozenset({"mesh"})) -> list[dict]:
+    """Routes in the VirtualService's order; a route that matches everything ends the list,
+    since nothing after it could ever be reached (``BuildHTTPRoutesForVirtualService``)."""
+    routes = []
+    for http in vs.spec.get("http") or []:
+        catch_all = False
+        for match in http.get("match") or [None]:
+            route = translate_route(push, proxy, vs, http, match, port, gateway_names)
+            if route is not None:
+                routes.append(route)
+                catch_all = match is None or _is_catch_all(match)
+                if catch_all:
+                    break
+        if catch_all:
+            break
+    return routes
+
+
+def translate_route(push: PushContext, proxy: Proxy, vs: Config, http: dict, match: dict | None,
+                    port: int, gateway_names: frozenset[str] = frozenset({"mesh"})) -> dict | None:
+    match = match or {}
+    if match.get("port") and int(match["port"]) != port:
+        return None
+    if not _source_matches(match, proxy, gateway_names, vs.namespace):
+        return None
+    name = http.get("name", "")
+    if match.get("name"):
+        name = f"{name}.{match['name']}"
+    out: dict = {"match": translate_match(match)}
+    if name:
+        out["name"] = name
+    headers = http.get("headers") or {}
+    _apply_headers(out, headers.get("request") or {}, "request")
+    _apply_headers(out, headers.get("response") or {}, "response")
+    if http.get("redirect"):
+        out["redirect"] = _redirect(http["redirect"])
+    elif http.get("directResponse"):
+        out["directResponse"] = _direct_response(http["directResponse"])
+    else:
+        out["route"] = _route_action(push, vs, http, port)
+    out["decorator"] = {"operation": f"{vs.name}:{port}/*" if "route" not in out or
+                        "weightedClusters" in out["route"] else _operation(out["route"]["cluster"], port)}
+    if http.get("fault"):
+        out["typedPerFilterConfig"] = {"envoy.filters.http.fault": translate_fault(http["fault"])}
+    out["metadata"] = {"filterMetadata": {"istio": {
+        "config": f"/apis/networking.istio.io/v1alpha3/namespaces/{vs.namespace}/virtual-service/{vs.name}"}}}
+    return out
+
+
+def _operation(cluster: str, port: int) -> str:
+    host = cluster.rsplit("|", 1)[-1]
+    return f"{host}:{port}/*"
+
+
+def _route_action(push: PushContext, vs: Config, http: dict, port: int) -> dict:
+    destinations = [d for d in http.get("route") or [] if d.get("destination")]
+    clusters = []
+    for dst in destinations:
+        d = dst["destination"]
+        host = resolve_short_name(d.get("host", ""), vs.namespace, vs.domain or push.domain)
+        weight = int(dst.get("weight", 0) or 0)
+        if weight == 0 and len(destinations) > 1:
+            continue  # a zero-weight destination among several receives nothing
+        clusters.append((destination_cluster(d, host, push.service(host), port), weight))
+    action: dict = {}
+    if len(clusters) == 1:
+        action["cluster"] = clusters[0][0]
+    elif clusters:
+        action["weightedClusters"] = {"clusters": [{"name": c, "weight": w} for c, w in clusters]}
+    else:
+        action["cluster"] = "BlackHoleCluster"
+    action["timeout"] = http.get("timeout", "0s")
+    retry = convert_retry_policy(http.get("retries"))
+    if retry is not None:
+        action["retryPolicy"] = retry
+    rewrite = http.get("rewrite") or {}
+    if rewrite.get("uri"):
+        action["prefixRewrite"] = rewrite["uri"]
+    if rewrite.get("authority"):
+        action["hostRewriteLiteral"] = rewrite["authority"]
+    return action
+
+
+def destination_cluster(destination: dict, host: str, service: Service | None, listener_port: int) -> str:
+    """Which ``outbound|port|subset|host`` a destination means: its port if given, else the
+    service's only port, else the port the request came in on."""
+    port = listener_port
+    if (destination.get("port") or {}).get("number"):
+        port = int(destination["port"]["number"])
+    elif service is not None and len(service.ports) == 1:
+        port = service.ports[0].port
+    return outbound_cluster_name(port, destination.get("subset", ""), host)
+
+
+def default_retry_policy() -> dict:
+    """Istio retries twice on connection failures and 503, preferring hosts not tried yet."""
+    return {
+        "retryOn": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "numRetries": 2,
+        "retriableStatusCodes": [503],
+        "retryHostPredicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                "typedConfig": {"@type": PREVIOUS_HOSTS_TYPE}}],
+        "hostSelectionRetryMaxAttempts": "5",
+    }
+
+
+def convert_retry_policy(retries: dict | None) -> dict | None:
+    """None keeps Istio's default; ``attempts: 0`` turns retries off; anything else overrides it."""
+    if retries is None:
+        return default_retry_policy()
+    attempts = int(retries.get("attempts", 0) or 0)
+    if attempts <= 0:
+        return None
+    policy = default_retry_policy()
+    policy["numRetries"] = attempts
+    if retries.get("retryOn"):
+        conditions, codes = [], []
+        for part in (p.strip() for p in retries["retryOn"].split(",")):
+            if part.isdigit():
+                codes.append(int(part))
+            elif part:
+                conditions.append(part)
+        if codes and "retriable-status-codes" not in conditions:
+            conditions.append("retriable-status-codes")
+        policy["retryOn"] = ",".join(conditions)
+        policy["retriableStatusCodes"] = codes or policy["retriableStatusCodes"]
+    if retries.get("perTryTimeout"):
+        policy["perTryTimeout"] = retries["perTryTimeout"]
+    return policy
+
+
+def translate_fault(fault: dict) -> dict:
+    out: dict = {"@type": FAULT_TYPE}
+    delay = fault.get("delay") or {}
+    if delay:
+        out["delay"] = {"fixedDelay": delay.get("fixedDelay", "0s"), "percentage": _percentage(delay)}
+    abort = fault.get("abort") or {}
+    if abort:
+        out["abort"] = {"percentage": _percentage(abort)}
+        if "grpcStatus" in abort:
+            out["abort"]["grpcStatus"] = int(abort["grpcStatus"])
+        else:
+            out["abort"]["httpStatus"] = int(abort.get("httpStatus", 500))
+    return out
+
+
+def _percentage(spec: dict) -> dict:
+    """``percentage.value`` (0–100, a double) becomes parts per million; the old integer
+    ``percent`` parts per hundred; neither means always."""
+    if "percentage" in spec:
+        return {"numerator": int(round(float(spec["percentage"].get("value", 0)) * 10_000)), "denominator": "MILLION"}
+    if "percent" in spec:
+        return {"numerator": int(spec["percent"]), "denominator": "HUNDRED"}
+    return {"numerator": 100, "denominator": "HUNDRED"}
+
+
+def translate_match(match: dict) -> dict:
+    out: dict = {}
+    uri = match.get("uri") or {}
+    if "exact" in uri:
+        out["path"] = uri["exact"]
+    elif "prefix" in uri:
+        out["prefix"] = uri["prefix"]
+    elif "regex" in uri:
+        out["safeRegex"] = {"regex": uri["regex"]}
+    else:
+        out["prefix"] = "/"
+    if match.get("ignoreUriCase"):
+        out["caseSensitive"] = False
+    headers = [_header_matcher(name, sm) for name, sm in sorted((match.get("headers") or {}).items())]
+    headers += [dict(_header_matcher(name, sm), invertMatch=True)
+                for name, sm in sorted((match.get("withoutHeaders") or {}).items())]
+    for field, header in (("method", ":method"), ("authority", ":authority"), ("scheme", ":scheme")):
+        if match.get(field):
+            headers.append(_header_matcher(header, match[field]))
+    if headers:
+        out["headers"] = headers
+    params = [{"name": name, "stringMatch": _string_match(sm)} for name, sm in sorted((match.get("queryParams") or {}).items())]
+    if params:
+        out["queryParameters"] = params
+    return out
+
+
+def _header_matcher(name: str, sm: dict) -> dict:
+    if not sm:  # an empty match means "the header is present"
+        return {"name": name, "presentMatch": True}
+    return {"name": name, "stringMatch": _string_match(sm)}
+
+
+def _string_match(sm: dict) -> dict:
+    if "exact" in sm:
+        return {"exact": sm["exact"]}
+    if "prefix" in sm:
+        return {"prefix": sm["prefix"]}
+    if "regex" in sm:
+        return {"safeRegex": {"regex": sm["regex"]}}
+    return {"prefix": ""}
+
+
+def _is_catch_all(match: dict) -> bool:
+    uri = match.get("uri") or {}
+    keys = set(match) - {"name", "uri"}
+    return not keys and (not uri or uri.get("prefix") == "/" or uri.get("regex") == "*")
+
+
+def _source_matches(match: dict, proxy: Proxy, gateway_names: frozenset[str], vs_namespace: str) -> bool:
+    """``sourceMatchHTTP``: a match naming ``gateways`` applies to those gateways only (``mesh``
+    is every sidecar); otherwise it is scoped by the caller's labels and namespace."""
+    gateways = match.get("gateways")
+    if gateways:
+        return any(resolve_gateway_name(g, vs_namespace) in gateway_names for g in gateways)
+    labels = match.get("sourceLabels") or {}
+    if any(proxy.labels.get(k) != v for k, v in labels.items()):
+        return False
+    ns = match.get("sourceNamespace")
+    return not ns or ns == proxy.namespace
+
+
+def resolve_gateway_name(name: str, namespace: str) -> str:
+    """``bookinfo-gateway`` in a VirtualService of ``default`` means ``default/bookinfo-gateway``;
+    ``mesh`` stays ``mesh``."""
+    return name if name == MESH or "/" in name else f"{namespace}/{name}"
+
+
+def _apply_headers(out: dict, ops: dict, direction: str) -> None:
+    """``set`` overwrites, ``add`` appends, ``remove`` drops (``TranslateHeadersOperations``)."""
+    to_add = [{"header": {"key": k, "value": v}, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD"}
+              for k, v in sorted((ops.get("set") or {}).items())]
+    to_add += [{"header": {"key": k, "value": v}, "appendAction": "APPEND_IF_EXISTS_OR_ADD"}
+               for k, v in sorted((ops.get("add") or {}).items())]
+    if to_add:
+        out[f"{direction}HeadersToAdd"] = to_add
+    if ops.get("remove"):
+        out[f"{direction}HeadersToRemove"] = list(ops["remove"])
+
+
+def _redirect(spec: dict) -> dict:
+    out: dict = {}
+    if spec.get("uri"):
+        out["pathRedirect"] = spec["uri"]
+    if spec.get("authority"):
+        out["hostRedirect"] = spec["authority"]
+    if spec.get("port"):
+        out["portRedirect"] = int(spec["port"])
+    if spec.get("scheme"):
+        out["schemeRedirect"] = spec["scheme"]
+    codes = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER", 307: "TEMPORARY_REDIRECT",
+             308: "PERMANENT_REDIRECT"}
+    out["responseCode"] = codes.get(int(spec.get("redirectCode", 301)), "MOVED_PERMANENTLY")
+    return out
+
+
+def _direct_response(spec: dict) -> dict:
+    out: dict = {"status": int(spec.get("status", 200))}
+    body = spec.get("body") or {}
+    if "string" in body:
+        out["body"] = {"inlineString": body["string"]}
+    return out

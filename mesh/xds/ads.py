@@ -1,0 +1,309 @@
+"""ADS: the gRPC server Envoy connects to, State-of-the-World, over ``grpc.aio``.
+
+Go: ``StreamAggregatedResources`` / ``Stream``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L236-L349, ``processRequest``
+(ads.go#L190-L234), ``initConnection`` (ads.go#L519-L562), ``pushConnection`` (ads.go#L732-L777)
+and ``AdsPushAll`` / ``startPush`` (ads.go#L840-L872).
+
+One stream per Envoy. Everything that happens on a stream — a request arriving, a push to
+deliver — goes through the connection's queue and is handled one at a time, like the Go
+``select`` over ``reqChannel`` and ``pushChannel``: a push never interleaves with the answer
+to a request, so versions and nonces stay consistent.
+
+A push (from the debouncer, through ``DiscoveryServer.push_handlers``) first builds a new
+PushContext when it is full, then queues itself on every connection — at most one waiting push
+per connection, later ones merged into it (``PushQueue``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/pushqueue.go#L50-L74); each connection
+runs the generators in push order (CDS, EDS, LDS, RDS) for the types its Envoy watches.
+
+Simplifications, named: no push throttling (``PILOT_PUSH_THROTTLE``; writes in flight are
+bounded instead) and no per-proxy
+``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
+Delta xDS; no authentication of the peer (plaintext port 15010).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+import grpc
+from envoy_data_plane.envoy.config.core.v3 import Node
+
+from mesh.model.config import ConfigStore
+from mesh.model.proxy import NodeIdError, parse_node_id
+from mesh.model.push_request import PushRequest
+from mesh.model.service import ServiceDiscovery
+from mesh.networking.push_context import PushContext
+from mesh.xds.cache import XdsCache
+from mesh.xds.cds import CdsGenerator
+from mesh.xds.connection import Connection, RequestKind
+from mesh.xds.debounce import DebouncedPush
+from mesh.xds.discovery import DiscoveryServer
+from mesh.xds.eds import EdsGenerator
+from mesh.xds.fastpath import (
+    RequestFields,
+    assemble_discovery_response,
+    decode_discovery_request,
+    encode_resource_entry,
+)
+from mesh.xds.generator import Generator, ProxyState, updated_hostnames
+from mesh.xds.lds import LdsGenerator
+from mesh.xds.monitoring import XdsMetrics
+from mesh.xds.rds import RdsGenerator
+from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+
+log = logging.getLogger(__name__)
+
+ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def default_generators() -> dict[str, Generator]:
+    """The type URL → generator map of ``InitGenerators`` (the sidecar subset mesh implements)."""
+    return {CLUSTER: CdsGenerator(), ENDPOINT: EdsGenerator(), LISTENER: LdsGenerator(), ROUTE: RdsGenerator()}
+
+
+class AdsServer:
+    """Serve ADS for ``discovery``'s pushes from ``registry`` and ``config_store``."""
+
+    def __init__(self, discovery: DiscoveryServer, generators: Mapping[str, Generator] | None,
+                 registry: ServiceDiscovery, config_store: ConfigStore | None = None,
+                 domain: str = "cluster.local", is_ready: Callable[[], bool] | None = None,
+                 metrics: XdsMetrics | None = None):
+        self.discovery = discovery
+        self.generators = dict(generators or default_generators())
+        self.registry = registry
+        self.config_store = config_store
+        self.domain = domain
+        self.is_ready = is_ready or (lambda: True)
+        self.cache = XdsCache()
+        self.metrics = metrics or XdsMetrics()
+        self.connections: dict[int, Connection] = {}
+        self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
+        self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type
+        self.generate_errors: Counter = Counter()
+        # Called as f(connection, type_url, version, nonce) on every ACK: convergence metrics, benchmarks.
+        self.ack_listeners: list[Callable[[Connection, str, str, str], object]] = []
+        self._versions = itertools.count(1)
+        self._nonces = itertools.count(1)
+        self._write_slots: asyncio.Semaphore | None = None  # made in start(), on the serving loop
+        self._push_context: PushContext | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self.port: int | None = None
+        discovery.push_handlers.append(self.on_debounced_push)
+
+    # -- push context -------------------------------------------------------------------------
+    @property
+    def push_context(self) -> PushContext:
+        if self._push_context is None:
+            self._push_context = self._build_push_context()
+        return self._push_context
+
+    def _build_push_context(self) -> PushContext:
+        t0 = time.perf_counter()
+        push = PushContext.build(self.registry, self.config_store, version=str(next(self._versions)),
+                                 domain=self.domain)
+        self.metrics.on_push_context(time.perf_counter() - t0)
+        return push
+
+    # -- serving ------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen for Envoys; returns the bound port."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        # Writes in flight at once, across all streams: each holds a whole response in gRPC's
+        # buffers until the peer reads it, so a push to thousands of proxies must not start
+        # them all together.
+        self._write_slots = asyncio.Semaphore(100)
+        if self.on_debounced_push not in self.discovery.push_handlers:  # started again after stop()
+            self.discovery.push_handlers.append(self.on_debounced_push)
+        # A connect storm (every proxy reconnecting after an istiod restart) queues thousands of
+        # new streams at once; gRPC core's default cap on requests waiting for the application
+        # (1000 soft, 3000 hard) would fail some of them with INTERNAL.
+        self._server = grpc.aio.server(options=[("grpc.server.max_pending_requests", 100_000),
+                                                ("grpc.server.max_pending_requests_hard_limit", 100_000)])
+        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
+        self._server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler})])
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        await self._server.start()
+        log.info("ADS listening on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 0.5) -> None:
+        """Close every stream (Envoy will reconnect elsewhere or later) and stop listening."""
+        if self.on_debounced_push in self.discovery.push_handlers:
+            self.discovery.push_handlers.remove(self.on_debounced_push)
+        for con in list(self.connections.values()):
+            con.queue.put_nowait(("close", None))
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def _stream(self, _requests, context: grpc.aio.ServicerContext) -> None:
+        if not self.is_ready():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is not ready to serve discovery information")
+        con = Connection(peer=context.peer())
+        reader = asyncio.create_task(self._read(context, con))
+        self.connections[con.number] = con
+        self.metrics.on_connections(len(self.connections))
+        try:
+            while True:
+                kind, item = await con.queue.get()
+                if kind == "request":
+                    await self._on_request(con, item, context)
+                elif kind == "push":
+                    request, con.pending_push = con.pending_push, None
+                    await self._push_connection(con, request, context)
+                elif kind == "error":
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item)
+                else:  # "eof" (Envoy went away) or "close" (we are stopping)
+                    break
+        finally:
+            reader.cancel()
+            self.connections.pop(con.number, None)
+            self.metrics.on_connections(len(self.connections))
+            log.info("ADS: connection %s closed", con.id)
+
+    async def _read(self, context: grpc.aio.ServicerContext, con: Connection) -> None:
+        # context.read() rather than the request iterator: the last message is not kept alive.
+        try:
+            while True:
+                raw = await context.read()
+                if raw is grpc.aio.EOF:
+                    break
+                con.queue.put_nowait(("request", decode_discovery_request(raw)))
+        except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
+            pass
+        except Exception as err:  # a malformed message: end this stream, not the server
+            con.queue.put_nowait(("error", f"bad DiscoveryRequest: {err}"))
+            return
+        con.queue.put_nowait(("eof", None))
+
+    # -- requests -----------------------------------------------------------------------------
+    async def _on_request(self, con: Connection, req: RequestFields, context) -> None:
+        if con.state is None:
+            error = self._init_connection(con, req)
+            if error:
+                con.queue.put_nowait(("error", error))
+                return
+        type_url = req.type_url
+        error = (req.error_message or f"error code {req.error_code}") if req.error_code else ""
+        kind = con.classify(type_url, req.response_nonce, req.resource_names, error)
+        con.record(kind.value, type_url, req.version_info, req.response_nonce, error)
+        if kind == RequestKind.NACK:
+            self.rejects[short_name(type_url)] += 1
+            self.metrics.on_reject(type_url)
+            log.warning("ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
+                        req.response_nonce, error)
+            return
+        if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
+            if con.pushed is not None and con.synced():  # a push has fully reached this proxy
+                self.metrics.on_converged(con.pushed, self.discovery.clock.now())
+                con.pushed = None
+            for listener in self.ack_listeners:
+                listener(con, type_url, req.version_info, req.response_nonce)
+        if kind in (RequestKind.INITIAL, RequestKind.ACK_NEW_NAMES):
+            await self._send(con, type_url, None, context)
+
+    def _init_connection(self, con: Connection, req: RequestFields) -> str:
+        """Who is this? The first request carries the node (``initConnection``)."""
+        node = Node.parse(req.node) if req.node is not None else None
+        if node is None or not node.id:
+            return "the first DiscoveryRequest on a stream must carry node.id"
+        metadata = node.to_dict().get("metadata") or {}
+        try:
+            proxy = parse_node_id(node.id, metadata)
+        except NodeIdError as err:
+            return str(err)
+        con.state = ProxyState(proxy, self.push_context.service_instances(proxy))
+        log.info("ADS: new connection %s from %s", con.id, con.peer)
+        return ""
+
+    # -- pushes -------------------------------------------------------------------------------
+    def on_debounced_push(self, push: DebouncedPush) -> None:
+        self.metrics.on_debounced(push)
+        self.push(push.request)
+
+    def push(self, request: PushRequest) -> None:
+        """Start a push to every connected proxy (``AdsPushAll``). Safe to call from any thread."""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self.push, request)
+            return
+        if request.full or self._push_context is None:
+            self._push_context = self._build_push_context()  # a full push sees a fresh snapshot
+        else:  # an incremental push keeps the snapshot but not the changed services' endpoints
+            self._push_context.forget_endpoints(updated_hostnames(request))
+        for con in list(self.connections.values()):
+            # One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier
+            # push gets the new request merged into its waiting one, not queued behind it.
+            if con.pending_push is None:
+                con.pending_push = request
+                con.queue.put_nowait(("push", None))
+            else:
+                con.pending_push = con.pending_push.merge(request)
+
+    async def _push_connection(self, con: Connection, request: PushRequest, context) -> None:
+        if con.state is None:
+            return  # not initialized yet: it will get everything when it asks
+        if request.full:
+            con.state.instances = self.push_context.service_instances(con.state.proxy)
+        con.pushed = request if con.pushed is None else con.pushed.merge(request)
+        for type_url in PUSH_ORDER:
+            if type_url in con.watched:
+                await self._send(con, type_url, request, context)
+        if con.synced():
+            con.pushed = None  # nothing was sent: nothing to converge on
+
+    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+        generator = self.generators.get(type_url)
+        if generator is None:
+            log.warning("ADS: no generator for %s requested by %s", type_url, con.id)
+            return
+        watched = con.watched[type_url]
+        push = self.push_context
+        try:
+            resources = generator.generate(con.state, push, watched, request)
+            if resources is None:
+                return  # this push does not concern this type
+            # Proxies given the very same resources in this push share one response — its bytes
+            # and its nonce (a nonce only needs to be unique per stream and type). Thousands of
+            # sidecars then cost one assembled message, not thousands of copies of it. The memo
+            # keeps the resources alive, so the ids in its key cannot be reused by other objects.
+            _, names, nonce, data = push.memo(("response", type_url, tuple(map(id, resources))),
+                                              lambda: self._assemble(push.version, type_url, resources))
+        except Exception:  # a generator bug must not cut the stream: Envoy keeps its last config
+            self.generate_errors[short_name(type_url)] += 1
+            log.exception("ADS: generating %s for %s failed", short_name(type_url), con.id)
+            return
+        watched.nonce_sent, watched.version_sent = nonce, push.version
+        watched.sent_names = names
+        self.pushes_by_type[short_name(type_url)] += 1
+        self.metrics.on_send(type_url)
+        con.record("send", type_url, push.version, nonce, f"{len(resources)} resources, {len(data)} bytes")
+        async with self._write_slots:
+            await context.write(data)
+
+    def _assemble(self, version: str, type_url: str, resources: list) -> tuple:
+        for r in resources:
+            if r.encoded is None:  # serialized (through the cache) and wrapped once per push
+                r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
+        nonce = f"{version}-{next(self._nonces)}"
+        data = assemble_discovery_response(version, type_url, nonce, [r.encoded for r in resources])
+        return resources, [r.name for r in resources], nonce, data
+
+    # -- introspection ------------------------------------------------------------------------
+    def connection(self, proxy_id: str) -> Connection | None:
+        """The live connection of ``<pod>.<ns>``, newest first."""
+        for con in sorted(self.connections.values(), key=lambda c: -c.number):
+            if con.state is not None and con.state.proxy.id == proxy_id:
+                return con
+        return None

@@ -1,0 +1,120 @@
+"""Debug views of the ADS server: ``/debug/syncz``, ``/debug/adsz``, ``/debug/config_dump``.
+
+Go: ``Syncz`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/debug.go#L268-L295 (and
+its ``SyncStatus`` fields, debug.go#L117-L133), ``adsz`` (debug.go#L561-L604), ``ConfigDump``
+(debug.go#L629) and istioctl's status rule ``xdsStatus``
+https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/writer/pilot/status.go#L140-L156.
+
+Each function returns plain JSON-able data; the bootstrap's debug mux serves it. Nonces stand
+for versions, as in istiod: a type is SYNCED when the last nonce sent was ACKed, STALE when
+something newer was sent than was ACKed (a NACK leaves it so), NOT SENT when nothing was.
+"""
+
+from __future__ import annotations
+
+from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.xds.generator import WatchedResource
+from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE
+
+_SYNC_FIELDS = {CLUSTER: "cluster", LISTENER: "listener", ROUTE: "route", ENDPOINT: "endpoint"}
+_ADMIN = "type.googleapis.com/envoy.admin.v3."
+
+
+def xds_status(sent: str, acked: str) -> str:
+    if not sent:
+        return "NOT SENT"
+    if sent == acked:
+        return "SYNCED"
+    return "STALE (Never Acknowledged)" if not acked else "STALE"
+
+
+def syncz(ads, namespace: str | None = None) -> list[dict]:
+    out = []
+    for con in sorted(ads.connections.values(), key=lambda c: c.number):
+        if con.state is None or (namespace and con.state.proxy.namespace != namespace):
+            continue
+        proxy = con.state.proxy
+        row = {"cluster_id": proxy.metadata.get("CLUSTER_ID", "Kubernetes"), "proxy": proxy.id,
+               "proxy_type": proxy.type, "istio_version": proxy.istio_version}
+        for type_url, name in _SYNC_FIELDS.items():
+            w = con.watched.get(type_url)
+            if w is not None and w.nonce_sent:
+                row[f"{name}_sent"] = w.nonce_sent
+            if w is not None and w.nonce_acked:
+                row[f"{name}_acked"] = w.nonce_acked
+        out.append(row)
+    return out
+
+
+def proxy_status(ads) -> list[dict]:
+    """``istioctl proxy-status`` rows: one per proxy, a status per type."""
+    rows = []
+    for s in syncz(ads):
+        row = {"NAME": s["proxy"], "CLUSTER": s["cluster_id"]}
+        for name in ("cluster", "listener", "endpoint", "route"):
+            row[{"cluster": "CDS", "listener": "LDS", "endpoint": "EDS", "route": "RDS"}[name]] = \
+                xds_status(s.get(f"{name}_sent", ""), s.get(f"{name}_acked", ""))
+        row["ISTIOD"] = "mesh"
+        row["VERSION"] = s["istio_version"]
+        rows.append(row)
+    return rows
+
+
+def adsz(ads, push: bool = False) -> dict:
+    """Connected clients and what they watch; ``push=True`` (``?push=true``) pushes to all first."""
+    if push:
+        ads.push(PushRequest.of(TriggerReason.DEBUG))
+    clients = []
+    for con in sorted(ads.connections.values(), key=lambda c: c.number):
+        if con.state is None:
+            continue
+        clients.append({
+            "connectionId": con.id, "address": con.peer, "labels": dict(con.state.proxy.labels),
+            "metadata": con.state.proxy.metadata,
+            "watches": {t: list(w.names) for t, w in sorted(con.watched.items())},
+            "sent": {t: w.version_sent for t, w in sorted(con.watched.items())},
+            "acked": {t: w.version_acked for t, w in sorted(con.watched.items())},
+            "nacks": {t: w.last_error for t, w in sorted(con.watched.items()) if w.last_error},
+        })
+    return {"totalClients": len(clients), "clients": clients}
+
+
+def config_dump(ads, proxy_id: str) -> dict | None:
+    """What istiod would send this proxy now, in the shape of Envoy's ``/config_dump``.
+    None when the proxy is not connected."""
+    con = ads.connection(proxy_id)
+    if con is None or con.state is None:
+        return None
+    push = ads.push_context
+    generated = {}
+    for type_url in PUSH_ORDER:
+        watched = con.watched.get(type_url) or WatchedResource(type_url)
+        resources = ads.generators[type_url].generate(con.state, push, watched, None) or []
+        generated[type_url] = [dict(r.body, **{"@type": type_url}) for r in resources]
+    version = push.version
+    return {"configs": [
+        {"@type": _ADMIN + "ClustersConfigDump",
+         "dynamicActiveClusters": [{"versionInfo": version, "cluster": c} for c in generated[CLUSTER]]},
+        {"@type": _ADMIN + "ListenersConfigDump",
+         "dynamicListeners": [{"name": li["name"], "activeState": {"versionInfo": version, "listener": li}}
+                              for li in generated[LISTENER]]},
+        {"@type": _ADMIN + "RoutesConfigDump",
+         "dynamicRouteConfigs": [{"versionInfo": version, "routeConfig": r} for r in generated[ROUTE]]},
+        {"@type": _ADMIN + "EndpointsConfigDump",
+         "dynamicEndpointConfigs": [{"versionInfo": version, "endpointConfig": e} for e in generated[ENDPOINT]]},
+    ]}
+
+
+def push_status(ads) -> dict:
+    """A summary of the current push context and of what was sent and rejected."""
+    push = ads.push_context
+    return {
+        "version": push.version,
+        "services": len(push.services),
+        "virtualServices": len(push.virtual_services),
+        "destinationRules": len(push.destination_rules),
+        "connectedProxies": sum(1 for c in ads.connections.values() if c.state is not None),
+        "pushes": dict(sorted(ads.pushes_by_type.items())),
+        "rejects": dict(sorted(ads.rejects.items())),
+        "resourceTypes": sorted(t.rsplit(".", 1)[-1] for t in MESSAGE_CLASSES),
+    }

@@ -1,0 +1,83 @@
+"""Generators: one per xDS type, turning (proxy, push context, what it watches, why) into resources.
+
+Go: ``XdsResourceGenerator`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L276-L279,
+``WatchedResource`` (context.go#L386) and the generator map that ``InitGenerators`` fills
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L536-L572.
+
+A generator answers two questions for its type: does this push concern it at all (``None``:
+send nothing, the proxy's current config stays), and if so which resources (a list, possibly
+empty — for CDS and LDS an empty list means "remove them all"). Serializing is not its job: the
+ADS layer sends each resource through the XdsCache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mesh.model.proxy import Proxy
+from mesh.model.push_request import PushRequest
+from mesh.networking.push_context import PushContext, ServiceInstance
+
+# Kinds that change no cluster, listener or route (``skippedCdsConfigs`` and friends).
+CONFIG_KINDS_WITHOUT_XDS = frozenset({
+    "Gateway", "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
+    "PeerAuthentication", "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
+})
+SERVICE_ENTRY = "ServiceEntry"  # the kind EDS updates name (one per changed hostname)
+
+
+@dataclass(eq=False)
+class Resource:
+    name: str
+    body: dict  # protobuf-JSON
+    # The resource as one ``Any`` entry of a DiscoveryResponse, filled in by the ADS layer the
+    # first time it is sent. A Resource shared by many proxies (through ``PushContext.memo``)
+    # is therefore serialized and wrapped once per push, however many streams it goes to.
+    encoded: bytes | None = None
+
+
+@dataclass
+class WatchedResource:
+    """What one proxy has asked for, per type, and where the conversation stands."""
+
+    type_url: str
+    names: list[str] = field(default_factory=list)  # empty for CDS/LDS: everything
+    nonce_sent: str = ""
+    version_sent: str = ""
+    version_acked: str = ""
+    nonce_acked: str = ""
+    last_error: str = ""  # the error_detail of the last NACK, cleared by an ACK
+    nacks: int = 0
+    sent_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProxyState:
+    """A connected proxy as the generators see it: identity plus its own service ports."""
+
+    proxy: Proxy
+    instances: list[ServiceInstance] = field(default_factory=list)
+
+
+class Generator(Protocol):
+    def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
+                 request: PushRequest | None) -> list[Resource] | None: ...
+
+
+def affects_xds(request: PushRequest | None) -> bool:
+    """Is this full push about anything clusters, listeners or routes depend on?"""
+    if request is None or not request.configs_updated:
+        return True
+    return any(c.kind not in CONFIG_KINDS_WITHOUT_XDS for c in request.configs_updated)
+
+
+def updated_hostnames(request: PushRequest | None) -> set[str] | None:
+    """For an EDS-only push (or a full push caused only by endpoint changes), the hostnames whose
+    endpoints changed; None means "all of them" (``canSendPartialFullPushes``)."""
+    if request is None or not request.configs_updated:
+        return None
+    if request.full and any(c.kind != SERVICE_ENTRY and c.kind not in CONFIG_KINDS_WITHOUT_XDS
+                            for c in request.configs_updated):
+        return None
+    return {c.name for c in request.configs_updated if c.kind == SERVICE_ENTRY}

@@ -1,0 +1,37 @@
+"""RDS generator: the route configurations a proxy's listeners name.
+
+Go: ``RdsGenerator`` and ``rdsNeedsPush`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/rds.go#L23-L67.
+"""
+
+from __future__ import annotations
+
+from mesh.model.push_request import PushRequest
+from mesh.networking.gateway import build_gateway_route_config
+from mesh.networking.push_context import PushContext
+from mesh.networking.route import build_sidecar_route_config
+from mesh.xds.generator import ProxyState, Resource, WatchedResource, affects_xds
+
+
+class RdsGenerator:
+    def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
+                 request: PushRequest | None) -> list[Resource] | None:
+        if request is not None and (not request.full or not affects_xds(request)):
+            return None
+        proxy = state.proxy
+        # Routes depend on who asks only through its namespace (short host names) and labels
+        # (``sourceLabels`` matches): proxies alike in both share one built resource.
+        who = (proxy.type, proxy.dns_domain, proxy.namespace, tuple(sorted(proxy.labels.items())))
+        out = []
+        for name in watched.names:
+            resource = push.memo(("rds", name, who), lambda n=name: _build(push, proxy, n))
+            if resource is not None:
+                out.append(resource)
+        return out
+
+
+def _build(push: PushContext, proxy, name: str) -> Resource | None:
+    if proxy.type == "router":
+        config = build_gateway_route_config(push, proxy, name)
+    else:
+        config = build_sidecar_route_config(push, proxy, name)
+    return Resource(name, config) if config is not None else None
