@@ -125,18 +125,16 @@ def test_networks_file(tmp_path):
 
 
 def test_unimplemented_stage_fails_loudly_or_is_skipped_on_request(mesh_change_trace):
-    server = Server(ServerArgs(trace=str(mesh_change_trace)))
-    unimplemented = [s for s in STAGES if "raise StageNotImplemented" in
-                     __import__("inspect").getsource(getattr(Server, s.name))]
-    if not unimplemented:
-        pytest.skip("every stage is implemented")
-    first = unimplemented[0]
-    with pytest.raises(StageNotImplemented, match=f"issue #{first.issue}"):
-        server.run_until(first.name)
-    server2 = Server(ServerArgs(trace=str(mesh_change_trace))).run_all(skip_unimplemented=True)
-    assert set(server2.skipped) == {s.name for s in unimplemented}
-    assert len(server2.completed) + len(server2.skipped) == 16
+    class HalfServer(Server):  # a server whose stage 8 is not written yet
+        def init_generators(self) -> None:
+            raise StageNotImplemented("init_generators")
 
+    with pytest.raises(StageNotImplemented, match=r"stage 8 init_generators .* see issue #5"):
+        HalfServer(ServerArgs(trace=str(mesh_change_trace))).run_until("init_generators")
+    server = HalfServer(ServerArgs(trace=str(mesh_change_trace), registries=()))
+    server.run_until("init_registry_event_handlers", skip_unimplemented=True)
+    assert server.skipped == ["init_generators"]
+    assert server.completed == [n for n in ISTIOD_ORDER[:15] if n != "init_generators"]
 
 def test_bad_mesh_networks_key_skips_the_whole_configmap_update(tmp_path):
     trace = write_trace(tmp_path / "t.jsonl", [

@@ -67,3 +67,16 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor for it
     return runner, bound
+
+
+def build_monitoring_app(registry) -> web.Application:
+    """The monitoring port (15014): Prometheus ``/metrics``, as istiod's monitoring mux
+    (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/monitoring.go)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

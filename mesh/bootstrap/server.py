@@ -69,6 +69,8 @@ class Server:
         self.namespace_controller = None
         self.istiod_cert = None  # IstiodCert, from init_istiod_certs
         self.injection_webhook = None  # the sidecar injector, from init_sidecar_injector
+        self.xds_generators: dict = {}  # type URL → generator, from init_generators
+        self.ads = None  # the ADS server, from init_discovery_service
         self.secure_grpc_server = None  # SecureGrpcServer (15012): add servicers to it before start()
         self.ca_service = None  # CertificateService (IstioCertificateService), on the secure gRPC server
         self.token_reviewer = None  # fn(token, audiences) -> TokenReview status; None: stage 11 picks one
@@ -320,7 +322,17 @@ class Server:
             self.environment.service_discovery, q)
 
     def init_generators(self) -> None:
-        raise StageNotImplemented("init_generators")
+        """The type URL → generator map: which code builds clusters, endpoints, listeners, routes.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L536-L572.
+        istiod registers a dozen (SDS, NDS, ECDS, workload types for ambient, gRPC and debug
+        generators); mesh implements the four an Envoy sidecar or gateway needs to route HTTP.
+        """
+        from mesh.xds.ads import default_generators
+
+        self.xds_generators = default_generators()
+        self.debug_routes["/debug/generators"] = lambda q: {
+            url: type(gen).__name__ for url, gen in sorted(self.xds_generators.items())}
 
     def init_workload_trust_bundle(self) -> None:
         """Gather the roots workloads trust: the CA's root plus mesh config ``caCertificates``.
@@ -554,11 +566,13 @@ class Server:
         * an Istio config added, deleted, or updated with a changed spec (``needsPush``) → full push,
           reason ``config``, ConfigsUpdated = that config; ServiceEntry and WorkloadEntry are left
           to the ServiceEntry registry, which pushes for them itself;
-        * new endpoints of a service → an incremental (EDS-only) push, reason ``endpoint``. In
-          istiod the registry calls ``XDSServer.EDSUpdate`` directly; mesh routes it through the
-          aggregate's ``eds_handlers`` so this stage is the one place where changes become pushes.
-        Handlers registered now are told about every existing object, so the first push after
-        startup covers everything, as in istiod.
+        * new endpoints of a service → ``XDSServer.EDSUpdate``: an incremental (EDS-only) push,
+          reason ``endpoint`` (full the first time a service has endpoints). In istiod the registry
+          calls EDSUpdate directly; mesh routes it through the aggregate's ``eds_handlers`` so this
+          stage is the one place where changes become pushes.
+        Config handlers registered now are told about every existing config, so the first push
+        after startup covers it; the service registry does not replay existing services (proxies
+        get them anyway: a new connection is sent everything).
         """
         from mesh.config.crdclient import needs_push
         from mesh.serviceregistry.events import EVENT_UPDATE, service_update_needs_push
@@ -573,9 +587,8 @@ class Server:
                 xds.config_update(PushRequest.of(
                     TriggerReason.SERVICE, configs={ConfigKey("ServiceEntry", svc.hostname, svc.namespace)}))
 
-            def on_endpoints(hostname: str, namespace: str, _endpoints) -> None:
-                xds.config_update(PushRequest.of(
-                    TriggerReason.ENDPOINT, full=False, configs={ConfigKey("ServiceEntry", hostname, namespace)}))
+            def on_endpoints(hostname: str, namespace: str, endpoints) -> None:
+                xds.eds_update(hostname, namespace, endpoints)  # incremental, or full for a new service
 
             registry.append_service_handler(on_service)
             registry.eds_handlers.append(on_endpoints)
@@ -595,7 +608,57 @@ class Server:
                     store.register_event_handler(kind, on_config)
 
     def init_discovery_service(self) -> None:
-        raise StageNotImplemented("init_discovery_service")
+        """Start the push machinery: the debounce loop and the ADS server Envoys connect to.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L642-L650
+        adds a start func that runs ``DiscoveryServer.Start`` (debounce + push sender,
+        discovery.go#L229-L235); the gRPC listeners open last in ``Server.Start`` (#L437-L463).
+        mesh does the same: the ADS server is made here, registered on the TLS gRPC server of
+        stage 11 too, and listens on the xDS port when ``start()`` runs. Until the informers have
+        synced, a new stream is refused with UNAVAILABLE, as istiod refuses it.
+        """
+        from mesh.xds import debug
+        from mesh.xds.ads import AdsServer
+
+        ads = AdsServer(self.xds, self.xds_generators, self.environment.service_discovery,
+                        self.environment.config_store, domain=self.environment.domain_suffix,
+                        is_ready=self.has_synced)
+        self.ads = ads
+        if self.secure_grpc_server is not None:
+            self.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
+
+        async def start_xds(server: Server) -> None:
+            server.xds.start()
+            port = await ads.start(server.args.host, server.args.ports.get("xds", 15010))
+            server.bound_ports["xds"] = port
+            server.stop_funcs.append(ads.stop)
+
+        async def start_monitoring(server: Server) -> None:
+            from mesh.bootstrap.http import build_monitoring_app, start_site
+
+            runner, port = await start_site(build_monitoring_app(ads.metrics.registry), server.args.host,
+                                            server.args.ports.get("monitoring", 15014))
+            server.bound_ports["monitoring"] = port
+            server.stop_funcs.append(runner.cleanup)
+
+        self.add_start_func("xds server", start_xds)
+        self.add_start_func("monitoring", start_monitoring)
+
+        def config_dump(q: dict) -> dict:
+            if "proxyID" not in q:
+                raise ValueError("config_dump needs ?proxyID=<pod>.<namespace>")
+            dump = debug.config_dump(ads, q["proxyID"])
+            if dump is None:
+                raise KeyError(f"proxy {q['proxyID']} is not connected")
+            return dump
+
+        self.debug_routes.update({
+            "/debug/syncz": lambda q: debug.syncz(ads, q.get("namespace")),
+            "/debug/adsz": lambda q: debug.adsz(ads, push=q.get("push") == "true"),
+            "/debug/config_dump": config_dump,
+            "/debug/push_status": lambda q: debug.push_status(ads),
+            "/debug/proxy_status": lambda q: debug.proxy_status(ads),
+        })
 
     # -- Server.Start --------------------------------------------------------------------------
     def add_start_func(self, name: str, fn: Callable[[Server], Awaitable[None]]) -> None:

@@ -115,24 +115,33 @@ class AdsServer:
         return push
 
     # -- serving ------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen for Envoys; returns the bound port."""
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        # Writes in flight at once, across all streams: each holds a whole response in gRPC's
-        # buffers until the peer reads it, so a push to thousands of proxies must not start
-        # them all together.
-        self._write_slots = asyncio.Semaphore(100)
+    def rpc_handlers(self) -> list:
+        """The ADS service as gRPC generic handlers, for any ``grpc.aio`` server (istiod registers
+        the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``)."""
+        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
+        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler})]
+
+    def _bind_loop(self) -> None:
+        """Tie pushes to the event loop that serves the streams (the first one to start)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            # Writes in flight at once, across all streams: each holds a whole response in gRPC's
+            # buffers until the peer reads it, so a push to thousands of proxies must not start
+            # them all together.
+            self._write_slots = asyncio.Semaphore(100)
         if self.on_debounced_push not in self.discovery.push_handlers:  # started again after stop()
             self.discovery.push_handlers.append(self.on_debounced_push)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen for Envoys; returns the bound port."""
+        self._bind_loop()
         # A connect storm (every proxy reconnecting after an istiod restart) queues thousands of
         # new streams at once; gRPC core's default cap on requests waiting for the application
         # (1000 soft, 3000 hard) would fail some of them with INTERNAL.
         self._server = grpc.aio.server(options=[("grpc.server.max_pending_requests", 100_000),
                                                 ("grpc.server.max_pending_requests_hard_limit", 100_000)])
-        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-        self._server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler})])
+        self._server.add_generic_rpc_handlers(self.rpc_handlers())
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         await self._server.start()
         log.info("ADS listening on %s:%d", host, self.port)
@@ -149,6 +158,7 @@ class AdsServer:
             self._server = None
 
     async def _stream(self, _requests, context: grpc.aio.ServicerContext) -> None:
+        self._bind_loop()  # a stream may arrive through another server (the TLS one) first
         if not self.is_ready():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is not ready to serve discovery information")
         con = Connection(peer=context.peer())

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mesh.clock import Clock
-from mesh.model.push_request import PushRequest
+from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.debounce import DebouncedPush, Debouncer
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class DiscoveryServer:
         self.push_handlers: list[Callable[[DebouncedPush], object]] = []
         self.debouncer = Debouncer(clock, self._on_push)
         self._queued: list[PushRequest] = []
+        self.endpoint_index: dict[tuple[str, str], frozenset[str]] = {}  # services seen → their accounts
         self.started = False
 
     def config_update(self, request: PushRequest) -> None:
@@ -50,6 +51,28 @@ class DiscoveryServer:
             self.debouncer.submit(request)
         else:
             self._queued.append(request)
+
+    def eds_update(self, hostname: str, namespace: str, endpoints: list) -> None:
+        """``EDSUpdate``: new endpoints for a service, and how big a push they need.
+
+        Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/eds.go#L65-L79 and the
+        push-type decision in ``edsCacheUpdate`` (eds.go#L96-L194). Usually an incremental
+        (EDS-only) push; but a service seen for the first time needs a full push (its cluster
+        does not exist in any proxy yet), and so does a change of the service accounts behind
+        it (they appear in the cluster's TLS settings). Going to zero endpoints keeps the
+        service known, so a crash-looping pod does not cause full pushes.
+        """
+        key = (hostname, namespace)
+        accounts = frozenset(e.service_account for e in endpoints if e.service_account)
+        full = False
+        if endpoints:
+            if key not in self.endpoint_index:
+                full = True
+            elif accounts != self.endpoint_index[key]:
+                full = True
+            self.endpoint_index[key] = accounts
+        self.config_update(PushRequest.of(TriggerReason.ENDPOINT, full=full,
+                                          configs={ConfigKey("ServiceEntry", hostname, namespace)}))
 
     def start(self) -> None:
         """Run the debounce loop (``DiscoveryServer.Start`` → ``handleUpdates``)."""
