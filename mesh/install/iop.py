@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from mesh.install import tpath
-from mesh.kube.simcluster import merge_patch
+from mesh.kube.mergepatch import merge_patch
 
 API_VERSION = "install.istio.io/v1alpha1"
 KIND = "IstioOperator"

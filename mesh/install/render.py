@@ -37,7 +37,8 @@ import yaml
 from mesh.install import iop as iopmod
 from mesh.install import overlay
 from mesh.kube import kinds
-from mesh.kube.simcluster import dump_yaml_text, merge_patch
+from mesh.kube.mergepatch import merge_patch
+from mesh.kube.simcluster import dump_yaml_text
 
 RELEASE = "istio"
 BASE, PILOT, INGRESS, EGRESS = "Base", "Pilot", "IngressGateways", "EgressGateways"

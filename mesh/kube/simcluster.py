@@ -49,6 +49,7 @@ import yaml
 
 from mesh.kube import apidefaults, kinds
 from mesh.kube.kinds import ObjectKey
+from mesh.kube.mergepatch import merge_patch
 from mesh.kube.selectors import matches_labels
 from mesh.kube.trace import TraceEvent
 
@@ -96,20 +97,6 @@ def pod_template_hash(template: dict) -> str:
     for byte in json.dumps(template, sort_keys=True, separators=(",", ":")).encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return safe_encode(str(value))
-
-
-def merge_patch(target: object, patch: object) -> object:
-    """RFC 7386 JSON merge patch (``kubectl patch --type merge``): maps merge, null deletes,
-    anything else (lists included) replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def dump_yaml_text(document: object) -> str:

@@ -27,6 +27,7 @@ import json
 import jsonpatch
 
 from mesh.kube.apiserver import errors
+from mesh.kube.mergepatch import merge_patch
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -41,19 +42,6 @@ MERGE_KEYS = {
     "tolerations": "key", "conditions": "type", "containerStatuses": "name", "ownerReferences": "uid",
     "finalizers": None,  # a set of strings: merged as a union
 }
-
-
-def merge_patch(target, patch):
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def strategic_merge_patch(target, patch, field_name: str = ""):
