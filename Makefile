@@ -10,7 +10,7 @@ NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-e
 .PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench clean system-deps
 
 help:
-	@echo "make serve      run mini-istiod on the embedded bookinfo trace (Ctrl-C stops)"
+	@echo "make serve      the demo: mini-istiod on bookinfo, tiny apps, one real Envoy per pod (Ctrl-C stops)"
 	@echo "make test       ruff + unit tests + notebooks under nbval (what CI runs)"
 	@echo "make lab        open JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute every notebook in place (review the output diff)"
@@ -44,7 +44,7 @@ system-deps:
 	fi
 
 serve: $(STAMP)
-	$(PY) -m mesh serve
+	$(PY) -m mesh demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mesh tests bench

@@ -40,3 +40,14 @@ def test_bookinfo_services_appearing_request_full_service_pushes():
     services = {str(c) for r in server.xds.requests if r.request.reason["service"] for c in r.request.configs_updated}
     assert {s.split("/")[-1] for s in services} >= {
         f"{name}.default.svc.cluster.local" for name in ("productpage", "details", "ratings", "reviews")}
+
+
+def test_endpoints_known_at_startup_are_not_new_services():
+    from mesh.bootstrap import Server, ServerArgs
+
+    server = Server(ServerArgs(trace="scale-out", speed=0)).run_until(
+        "init_registry_event_handlers", skip_unimplemented=True)  # the whole trace applied before stage 15
+    assert ("reviews.default.svc.cluster.local", "default") in server.xds.endpoint_index
+    server.xds.eds_update("reviews.default.svc.cluster.local", "default",
+                          server.environment.service_discovery.endpoints("reviews.default.svc.cluster.local", 9080))
+    assert server.xds.requests[-1].request.full is False

@@ -592,6 +592,13 @@ class Server:
 
             registry.append_service_handler(on_service)
             registry.eds_handlers.append(on_endpoints)
+            # The endpoints already known are istiod's initial EndpointIndex (filled during its cache
+            # sync), so the first change to them after start is incremental, not "a new service".
+            for svc in registry.services():
+                endpoints = [e for p in svc.ports for e in registry.endpoints(svc.hostname, p.port)]
+                if endpoints:
+                    xds.endpoint_index[(svc.hostname, svc.namespace)] = frozenset(
+                        e.service_account for e in endpoints if e.service_account)
 
         store = self.environment.config_store
         if store is not None:
@@ -623,6 +630,7 @@ class Server:
         ads = AdsServer(self.xds, self.xds_generators, self.environment.service_discovery,
                         self.environment.config_store, domain=self.environment.domain_suffix,
                         is_ready=self.has_synced)
+        ads.trust_domain = lambda: self.environment.mesh()["trustDomain"]  # inbound mTLS accepts this domain
         self.ads = ads
         if self.secure_grpc_server is not None:
             self.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())

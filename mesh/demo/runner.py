@@ -1,0 +1,248 @@
+"""Start and stop the whole demo: the mini istiod, an app and a real Envoy for every bookinfo pod.
+
+The order is a cluster's: the control plane first (``mesh serve``'s server, in this process,
+https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-discovery/app/cmd.go#L93-L115), then
+the pods, each an app plus a sidecar that connects to istiod's plaintext xDS port (as
+pilot-agent's ``Agent.Run`` does, https://github.com/istio/istio/blob/1.19.0/pkg/istio-agent/agent.go#L337-L400),
+then wait until every sidecar has ACKed what it was sent. Pods the trace adds later (a scale-out)
+get an app and a sidecar when they appear, and lose both when they are deleted.
+
+Stopping goes the other way: Envoys first (SIGTERM, then SIGKILL; each Envoy also dies with this
+process, see ``mesh.agent.agent``), then the apps, then the server. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from mesh.agent.agent import EnvoyAgent
+from mesh.bootstrap import Server, ServerArgs
+from mesh.bootstrap.args import DEFAULT_PORTS
+from mesh.clock import RealClock
+from mesh.demo.apps import APP_PORT, BookinfoApp
+from mesh.demo.pods import TRACE_SUBNET, is_mesh_pod, move_subnet, pod_identity
+from mesh.kube.client import ReplayClient
+from mesh.kube.trace import load_trace
+from mesh.xds.resources import CLUSTER, LISTENER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoPod:
+    """One running pod of the demo: its app and its sidecar."""
+
+    name: str
+    namespace: str
+    ip: str
+    app: BookinfoApp
+    agent: EnvoyAgent | None = None
+    ready: bool = False  # its Envoy is LIVE
+    starting: asyncio.Task | None = None  # the task bringing it up, awaited before tearing it down
+
+    @property
+    def proxy_id(self) -> str:
+        return f"{self.name}.{self.namespace}"
+
+
+@dataclass
+class DemoOptions:
+    trace: str = "bookinfo"
+    speed: float = 1.0
+    subnet: str | None = None  # move the trace's 127.10.0.x pods here (None: keep them)
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    envoy_log_level: str = "warning"
+
+
+class BookinfoDemo:
+    def __init__(self, options: DemoOptions | None = None):
+        self.options = options or DemoOptions()
+        self.server: Server | None = None
+        self.trace = None  # the trace replayed (moved to the demo's subnet), once started
+        self.pods: dict[str, DemoPod] = {}  # by "<name>.<namespace>"
+        self._tasks: set[asyncio.Task] = set()  # pods starting or stopping
+        self._failures: list[BaseException] = []  # what those tasks raised, until a wait reports it
+        self._stopping = False
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self, timeout: float = 90.0) -> BookinfoDemo:
+        """Everything up and every sidecar synced; on failure nothing is left running."""
+        try:
+            await self._start(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self, timeout: float) -> None:
+        opts = self.options
+        self.trace = load_trace(opts.trace)
+        if opts.subnet and opts.subnet != TRACE_SUBNET:
+            self.trace = move_subnet(self.trace, opts.subnet)
+        expected = first_workload_wave(self.trace)
+        if not expected:
+            raise ValueError(f"trace {opts.trace}: it has no pods with an app label and an IP to run")
+        await self._start_server(dict(opts.ports))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._wait(lambda: expected <= {k for k, p in self.pods.items() if p.ready},
+                         deadline, f"the pods {sorted(expected)} to start")
+        await self._wait(self.all_synced, deadline, "every sidecar to ACK its config")
+
+    async def _start_server(self, ports: dict[str, int]) -> None:
+        opts = self.options
+        clock = RealClock()
+        client = ReplayClient(self.trace, clock, speed=opts.speed)
+        # ``trace`` is named too, so the server treats the cluster as its config source as well.
+        self.server = Server(ServerArgs(trace=opts.trace, clock=clock, ports=ports, speed=opts.speed),
+                             kube_client=client)
+        self.server.run_all()
+        await self.server.start()
+        # Apps and sidecars follow the pods: those there now, and those the trace adds later.
+        client.informer("pods").add_event_handler(on_add=self._pod_added, on_delete=self._pod_deleted)
+
+    async def restart_server(self, timeout: float = 60.0) -> None:
+        """Stop the control plane and start a fresh one on the same ports, as a restarted istiod
+        (a new process, empty state) comes back behind the same Service. The apps and Envoys keep
+        running on their last config meanwhile; each Envoy reconnects by itself and is sent
+        everything again. The new server replays the trace from its start."""
+        ports = dict(self.server.bound_ports)
+        await self.server.stop()
+        self.server = None
+        await self._start_server({name: ports.get(name, 0) for name in self.options.ports})
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self._wait(self.all_synced, deadline, "every sidecar to reconnect and ACK")
+
+    async def _wait(self, predicate, deadline: float, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        while not predicate():
+            if loop.time() > deadline:
+                raise TimeoutError(f"demo: timed out waiting for {what}")
+            if self._failures:
+                raise self._failures.pop(0)
+            await asyncio.sleep(0.05)
+
+    def _pod_added(self, pod: dict) -> None:
+        if self._stopping or not is_mesh_pod(pod):
+            return
+        self._spawn(self._start_pod(pod))
+
+    def _pod_deleted(self, pod: dict) -> None:
+        key = f"{pod['metadata']['name']}.{pod['metadata'].get('namespace', '')}"
+        demo_pod = self.pods.pop(key, None)
+        if demo_pod is not None:
+            self._spawn(self._stop_pod(demo_pod))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("demo: a pod failed to start or stop: %s", task.exception())
+            self._failures.append(task.exception())
+
+    async def _start_pod(self, pod: dict) -> None:
+        ident = pod_identity(pod, self.server.environment.domain_suffix or "cluster.local")
+        labels = ident.labels
+        key = f"{ident.name}.{ident.namespace}"
+        if key in self.pods:
+            return
+        app = BookinfoApp(ident.name, ident.ip, labels["app"], labels.get("version", "v1"), ident.namespace)
+        demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
+        self.pods[key] = demo_pod
+        await app.start()
+        agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
+                           log_level=self.options.envoy_log_level)
+        demo_pod.agent = agent
+        await agent.start()
+        await agent.wait_ready(timeout=30)
+        demo_pod.ready = True
+        log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
+
+    async def _stop_pod(self, demo_pod: DemoPod) -> None:
+        # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
+        if demo_pod.starting is not None and demo_pod.starting is not asyncio.current_task():
+            await asyncio.wait([demo_pod.starting])
+        if demo_pod.agent is not None:
+            await demo_pod.agent.stop()
+            demo_pod.agent.cleanup()
+        await demo_pod.app.stop()
+
+    # -- state ------------------------------------------------------------------------------
+    def all_synced(self) -> bool:
+        """Has every sidecar ACKed the last response of each type it watches (and got clusters
+        and listeners at all)? The same rule as proxy-status's SYNCED."""
+        ads = self.server.ads
+        for demo_pod in self.pods.values():
+            con = ads.connection(demo_pod.proxy_id)
+            if con is None or CLUSTER not in con.watched or LISTENER not in con.watched or not con.synced():
+                return False
+        return bool(self.pods)
+
+    def pod(self, app: str) -> DemoPod:
+        """The first pod (by name) of ``app``."""
+        for key in sorted(self.pods):
+            if self.pods[key].app.app == app:
+                return self.pods[key]
+        raise KeyError(f"no {app} pod in the demo")
+
+    def entry_pod(self) -> DemoPod:
+        """Where the printed commands send traffic from: productpage, else the first pod."""
+        try:
+            return self.pod("productpage")
+        except KeyError:
+            return self.pods[min(self.pods)]
+
+    def curl_commands(self) -> list[str]:
+        """Commands that send traffic through a sidecar: to productpage (which calls details and
+        reviews, which may call ratings) and straight to reviews and ratings."""
+        entry = self.entry_pod()
+        proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
+        hosts = [h for h in ("productpage", "reviews", "ratings", "details")
+                 if any(p.app.app == h for p in self.pods.values())]
+        return [f"curl -s -H 'Host: {host}:{APP_PORT}' {proxy}" for host in hosts]
+
+    def status_commands(self) -> list[str]:
+        port = self.server.bound_ports["debug"]
+        flag = "" if port == DEFAULT_PORTS["debug"] else f" --debug-port {port}"
+        entry = self.entry_pod()
+        return [f"python -m mesh proxy-status{flag}",
+                f"python -m mesh proxy-config clusters {entry.proxy_id}{flag}",
+                f"python -m mesh proxy-config routes {entry.proxy_id}{flag}"]
+
+    # -- stop -------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Envoys, then apps, then the server; safe to call twice and after a failed start."""
+        self._stopping = True
+        for task in list(self._tasks):
+            if not task.done():
+                task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        pods, self.pods = list(self.pods.values()), {}
+        results = await asyncio.gather(*(self._stop_pod(p) for p in pods), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("stopping a pod failed: %s", result)
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+def first_workload_wave(trace) -> set[str]:
+    """``<name>.<ns>`` of the mesh pods the trace creates first (bookinfo's six at t=5): the demo is
+    up when these run and are synced."""
+    waves: dict[float, set[str]] = {}
+    for event in trace.events:
+        obj = event.object
+        if event.type == "ADDED" and obj.get("kind") == "Pod" and is_mesh_pod(obj):
+            waves.setdefault(event.t, set()).add(f"{obj['metadata']['name']}.{obj['metadata']['namespace']}")
+    return waves[min(waves)] if waves else set()
