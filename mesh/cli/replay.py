@@ -8,7 +8,9 @@ The same trace always prints the same timeline: time is the trace's, not the wal
 * ``mesh``     — each mesh config change, field by field, and the push requests it caused;
 * ``registry`` — services and endpoints known at the end (needs stage 7, init_controllers);
 * ``injection`` — each pod admission: injected or not, and why (stage 13);
-* ``validation`` — every call of the ``/validate`` webhook and what kube-apiserver refused (stage 14).
+* ``validation`` — every call of the ``/validate`` webhook and what kube-apiserver refused (stage 14);
+* ``pushes``   — each push request, debounce window and debounced push, with what every injected
+  sidecar would be sent (types, resource counts, bytes), from the real generators (stage 16).
 
 A bad trace prints every problem as ``file:line: field: message`` and exits 2.
 """
@@ -63,6 +65,8 @@ def run(args) -> int:
     server = Server(ServerArgs(trace=trace.path))
     server.run_all(skip_unimplemented=True)
     recorder = MeshChangeRecorder(server)
+    # Views that watch the replay as it happens hook in before the clock moves.
+    watching = {view: WATCHERS[view](server) for view in views if view in WATCHERS}
     until = trace.duration if args.until is None else args.until
     server.clock.advance_to(until)
     if args.until is None:  # let the debounce window of the last change close, so its push shows
@@ -75,7 +79,7 @@ def run(args) -> int:
     console.print(f"stages run: {len(server.completed)}/16; not implemented yet: "
                   f"{', '.join(server.skipped) or 'none'}")
     for view in views:
-        VIEWS[view](server, recorder, console)
+        VIEWS[view](server, watching.get(view, recorder), console)
     server.close()
     return 0
 
@@ -162,10 +166,32 @@ def _injection_view(server: Server, _recorder, console: Console) -> None:
     console.print(table)
 
 
-VIEWS: dict[str, Callable[[Server, MeshChangeRecorder, Console], None]] = {
+def _watch_pushes(server: Server):
+    from mesh.teach.push_timeline import PushRecorder
+
+    recorder = PushRecorder(server)
+    server.xds.start()  # the debounce loop, as the "xds server" start func does in Server.start
+    return recorder
+
+
+def _pushes_view(server: Server, pushes, console: Console) -> None:
+    from mesh.teach.push_timeline import pushes_summary, timeline
+
+    console.print(f"{len(server.kube_client.applied)} watch events, {len(server.xds.requests)} push requests, "
+                  f"{len(pushes.records)} debounced pushes; types read 'resources / bytes'")
+    console.out(timeline(server, pushes).text, highlight=False)
+    console.out(pushes_summary(pushes).text, highlight=False)
+
+
+# Views whose data must be gathered while the clock runs: view → fn(server) returning what the view
+# is then given instead of the mesh change recorder.
+WATCHERS: dict[str, Callable[[Server], object]] = {"pushes": _watch_pushes}
+
+VIEWS: dict[str, Callable[[Server, object, Console], None]] = {
     "events": _events_view,
     "mesh": _mesh_view,
     "registry": _registry_view,
     "validation": _validation_view,
     "injection": _injection_view,
+    "pushes": _pushes_view,
 }

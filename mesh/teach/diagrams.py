@@ -4,6 +4,8 @@
   coloured by whether mesh implements them yet (read off the ``Server`` class itself).
 * ``package-map`` — istio/istio Go packages → mesh modules, from ``PACKAGE_MAP`` below, with the
   modules that exist in this checkout drawn solid and the planned ones dashed.
+* ``push-pipeline`` — ConfigUpdate → debounce → PushContext → push queue → per-connection generators,
+  with the debounce settings, the push order and the generator classes read from ``mesh.xds``.
 """
 
 from __future__ import annotations
@@ -89,7 +91,48 @@ def package_map() -> graphviz.Digraph:
     return g
 
 
-DIAGRAMS = {"bootstrap-stages": bootstrap_stages, "package-map": package_map}
+def push_pipeline() -> graphviz.Digraph:
+    """How a change becomes config on a proxy (stage 16, notebook 16)."""
+    from mesh.xds.ads import default_generators
+    from mesh.xds.debounce import DEBOUNCE_AFTER, DEBOUNCE_MAX
+    from mesh.xds.resources import PUSH_ORDER, short_name
+
+    g = graphviz.Digraph("push-pipeline", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "labelloc": "t",
+                         "label": "the push pipeline: a change becomes config on every proxy (mesh.xds)"},
+                         node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                                    "fillcolor": "#e3f2fd"}, edge_attr={"fontname": "Helvetica", "fontsize": "10"})
+    g.node("sources", "registry and config events\n(stage 15 handlers)", fillcolor="#e8e8e8")
+    g.node("update", "DiscoveryServer.config_update\n(ConfigUpdate: a PushRequest)")
+    g.node("debounce", f"Debouncer\nquiet {DEBOUNCE_AFTER * 1000:g} ms, at most {DEBOUNCE_MAX:g} s\n"
+                       "merge: full OR-ed, configs unioned,\nreasons counted", fillcolor="#fff3cd")
+    g.node("context", "PushContext\nfull: rebuilt (new version)\nincremental: changed endpoints forgotten")
+    g.node("queue", "push queue\none pending request per connection,\nmerged while a push runs")
+    g.edge("sources", "update", label="PushRequest")
+    g.edge("update", "debounce")
+    g.edge("debounce", "context", label="DebouncedPush")
+    g.edge("context", "queue", label="AdsServer.push")
+    with g.subgraph(name="cluster_connection") as con:
+        con.attr(label="each connection: _push_connection, in push order", fontname="Helvetica", style="dashed")
+        previous = None
+        generators = default_generators()
+        with con.subgraph() as row:
+            row.attr(rank="same")  # the generators side by side
+            for type_url in PUSH_ORDER:
+                node = f"gen_{short_name(type_url)}"
+                generator = type(generators[type_url]).__name__ if type_url in generators else "(no generator)"
+                row.node(node, f"{short_name(type_url)}\n{generator}", fillcolor="#c8e6c9")
+                if previous is not None:
+                    row.edge(previous, node)
+                previous = node
+    g.edge("queue", f"gen_{short_name(PUSH_ORDER[0])}")
+    g.node("cache", "XdsCache\nserialize once, reuse bytes", fillcolor="#f3e5f5")
+    g.node("envoy", "Envoy\nACK / NACK", shape="ellipse", fillcolor="#e8e8e8")
+    g.edge(previous, "cache", style="dashed")
+    g.edge("cache", "envoy", label="DiscoveryResponse")
+    return g
+
+
+DIAGRAMS = {"bootstrap-stages": bootstrap_stages, "package-map": package_map, "push-pipeline": push_pipeline}
 
 
 def write_all(out_dir: str | Path = "diagrams") -> list[Path]:
