@@ -131,7 +131,8 @@ def test_services_registered_before_start_are_served_and_after_start_refused():
 
     answer, services = asyncio.run(main())
     assert answer == b"hsem"
-    assert services == ["istio.v1.auth.IstioCertificateService", "test.Echo"]
+    assert services == ["envoy.service.discovery.v3.AggregatedDiscoveryService",
+                        "istio.v1.auth.IstioCertificateService", "test.Echo"]  # ADS too, as istiod serves it on 15012
 
 
 def test_webhook_port_serves_inject_and_validate_over_https():
@@ -232,7 +233,7 @@ def test_without_a_cluster_there_is_no_webhook_server_but_the_ca_still_serves():
             await server.stop()
 
     ports, code, reviewer = asyncio.run(main())
-    assert ports == ["debug", "secure_xds"]
+    assert ports == ["debug", "monitoring", "secure_xds", "xds"]  # no webhook port: nothing to admit
     assert code == grpc.StatusCode.UNAUTHENTICATED and reviewer is None  # no cluster to review tokens
 
 

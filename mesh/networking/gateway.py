@@ -1,4 +1,4 @@
-"""Gateway builder: listeners and routes of an ingress gateway (a ``router`` proxy).
+"""Gateway builder: listeners and routes of an ingress or egress gateway (a ``router`` proxy).
 
 Go: ``buildGatewayListeners``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/gateway.go#L62,
@@ -7,15 +7,29 @@ https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/ga
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/push_context.go#L995-L1019.
 
 A gateway proxy is configured by the Gateway objects whose ``selector`` matches its labels. Each
-HTTP server (``port`` + ``hosts``) becomes a listener on that port, whose routes are the route
-config ``http.<port>``. A VirtualService reaches the gateway by naming it in ``gateways``
+HTTP server (``port`` + ``hosts``) becomes a listener, whose routes are the route config
+``http.<listen port>``. The port a server names may be a port of the gateway's Service: then the
+proxy listens on that port's targetPort (the demo profile's Services map 80 → 8080), so a
+Gateway for port 80 works whichever way the client reaches the pod; a number no Service port of
+the pod has is listened on as written (``resolvePorts``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/gateway.go#L359-L394, with the
+selector-based "legacy" rules: the first matching Service port wins). Routes still see the
+server's own port: a VirtualService ``match.port: 80`` and the virtual host ``<host>:80`` mean
+the Gateway's port 80 (``buildGatewayHTTPRouteConfig`` takes ``server.Port.Number``, gateway.go#L380,
+for both the routes, #L421-L422, and the virtual host name, #L457).
+
+A VirtualService reaches the gateway by naming it in ``gateways``
 (``bookinfo-gateway`` means the Gateway of that name in the VirtualService's namespace); its
 routes are served for the hosts that both the server and the VirtualService name, each host a
 virtual host ``<host>:<port>`` whose only domain is the host (ports are ignored in matching).
 
 Simplifications, named: HTTP servers only (HTTPS/TLS/TCP servers are skipped: mesh has no
 certificates for them), gateways are not scoped to their namespace, and a port served by
-several Gateways merges their hosts without Istio's conflict rules.
+several Gateways merges their hosts without Istio's conflict rules. The port translation reads
+the proxy's Service instances of the push being built, so (as in istiod, which recomputes a
+gateway's merged servers on full pushes only: ``pushConnection`` → ``computeProxyState``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L732-L738 and #L654-L701) a
+gateway pod that joins its Service's endpoints later moves its listeners at the next full push.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from dataclasses import dataclass
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.networking.listener import http_connection_manager
-from mesh.networking.push_context import PushContext, host_matches
+from mesh.networking.push_context import PushContext, ServiceInstance, host_matches
 from mesh.networking.route import build_routes_for_virtual_service, resolve_gateway_name
 
 HTTP_SERVER_PROTOCOLS = {"HTTP", "HTTP2", "GRPC"}
@@ -34,8 +48,9 @@ HTTP_SERVER_PROTOCOLS = {"HTTP", "HTTP2", "GRPC"}
 @dataclass(frozen=True)
 class GatewayServer:
     gateway: str  # <namespace>/<name>
-    port: int
+    port: int  # the port the server names: what routes match and virtual hosts are named by
     hosts: tuple[str, ...]
+    listen_port: int  # where the proxy listens for it (``resolve_port``)
 
 
 def route_name(port: int) -> str:
@@ -48,16 +63,28 @@ def gateways_for_proxy(push: PushContext, proxy: Proxy) -> list[Config]:
             if all(proxy.labels.get(k) == v for k, v in (gw.spec.get("selector") or {}).items())]
 
 
+def resolve_port(number: int, instances: list[ServiceInstance]) -> int:
+    """The port a proxy listens on for a server's port ``number``: the targetPort (the endpoint's
+    port) of the first of the proxy's Service ports with that number, else the number itself."""
+    for inst in instances:
+        if inst.port == number and inst.endpoint.endpoint_port:
+            return inst.endpoint.endpoint_port
+    return number
+
+
 def http_servers(push: PushContext, proxy: Proxy) -> dict[int, list[GatewayServer]]:
-    """Port → the HTTP servers of all the proxy's Gateways on that port."""
+    """Listen port → the HTTP servers of all the proxy's Gateways served there."""
     out: dict[int, list[GatewayServer]] = {}
+    instances = push.service_instances(proxy)
     for gw in gateways_for_proxy(push, proxy):
         for server in gw.spec.get("servers") or []:
             port = server.get("port") or {}
             if str(port.get("protocol", "")).upper() not in HTTP_SERVER_PROTOCOLS or not port.get("number"):
                 continue
-            out.setdefault(int(port["number"]), []).append(
-                GatewayServer(f"{gw.namespace}/{gw.name}", int(port["number"]), tuple(server.get("hosts") or ["*"])))
+            number = int(port["number"])
+            listen = resolve_port(number, instances)
+            out.setdefault(listen, []).append(
+                GatewayServer(f"{gw.namespace}/{gw.name}", number, tuple(server.get("hosts") or ["*"]), listen))
     return out
 
 
@@ -88,12 +115,12 @@ def build_gateway_route_config(push: PushContext, proxy: Proxy, name: str) -> di
             hosts = intersect_hosts(_server_hosts(server, vs.namespace), vs.spec.get("hosts") or [])
             if not hosts:
                 continue
-            routes = build_routes_for_virtual_service(push, proxy, vs, port, frozenset({server.gateway}))
+            routes = build_routes_for_virtual_service(push, proxy, vs, server.port, frozenset({server.gateway}))
             for host in hosts:
                 if host in vhosts:
                     vhosts[host]["routes"].extend(routes)
                 else:
-                    vhosts[host] = {"name": f"{host}:{port}", "domains": [host], "routes": list(routes),
+                    vhosts[host] = {"name": f"{host}:{server.port}", "domains": [host], "routes": list(routes),
                                     "includeRequestAttemptCount": True}
     if not vhosts:  # a server with nothing bound to it answers 404
         virtual_hosts = [{"name": f"blackhole:{port}", "domains": ["*"], "routes": []}]

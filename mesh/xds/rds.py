@@ -21,6 +21,8 @@ class RdsGenerator:
         # Routes depend on who asks only through its namespace (short host names) and labels
         # (``sourceLabels`` matches): proxies alike in both share one built resource.
         who = (proxy.type, proxy.dns_domain, proxy.namespace, tuple(sorted(proxy.labels.items())))
+        if proxy.type == "router":  # and, for a gateway, which port its Services send where
+            who += (_port_translation(push, proxy),)
         out = []
         for name in watched.names:
             resource = push.memo(("rds", name, who), lambda n=name: _build(push, proxy, n))
@@ -35,3 +37,11 @@ def _build(push: PushContext, proxy, name: str) -> Resource | None:
     else:
         config = build_sidecar_route_config(push, proxy, name)
     return Resource(name, config) if config is not None else None
+
+
+def _port_translation(push: PushContext, proxy) -> tuple[tuple[int, int], ...]:
+    """A gateway's Service ports and their target ports: which Gateway servers share a route
+    config ``http.<port>`` depends on them (``mesh.networking.gateway.resolve_port``), so two
+    replicas share a built route only when they agree (one not in its Service's endpoints yet
+    does not)."""
+    return tuple(sorted({(i.port, i.endpoint.endpoint_port) for i in push.service_instances(proxy)}))
