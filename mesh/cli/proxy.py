@@ -5,6 +5,12 @@ Go: ``pilot-agent proxy`` https://github.com/istio/istio/blob/1.19.0/pilot/cmd/p
 the IP, labels and namespace come from the Downward API; here they are flags. ``--print-bootstrap``
 prints the bootstrap and exits, so it can be read without running Envoy. Ctrl-C (or SIGTERM)
 stops Envoy cleanly.
+
+With ``--ca HOST:PORT`` (istiod's secure port, 15012), ``--root-cert`` (the mesh root, e.g. the
+``root-cert.pem`` of the ``istio-ca-root-cert`` ConfigMap) and ``--token-file`` (a
+service-account token for ``--service-account``; re-read at every renewal, as pilot-agent
+re-reads ``istio-token``), the agent gets a workload certificate and serves it to Envoy over SDS,
+so the sidecar takes part in mutual TLS (:mod:`mesh.agent.certs`, :mod:`mesh.agent.sds`).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import contextlib
 import ipaddress
 import json
 import signal
+from pathlib import Path
 
 from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
+from mesh.agent.certs import WorkloadCertConfig
 from mesh.cli import UsageError
 
 
@@ -31,6 +39,13 @@ def register(subparsers) -> None:
     p.add_argument("--http-proxy-port", type=int, default=15080, help="the outbound HTTP proxy port (default 15080)")
     p.add_argument("--log-level", default="warning", help="Envoy's log level")
     p.add_argument("--print-bootstrap", action="store_true", help="print the Envoy bootstrap JSON and exit")
+    p.add_argument("--service-account", default="default", help="the pod's service account (default: default)")
+    p.add_argument("--ca", metavar="HOST:PORT", help="istiod's secure port for a workload certificate (mTLS)")
+    p.add_argument("--root-cert", metavar="FILE", help="with --ca: the mesh root certificate (PEM) to trust")
+    p.add_argument("--token-file", metavar="FILE", help="with --ca: a service-account token for the CA")
+    p.add_argument("--trust-domain", default="cluster.local", help="with --ca: the mesh trust domain")
+    p.add_argument("--cert-ttl", type=int, default=0, metavar="SECONDS",
+                   help="with --ca: the certificate lifetime to ask for (default: the CA's, 24 h)")
     p.set_defaults(func=run)
 
 
@@ -54,12 +69,40 @@ def parse_args(args) -> tuple[PodIdentity, str, int]:
             raise UsageError(f"--label {item!r}: expected KEY=VALUE")
         labels[key] = value
     return (PodIdentity(name, namespace, str(ip), labels, domain=args.domain,
+                        service_account=getattr(args, "service_account", "default"),
                         proxy_type="router" if args.router else "sidecar"), host, int(port))
+
+
+def cert_config(args) -> WorkloadCertConfig | None:
+    """The workload-certificate settings from ``--ca``/``--root-cert``/``--token-file``, or None."""
+    ca = getattr(args, "ca", None)
+    if not ca:
+        if getattr(args, "root_cert", None) or getattr(args, "token_file", None):
+            raise UsageError("--root-cert and --token-file need --ca HOST:PORT")
+        return None
+    host, colon, port = ca.rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise UsageError(f"--ca {ca!r}: expected HOST:PORT")
+    if not args.root_cert or not args.token_file:
+        raise UsageError("--ca needs --root-cert FILE and --token-file FILE")
+    try:
+        root_pem = Path(args.root_cert).read_text()
+        Path(args.token_file).read_text()
+    except OSError as err:
+        raise UsageError(f"cannot read {err.filename}: {err.strerror}") from None
+    if "BEGIN CERTIFICATE" not in root_pem:
+        raise UsageError(f"--root-cert {args.root_cert}: no PEM certificate in it")
+    if args.cert_ttl < 0:
+        raise UsageError(f"--cert-ttl {args.cert_ttl}: must be 0 (the CA's default) or more")
+    token_file = Path(args.token_file)
+    return WorkloadCertConfig(ca, root_pem, lambda: token_file.read_text().strip(), trust_domain=args.trust_domain,
+                              ttl_seconds=args.cert_ttl)
 
 
 def run(args) -> int:
     pod, host, port = parse_args(args)
-    agent = EnvoyAgent(pod, host, port, http_proxy_port=args.http_proxy_port, log_level=args.log_level)
+    agent = EnvoyAgent(pod, host, port, http_proxy_port=args.http_proxy_port, log_level=args.log_level,
+                       certs=cert_config(args))
     if args.print_bootstrap:
         print(json.dumps(agent.bootstrap(), indent=2))
         return 0

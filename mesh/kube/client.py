@@ -106,12 +106,18 @@ class ReplayClient(KubeClient):
         self._timers = []
         self._closed = False
         start = self.clock.now()
+        # One timer per distinct time, applying its events in trace order: asyncio does not keep
+        # timers due at the same instant in the order they were scheduled, and a pod applied
+        # before its namespace would miss the namespace's injection label.
+        batches: dict[float, list[TraceEvent]] = {}
         for event in trace.events:
             due = start + (event.t / speed if speed > 0 else 0.0)
             if due <= start:
                 self._apply(event)
             else:
-                self._timers.append(self.clock.call_at(due, lambda e=event: self._apply(e)))
+                batches.setdefault(due, []).append(event)
+        for due, batch in batches.items():
+            self._timers.append(self.clock.call_at(due, lambda b=batch: self._apply_batch(b)))
 
     # -- the interface --------------------------------------------------------------------
     def informer(self, kind: Kind | str) -> Informer:
@@ -155,6 +161,10 @@ class ReplayClient(KubeClient):
             timer.cancel()
 
     # -- internals ------------------------------------------------------------------------
+    def _apply_batch(self, events: list[TraceEvent]) -> None:
+        for event in events:
+            self._apply(event)
+
     def _write(self, event_type: str, obj: dict) -> dict:
         event = TraceEvent(t=self.clock.now(), type=event_type, object=copy.deepcopy(obj), line=0)
         return self._apply(event, assign_version=True)

@@ -13,7 +13,12 @@ Names are Istio's, because every tool reads them: ``outbound|9080|v1|reviews.def
 is direction, port, subset (empty for the whole service) and host. The EDS service name of a
 cluster is the cluster name itself, so EDS can look the service and subset back up from it.
 
-Simplifications, named: no TLS / mTLS (no SDS in mesh), no outlier detection, no locality
+Auto mTLS (``buildAutoMtlsSettings``, cluster_builder.go#L801-L860): for a proxy whose agent
+serves it a workload certificate over SDS, every EDS cluster of an in-mesh service gets
+``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``, plaintext to the
+rest — checking the server against the service's SPIFFE identities (``networking/tls.py``).
+
+Simplifications, named: no DestinationRule ``tls`` settings, no outlier detection, no locality
 failover settings, no port-level traffic policies, and inbound clusters are STATIC clusters
 pointing at the app on the pod IP (there is no iptables redirect to undo here, DESIGN §6).
 """
@@ -24,6 +29,7 @@ from mesh.model.config import Config
 from mesh.model.service import Port, Resolution, Service
 from mesh.networking.extensions import HTTP_PROTOCOL_OPTIONS_TYPE
 from mesh.networking.push_context import PushContext, ServiceInstance
+from mesh.networking.tls import auto_mtls_socket_matches, outbound_sni
 
 UINT32_MAX = 4294967295
 DEFAULT_CONNECT_TIMEOUT = "10s"  # MeshConfig.connectTimeout
@@ -61,7 +67,8 @@ def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance]) 
     return sorted(clusters, key=lambda c: c["name"])
 
 
-def build_outbound_clusters(push: PushContext, service: Service) -> list[dict]:
+def build_outbound_clusters(push: PushContext, service: Service, auto_mtls: bool = False) -> list[dict]:
+    """``auto_mtls``: the proxy has a workload certificate (SDS), so in-mesh clusters may use it."""
     rule = push.destination_rule(service.hostname)
     spec = rule.spec if rule is not None else {}
     out = []
@@ -69,11 +76,21 @@ def build_outbound_clusters(push: PushContext, service: Service) -> list[dict]:
         if port.protocol == "UDP":
             continue
         policy = spec.get("trafficPolicy") or {}
-        out.append(_outbound_cluster(service, port, "", policy, rule))
+        identities = service_identities(push, service, port.port) if auto_mtls else None
+        out.append(_outbound_cluster(service, port, "", policy, rule, identities))
         for subset in spec.get("subsets") or []:
             merged = merge_traffic_policy(policy, subset.get("trafficPolicy") or {})
-            out.append(_outbound_cluster(service, port, subset.get("name", ""), merged, rule))
+            out.append(_outbound_cluster(service, port, subset.get("name", ""), merged, rule, identities))
     return out
+
+
+def service_identities(push: PushContext, service: Service, port: int) -> list[str]:
+    """The SPIFFE identities a server for this service port may present: the service's own
+    (``canonical-service-accounts`` and friends) and those of the pods behind it
+    (``PushContext.ServiceAccounts``)."""
+    found = set(service.service_accounts)
+    found.update(ep.service_account for ep in push.endpoints(service.hostname, port) if ep.service_account)
+    return sorted(found)
 
 
 def merge_traffic_policy(base: dict, subset: dict) -> dict:
@@ -83,7 +100,8 @@ def merge_traffic_policy(base: dict, subset: dict) -> dict:
     return merged
 
 
-def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, rule: Config | None) -> dict:
+def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, rule: Config | None,
+                      mtls_identities: list[str] | None = None) -> dict:
     name = outbound_cluster_name(port.port, subset, service.hostname)
     cluster: dict = {"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT}
     if service.resolution == Resolution.CLIENT_SIDE_LB:
@@ -105,6 +123,11 @@ def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, r
     if port.protocol in ("HTTP2", "GRPC", "GRPC-Web"):
         cluster["typedExtensionProtocolOptions"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": HTTP_PROTOCOL_OPTIONS_TYPE, "explicitHttpConfig": {"http2ProtocolOptions": {}}}}
+    if mtls_identities is not None and cluster["type"] == "EDS" and not service.mesh_external:
+        # ORIGINAL_DST and DNS clusters are left alone, as Istio leaves headless services
+        cluster["transportSocketMatches"] = auto_mtls_socket_matches(
+            mtls_identities, outbound_sni(port.port, subset, service.hostname),
+            http2=port.protocol in ("HTTP2", "GRPC", "GRPC-Web"))
     metadata = {"services": [{"host": service.hostname, "name": service.name, "namespace": service.namespace}]}
     if subset:
         metadata["subset"] = subset

@@ -18,17 +18,35 @@ uses what Istio offers for apps that opt out of capture:
 * **inbound** — ``virtualInbound`` on ``<pod-ip>:15006``, forwarding to the app's own port
   through the ``inbound|<port>||`` cluster, the port chosen by the ``Host`` header's port.
 
-Simplifications, named: HTTP only (no TCP proxying, no protocol sniffing, no TLS), and the HTTP
-proxy listener is on by default (port 15080) because it is the only outbound path here.
+Mutual TLS on the inbound side (for a proxy whose agent serves it a workload certificate):
+the PeerAuthentication mode of the workload (``networking/authn.py``) picks the filter chains
+— STRICT: only a TLS chain requiring a client certificate from the trust domain, so plaintext
+finds no chain and the connection is closed; PERMISSIVE: that chain plus a plaintext one, told
+apart by the TLS inspector's ``transportProtocol``; DISABLE: plaintext only (the chains per mode
+``getFilterChainMatchOptions``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/filterchain_options.go#L189-L219,
+built by ``inboundChainForOpts``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/listener_inbound.go#L303-L325,
+and the TLS inspector it needs, listener_inbound.go#L599-L655). Over TLS the app is told who
+called in the ``x-forwarded-client-cert`` header (listener_inbound.go#L765-L778).
+
+Simplifications, named: HTTP only (no TCP proxying, no protocol sniffing), the HTTP proxy
+listener is on by default (port 15080) because it is the only outbound path here, and one
+inbound listener serves all the workload's ports, so per-port mTLS modes collapse to the
+strictest of them; TLS from outside the mesh (no ``istio`` ALPN) is not sent to a passthrough
+chain under PERMISSIVE.
 """
 
 from __future__ import annotations
 
+from mesh.model.config import Config
 from mesh.model.proxy import Proxy
+from mesh.networking.authn import DISABLE, PERMISSIVE, STRICT, mtls_mode
 from mesh.networking.cluster import inbound_cluster_name
 from mesh.networking.extensions import FAULT_TYPE, HCM_TYPE, ROUTER_TYPE
 from mesh.networking.push_context import ServiceInstance
 from mesh.networking.route import HTTP_PROXY_ROUTE
+from mesh.networking.tls import has_workload_cert, istio_mutual_downstream, tls_inspector
 
 DEFAULT_HTTP_PROXY_PORT = 15080
 INBOUND_PORT = 15006
@@ -40,11 +58,23 @@ def http_proxy_port(proxy: Proxy) -> int:
     return int(value) if value.isdigit() else DEFAULT_HTTP_PROXY_PORT
 
 
-def build_sidecar_listeners(proxy: Proxy, instances: list[ServiceInstance]) -> list[dict]:
+def build_sidecar_listeners(proxy: Proxy, instances: list[ServiceInstance],
+                            peer_authentications: list[Config] | None = None,
+                            trust_domain: str = "cluster.local") -> list[dict]:
     listeners = [build_http_proxy_listener(proxy)]
     if instances:
-        listeners.append(build_inbound_listener(proxy, instances))
+        listeners.append(build_inbound_listener(proxy, instances, peer_authentications, trust_domain))
     return listeners
+
+
+def inbound_mtls_mode(proxy: Proxy, instances: list[ServiceInstance], peer_authentications: list[Config]) -> str:
+    """The mode the inbound listener runs in: the strictest over the workload's ports; DISABLE
+    when the proxy has no certificate to serve TLS with."""
+    if not has_workload_cert(proxy.metadata):
+        return DISABLE
+    modes = {mtls_mode(peer_authentications, proxy.namespace, proxy.labels, i.endpoint.endpoint_port)
+             for i in instances}
+    return next((m for m in (STRICT, PERMISSIVE) if m in modes), DISABLE)
 
 
 def build_http_proxy_listener(proxy: Proxy) -> dict:
@@ -59,19 +89,34 @@ def build_http_proxy_listener(proxy: Proxy) -> dict:
     }
 
 
-def build_inbound_listener(proxy: Proxy, instances: list[ServiceInstance]) -> dict:
+def build_inbound_listener(proxy: Proxy, instances: list[ServiceInstance],
+                           peer_authentications: list[Config] | None = None,
+                           trust_domain: str = "cluster.local") -> dict:
     ip = proxy.ip_addresses[0]
     ports = sorted({i.port for i in instances})
     vhosts = [{"name": f"inbound|http|{p}", "domains": [f"*:{p}"], "routes": [_inbound_route(p)]} for p in ports]
     vhosts.append({"name": "inbound|http|default", "domains": ["*"], "routes": [_inbound_route(ports[0])]})
     route_config = {"name": "inbound|http", "virtualHosts": vhosts, "validateClusters": False}
     hcm = http_connection_manager(f"inbound_0.0.0.0_{INBOUND_PORT}", route_config=route_config)
-    return {
+    listener: dict = {
         "name": VIRTUAL_INBOUND,
         "address": _address(ip, INBOUND_PORT),
         "trafficDirection": "INBOUND",
         "filterChains": [{"name": "inbound|http", "filters": [_hcm_filter(hcm)]}],
     }
+    mode = inbound_mtls_mode(proxy, instances, peer_authentications or [])
+    if mode == DISABLE:
+        return listener
+    mtls_hcm = dict(hcm, forwardClientCertDetails="APPEND_FORWARD",
+                    setCurrentClientCertDetails={"subject": True, "dns": True, "uri": True})
+    chains = [{"name": "inbound|http|mtls", "filterChainMatch": {"transportProtocol": "tls"},
+               "transportSocket": istio_mutual_downstream(trust_domain), "filters": [_hcm_filter(mtls_hcm)]}]
+    if mode == PERMISSIVE:
+        chains.append({"name": "inbound|http", "filterChainMatch": {"transportProtocol": "raw_buffer"},
+                       "filters": [_hcm_filter(hcm)]})
+    listener["listenerFilters"] = [tls_inspector()]
+    listener["filterChains"] = chains
+    return listener
 
 
 def _inbound_route(port: int) -> dict:

@@ -11,7 +11,7 @@ changing. Reading one frozen view keeps every proxy of that push consistent with
 
 Simplifications, named: istiod lives in ``pilot/pkg/model`` and its PushContext also indexes
 Sidecars, policies, EnvoyFilters and export rules; mesh's holds services, VirtualServices,
-DestinationRules and Gateways (DESIGN §3 puts the model-level one in ``mesh/model``;
+DestinationRules, Gateways and PeerAuthentications (DESIGN §3 puts the model-level one in ``mesh/model``;
 this is the part the networking builders need), ignores ``exportTo``, and when several
 DestinationRules name one host it takes the oldest (Istio merges them).
 """
@@ -28,6 +28,7 @@ from mesh.model.service import IstioEndpoint, Service, ServiceDiscovery
 VIRTUAL_SERVICE = "VirtualService"
 DESTINATION_RULE = "DestinationRule"
 GATEWAY = "Gateway"
+PEER_AUTHENTICATION = "PeerAuthentication"
 
 
 def resolve_short_name(host: str, namespace: str, domain: str = "cluster.local") -> str:
@@ -72,24 +73,33 @@ class PushContext:
     registry: ServiceDiscovery
     domain: str = "cluster.local"
     gateways: list[Config] = field(default_factory=list)
+    peer_authentications: list[Config] = field(default_factory=list)
+    # Pod IPs whose sidecar terminates mutual TLS on its inbound port (a connected proxy that
+    # has a workload certificate): EDS sends their traffic there, over TLS (networking/tls.py).
+    mtls_addresses: frozenset[str] = frozenset()
+    trust_domain: str = "cluster.local"  # MeshConfig.trustDomain: whose SPIFFE identities inbound mTLS accepts
     _by_host: dict[str, Service] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, registry: ServiceDiscovery, config_store: ConfigStore | None, version: str = "0",
-              domain: str = "cluster.local") -> PushContext:
+              domain: str = "cluster.local", mtls_addresses: frozenset[str] = frozenset(),
+              trust_domain: str = "cluster.local") -> PushContext:
         services = sorted(registry.services(), key=lambda s: s.hostname)
         vss: list[Config] = []
         drs: dict[str, Config] = {}
         gateways: list[Config] = []
+        peer_authns: list[Config] = []
         if config_store is not None:
             vss = sorted(config_store.list(VIRTUAL_SERVICE), key=_age)
+            peer_authns = sorted(config_store.list(PEER_AUTHENTICATION), key=_age)
             gateways = sorted(config_store.list(GATEWAY), key=_age)
             for dr in sorted(config_store.list(DESTINATION_RULE), key=_age):
                 host = resolve_short_name(dr.spec.get("host", ""), dr.namespace, dr.domain or domain)
                 drs.setdefault(host, dr)  # the oldest rule for a host wins
         ctx = cls(version=version, services=services, virtual_services=vss, destination_rules=drs,
-                  registry=registry, domain=domain, gateways=gateways)
+                  registry=registry, domain=domain, gateways=gateways, peer_authentications=peer_authns,
+                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain)
         ctx._by_host = {s.hostname: s for s in services}
         return ctx
 

@@ -16,6 +16,13 @@ per connection, later ones merged into it (``PushQueue``,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/pushqueue.go#L50-L74); each connection
 runs the generators in push order (CDS, EDS, LDS, RDS) for the types its Envoy watches.
 
+A proxy whose agent has a workload certificate (node metadata ``MESH_WORKLOAD_CERT: SDS``)
+can terminate mutual TLS on its inbound port, so endpoints of its pod change for every client
+(``networking/endpoints.py``): its connecting and leaving each ask for a full push, and every
+PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-specific: in Istio
+the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
+pod may have no Envoy running.
+
 Simplifications, named: no push throttling (``PILOT_PUSH_THROTTLE``; writes in flight are
 bounded instead) and no per-proxy
 ``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
@@ -33,13 +40,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 import grpc
-from envoy_data_plane.envoy.config.core.v3 import Node
 
 from mesh.model.config import ConfigStore
 from mesh.model.proxy import NodeIdError, parse_node_id
-from mesh.model.push_request import PushRequest
+from mesh.model.push_request import PushRequest, TriggerReason
 from mesh.model.service import ServiceDiscovery
 from mesh.networking.push_context import PushContext
+from mesh.networking.tls import has_workload_cert
 from mesh.xds.cache import XdsCache
 from mesh.xds.cds import CdsGenerator
 from mesh.xds.connection import Connection, RequestKind
@@ -49,7 +56,9 @@ from mesh.xds.eds import EdsGenerator
 from mesh.xds.fastpath import (
     RequestFields,
     assemble_discovery_response,
+    collect_garbage_less_often,
     decode_discovery_request,
+    decode_node,
     encode_resource_entry,
 )
 from mesh.xds.generator import Generator, ProxyState, updated_hostnames
@@ -85,6 +94,7 @@ class AdsServer:
         self.cache = XdsCache()
         self.metrics = metrics or XdsMetrics()
         self.connections: dict[int, Connection] = {}
+        self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
         self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
         self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type
         self.generate_errors: Counter = Counter()
@@ -110,9 +120,22 @@ class AdsServer:
     def _build_push_context(self) -> PushContext:
         t0 = time.perf_counter()
         push = PushContext.build(self.registry, self.config_store, version=str(next(self._versions)),
-                                 domain=self.domain)
+                                 domain=self.domain, mtls_addresses=self._mtls_addresses(),
+                                 trust_domain=self.trust_domain())
         self.metrics.on_push_context(time.perf_counter() - t0)
         return push
+
+    def _mtls_addresses(self) -> frozenset[str]:
+        """Pod IPs of connected sidecars that have a workload certificate: they can terminate mTLS."""
+        return frozenset(ip for con in list(self.connections.values())
+                         if con.state is not None and has_workload_cert(con.state.proxy.metadata)
+                         for ip in con.state.proxy.ip_addresses)
+
+    def _mtls_sidecar_changed(self, con: Connection) -> None:
+        """A sidecar that can terminate mTLS came or went: endpoints of its pod change for every
+        client (``networking/endpoints.py``), so ask for a full push."""
+        if con.state is not None and has_workload_cert(con.state.proxy.metadata):
+            self.discovery.config_update(PushRequest.of(TriggerReason.PROXY))
 
     # -- serving ------------------------------------------------------------------------------
     def rpc_handlers(self) -> list:
@@ -139,6 +162,7 @@ class AdsServer:
         # A connect storm (every proxy reconnecting after an istiod restart) queues thousands of
         # new streams at once; gRPC core's default cap on requests waiting for the application
         # (1000 soft, 3000 hard) would fail some of them with INTERNAL.
+        collect_garbage_less_often()  # fastpath.py, 8.
         self._server = grpc.aio.server(options=[("grpc.server.max_pending_requests", 100_000),
                                                 ("grpc.server.max_pending_requests_hard_limit", 100_000)])
         self._server.add_generic_rpc_handlers(self.rpc_handlers())
@@ -169,7 +193,11 @@ class AdsServer:
             while True:
                 kind, item = await con.queue.get()
                 if kind == "request":
-                    await self._on_request(con, item, context)
+                    # Let go of the request before waiting for the next one: an EDS request lists
+                    # every cluster, and thousands of idle streams would each keep their last one.
+                    req, item = item, None
+                    await self._on_request(con, req, context)
+                    del req
                 elif kind == "push":
                     request, con.pending_push = con.pending_push, None
                     await self._push_connection(con, request, context)
@@ -180,6 +208,7 @@ class AdsServer:
         finally:
             reader.cancel()
             self.connections.pop(con.number, None)
+            self._mtls_sidecar_changed(con)
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
 
@@ -191,6 +220,7 @@ class AdsServer:
                 if raw is grpc.aio.EOF:
                     break
                 con.queue.put_nowait(("request", decode_discovery_request(raw)))
+                del raw  # not kept alive while waiting for the next message (tens of KB for EDS)
         except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
             pass
         except Exception as err:  # a malformed message: end this stream, not the server
@@ -226,16 +256,16 @@ class AdsServer:
 
     def _init_connection(self, con: Connection, req: RequestFields) -> str:
         """Who is this? The first request carries the node (``initConnection``)."""
-        node = Node.parse(req.node) if req.node is not None else None
-        if node is None or not node.id:
+        node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
+        if not node_id:
             return "the first DiscoveryRequest on a stream must carry node.id"
-        metadata = node.to_dict().get("metadata") or {}
         try:
-            proxy = parse_node_id(node.id, metadata)
+            proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return str(err)
         con.state = ProxyState(proxy, self.push_context.service_instances(proxy))
         log.info("ADS: new connection %s from %s", con.id, con.peer)
+        self._mtls_sidecar_changed(con)
         return ""
 
     # -- pushes -------------------------------------------------------------------------------

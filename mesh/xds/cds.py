@@ -3,7 +3,8 @@
 Go: ``CdsGenerator`` and ``cdsNeedsPush`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/cds.go#L24-L82.
 Clusters change only on full pushes; a full push about kinds that no cluster depends on is skipped.
 Outbound clusters are the same for every sidecar (mesh has no Sidecar scoping), so they are built
-once per push and shared; only the inbound ones are per proxy.
+once per push and shared — in two variants, with auto mTLS for proxies that have a workload
+certificate (``networking/tls.py``) and without for the others; only the inbound ones are per proxy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mesh.networking.cluster import (
     unique_ports,
 )
 from mesh.networking.push_context import PushContext
+from mesh.networking.tls import has_workload_cert
 from mesh.xds.generator import ProxyState, Resource, WatchedResource, affects_xds
 
 
@@ -25,14 +27,15 @@ class CdsGenerator:
                  request: PushRequest | None) -> list[Resource] | None:
         if request is not None and (not request.full or not affects_xds(request)):
             return None
-        shared = push.memo(("cds-outbound",), lambda: _outbound(push))  # alike for every proxy
+        mtls = has_workload_cert(state.proxy.metadata)
+        shared = push.memo(("cds-outbound", mtls), lambda: _outbound(push, mtls))  # alike for every proxy
         if state.proxy.type == "router":
             return shared  # a gateway only sends traffic out
         inbound = [Resource(c["name"], c) for c in map(build_inbound_cluster, unique_ports(state.instances))]
         return shared + inbound
 
 
-def _outbound(push: PushContext) -> list[Resource]:
-    clusters = [c for service in push.services for c in build_outbound_clusters(push, service)]
+def _outbound(push: PushContext, auto_mtls: bool) -> list[Resource]:
+    clusters = [c for service in push.services for c in build_outbound_clusters(push, service, auto_mtls)]
     clusters += [blackhole_cluster(), passthrough_cluster()]
     return [Resource(c["name"], c) for c in clusters]

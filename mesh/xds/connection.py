@@ -103,6 +103,18 @@ class Connection:
         del self.events[:-64]  # the recent past only: thousands of connections keep theirs
 
 
+_shared_names: dict[tuple[str, ...], list[str]] = {}
+
+
 def _interned(names: list[str]) -> list[str]:
-    """Thousands of sidecars watch the same cluster names: keep one copy of each string."""
-    return [sys.intern(n) for n in names]
+    """Thousands of sidecars watch the same cluster names: keep one copy of each string, and one
+    copy of each list of them (2000 sidecars watching 1000 clusters would otherwise hold 2000
+    lists, and intern two million strings in a connect storm). Nothing mutates a watch's names in
+    place — a new subscription replaces the list — so sharing is safe."""
+    key = tuple(names)
+    shared = _shared_names.get(key)
+    if shared is None:
+        if len(_shared_names) >= 1024:  # distinct subscriptions seen lately, not all ever
+            _shared_names.clear()
+        shared = _shared_names[key] = [sys.intern(n) for n in names]
+    return shared

@@ -22,8 +22,8 @@ from mesh.networking.push_context import PushContext, ServiceInstance
 # Kinds that change no cluster, listener or route (``skippedCdsConfigs`` and friends).
 CONFIG_KINDS_WITHOUT_XDS = frozenset({
     "Gateway", "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
-    "PeerAuthentication", "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
-})
+    "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
+})  # not PeerAuthentication: it decides the inbound listener's mTLS filter chains
 SERVICE_ENTRY = "ServiceEntry"  # the kind EDS updates name (one per changed hostname)
 
 

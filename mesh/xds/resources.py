@@ -19,8 +19,11 @@ import betterproto2
 # Imported for their side effect: they register the message classes that ``Any`` fields name.
 import envoy_data_plane.envoy.extensions.filters.http.fault.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.http.router.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.listener.tls_inspector.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.transport_sockets.raw_buffer.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.upstreams.http.v3  # noqa: F401
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
