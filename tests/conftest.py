@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from tracehelpers import configmap, write_trace
+
+
+@pytest.fixture(autouse=True)
+def _restore_mesh_log_level():
+    """A test that quietens the ``mesh`` logger must not take the logs of the tests after it."""
+    logger = logging.getLogger("mesh")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture

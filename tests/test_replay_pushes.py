@@ -3,7 +3,6 @@ the real generators would send every injected sidecar of the trace."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 
 def _replay(trace: str) -> tuple[Server, push_timeline.PushRecorder]:
-    logging.getLogger("mesh").setLevel(logging.ERROR)
     server = Server(ServerArgs(trace=trace)).run_all(skip_unimplemented=True)
     recorder = push_timeline.PushRecorder(server)
     server.xds.start()

@@ -239,6 +239,7 @@ def test_without_a_cluster_there_is_no_webhook_server_but_the_ca_still_serves():
 
 def test_private_keys_and_tokens_never_appear_in_logs_or_debug_endpoints(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="mesh")
 
     async def scenario(server):
         server.clock.advance(10)

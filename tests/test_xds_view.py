@@ -3,8 +3,6 @@ push-pipeline diagram of notebook 16."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
@@ -19,7 +17,6 @@ PRODUCTPAGE = "productpage-v1-74bf455775-fvvbv"
 
 @pytest.fixture
 def stage8():
-    logging.getLogger("mesh").setLevel(logging.ERROR)
     server = Server(ServerArgs(trace="canary")).run_until("init_generators")
     yield server
     server.close()

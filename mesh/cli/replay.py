@@ -60,8 +60,17 @@ def run(args) -> int:
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
 
+    logger = logging.getLogger("mesh")
+    level = logger.level
     if not args.verbose:  # stage-by-stage logs belong to serve; replay prints its own summary
-        logging.getLogger("mesh").setLevel(logging.ERROR)
+        logger.setLevel(logging.ERROR)
+    try:
+        return _replay(args, trace, views)
+    finally:
+        logger.setLevel(level)  # callers in the same process (tests, notebooks) get their logs back
+
+
+def _replay(args, trace, views) -> int:
     server = Server(ServerArgs(trace=trace.path))
     server.run_all(skip_unimplemented=True)
     recorder = MeshChangeRecorder(server)
