@@ -26,12 +26,6 @@ TO_EGRESS = "outbound|80|httpbin|istio-egressgateway.istio-system.svc.cluster.lo
 TO_EXTERNAL = f"outbound|80||{EXTERNAL}"
 
 
-def pod_identity(pod: dict, proxy_type: str = "sidecar") -> PodIdentity:
-    meta = pod["metadata"]
-    return PodIdentity(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
-                       service_account=pod["spec"].get("serviceAccountName", "default"), proxy_type=proxy_type)
-
-
 def proxy_id(agent: EnvoyAgent) -> str:
     return f"{agent.pod.name}.{agent.pod.namespace}"
 
@@ -63,7 +57,7 @@ def mesh():
         for role, pod, kind in (("ingress", by_label["ingressgateway"], "router"),
                                 ("egress", by_label["egressgateway"], "router"),
                                 ("sidecar", productpage, "sidecar")):
-            agent = EnvoyAgent(pod_identity(pod, kind), "127.0.0.1", server.bound_ports["xds"])
+            agent = EnvoyAgent(PodIdentity.from_pod(pod, kind), "127.0.0.1", server.bound_ports["xds"])
             state["agents"][role] = agent  # registered first, so a failed start is still stopped
             await agent.start()
         for agent in state["agents"].values():

@@ -39,6 +39,7 @@ from mesh.networking.push_context import PushContext, ServiceInstance
 from mesh.networking.tls import SDS_METADATA
 from mesh.security.ca import IstioCA, key_to_pem, make_csr, verify_chain
 from mesh.security.tls import uri_sans
+from mesh.teach.mtls_demo import port_free
 from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, to_bytes
 
 TD = "cluster.local"
@@ -258,22 +259,6 @@ def _pods() -> dict[str, dict]:
     return pods
 
 
-def _free(ip: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((ip, port))
-            return True
-        except OSError:
-            return False
-
-
-def _identity(pod: dict) -> PodIdentity:
-    meta = pod["metadata"]
-    return PodIdentity(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
-                       service_account=pod["spec"].get("serviceAccountName", "default"))
-
-
 @pytest.fixture(scope="module")
 def mesh():
     loop = LoopThread()
@@ -285,7 +270,7 @@ def mesh():
     pods = _pods()
     # Other tests may be using bookinfo's pod IPs right now: wait for ours to be free first.
     deadline = time.monotonic() + 120
-    while not all(_free(p["status"]["podIP"], port) for p in pods.values() for port in (9080, 15006, 15080)):
+    while not all(port_free(p["status"]["podIP"], port) for p in pods.values() for port in (9080, 15006, 15080)):
         assert time.monotonic() < deadline, "bookinfo pod addresses stayed busy"
         time.sleep(0.2)
 
@@ -301,7 +286,7 @@ def mesh():
                          timeout=30, what="bookinfo pods")
         agents = {}
         for app, pod in pods.items():
-            ident = _identity(informer.get(pod["metadata"]["name"], "default"))
+            ident = PodIdentity.from_pod(informer.get(pod["metadata"]["name"], "default"))
             certs = WorkloadCertConfig(
                 f"127.0.0.1:{server.bound_ports['secure_xds']}", server.ca.root_pem,
                 lambda ident=ident: server.service_account_tokens.issue(ident.namespace, ident.service_account),

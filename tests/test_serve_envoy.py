@@ -23,12 +23,6 @@ REQUESTS = 400
 SPEED = 2.0  # trace seconds per real second: the steps are 5 s apart, time enough to measure each
 
 
-def pod_identity(pod: dict) -> PodIdentity:
-    meta = pod["metadata"]
-    return PodIdentity(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
-                       service_account=pod["spec"].get("serviceAccountName", "default"))
-
-
 @pytest.fixture(scope="module")
 def mesh_on_canary():
     loop = LoopThread()
@@ -50,7 +44,7 @@ def mesh_on_canary():
             apps[name] = await start_app(pod["status"]["podIP"], 9080, name)
         state["apps"] = apps
         productpage = next(p for p in pods.list("default") if p["metadata"]["labels"]["app"] == "productpage")
-        agent = EnvoyAgent(pod_identity(productpage), "127.0.0.1", server.bound_ports["xds"])
+        agent = EnvoyAgent(PodIdentity.from_pod(productpage), "127.0.0.1", server.bound_ports["xds"])
         await agent.start()
         await agent.wait_ready()
         state["agent"] = agent

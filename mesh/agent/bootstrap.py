@@ -41,6 +41,15 @@ class PodIdentity:
     service_account: str = "default"
     proxy_type: str = "sidecar"  # or "router": an ingress gateway
 
+    @classmethod
+    def from_pod(cls, pod: dict, proxy_type: str = "sidecar", domain: str = "cluster.local") -> PodIdentity:
+        """What pilot-agent learns about its pod (from the downward API): name, namespace, IP,
+        labels, service account."""
+        meta = pod["metadata"]
+        return cls(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
+                   domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName", "default"),
+                   proxy_type=proxy_type)
+
     @property
     def node_id(self) -> str:
         return f"{self.proxy_type}~{self.ip}~{self.name}.{self.namespace}~{self.namespace}.svc.{self.domain}"

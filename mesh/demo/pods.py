@@ -64,6 +64,4 @@ def is_mesh_pod(pod: dict) -> bool:
 
 
 def pod_identity(pod: dict, domain: str = "cluster.local") -> PodIdentity:
-    meta = pod["metadata"]
-    return PodIdentity(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
-                       domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName", "default"))
+    return PodIdentity.from_pod(pod, domain=domain)

@@ -18,12 +18,12 @@ DestinationRules name one host it takes the oldest (Istio merges them).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from mesh.model.config import Config, ConfigStore
 from mesh.model.proxy import Proxy
 from mesh.model.service import IstioEndpoint, Service, ServiceDiscovery
+from mesh.util.net import is_ip_address
 
 VIRTUAL_SERVICE = "VirtualService"
 DESTINATION_RULE = "DestinationRule"
@@ -34,7 +34,7 @@ PEER_AUTHENTICATION = "PeerAuthentication"
 def resolve_short_name(host: str, namespace: str, domain: str = "cluster.local") -> str:
     """``reviews`` in namespace ``default`` → ``reviews.default.svc.cluster.local``.
     Names with a dot, ``*`` and IP addresses are taken as they are (as in Istio)."""
-    if not host or host == "*" or "." in host or _is_ip(host):
+    if not host or host == "*" or "." in host or is_ip_address(host):
         return host
     return f"{host}.{namespace}.svc.{domain}" if namespace else host
 
@@ -45,14 +45,6 @@ def host_matches(pattern: str, hostname: str) -> bool:
     if pattern == hostname or pattern == "*":
         return True
     return pattern.startswith("*.") and hostname.endswith(pattern[1:])
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,7 @@ def app_name(pod: dict) -> str:
 
 def pod_identity(pod: dict, proxy_type: str = "sidecar") -> PodIdentity:
     """What the mini pilot-agent needs to know about a pod to bootstrap its Envoy."""
-    meta = pod["metadata"]
-    return PodIdentity(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
-                       service_account=pod["spec"].get("serviceAccountName", "default"), proxy_type=proxy_type)
+    return PodIdentity.from_pod(pod, proxy_type=proxy_type)
 
 
 def find_pod(pods: Iterable[dict], app: str, version: str | None = None) -> dict:

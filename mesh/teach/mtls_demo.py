@@ -44,7 +44,8 @@ async def _app(ip: str, name: str) -> web.AppRunner:
     return runner
 
 
-def _free(ip: str, port: int) -> bool:
+def port_free(ip: str, port: int) -> bool:
+    """Can ``ip:port`` be bound now (no earlier run or other test still holds it)?"""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -151,7 +152,7 @@ async def start_sidecars(server, apps: list[str], namespace: str = "default", tt
     demo = MtlsDemo(server)
     pods = {p["metadata"]["labels"].get("app"): p for p in server.kube_client.informer("pods").list(namespace)}
     deadline = time.monotonic() + wait_for_addresses  # other Envoys may still hold these addresses
-    while not all(_free(pods[a]["status"]["podIP"], port) for a in apps for port in (9080, 15006, 15080)):
+    while not all(port_free(pods[a]["status"]["podIP"], port) for a in apps for port in (9080, 15006, 15080)):
         if time.monotonic() > deadline:
             raise TimeoutError("the pod addresses stayed busy")
         await asyncio.sleep(0.2)
