@@ -85,7 +85,8 @@ def test_canary_one_full_push_per_virtual_service_change(canary):
     for rec in later:
         assert rec.push.request.full and rec.push.request.configs_updated == {vs}
         assert rec.push.events == 1 and dict(rec.push.request.reason) == {"config": 1}
-        assert len(rec.pushed_to) == 6 and rec.types_sent() == ["CDS", "EDS", "LDS", "RDS"]
+        # a VirtualService changes no endpoints: no EDS (istiod's skippedEdsConfigs)
+        assert len(rec.pushed_to) == 6 and rec.types_sent() == ["CDS", "LDS", "RDS"]
     first_config = next(r for r in recorder.records if r.push.request.reason["config"])
     assert first_config.push.request.configs_updated == {vs, ConfigKey("DestinationRule", "reviews", "default")}
 
@@ -172,7 +173,9 @@ def test_timeline_view_shows_events_windows_and_pushes(canary):
     assert " 20.100  push #3" in text and "VirtualService default/reviews" in text
     assert not any(line.startswith("  5.") for line in lines)
     summary = push_timeline.pushes_summary(recorder).text
-    assert "incremental" not in summary and summary.count("CDS EDS LDS RDS") == 4
+    # the DestinationRule push (subsets: new clusters) carries EDS; the three VirtualService pushes do not
+    assert "incremental" not in summary and summary.count("CDS EDS LDS RDS") == 1
+    assert summary.count("CDS LDS RDS") == 3
 
 
 def _mesh(*args: str) -> subprocess.CompletedProcess:

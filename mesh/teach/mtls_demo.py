@@ -25,8 +25,8 @@ from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
 from mesh.security.ca import key_to_pem, make_csr
 from mesh.teach.certs_view import duration
+from mesh.teach.e2e import synced
 from mesh.teach.views import TextView, table
-from mesh.xds.resources import PUSH_ORDER
 
 INBOUND_PORT = 15006
 
@@ -69,12 +69,8 @@ class MtlsDemo:
 
     def _synced(self) -> bool:
         ads = self.server.ads
-        version = ads.push_context.version
-        for agent in self.agents.values():
-            con = ads.connection(f"{agent.pod.name}.{agent.pod.namespace}")
-            if con is None or not con.watched or any(
-                    w.version_acked != version for t, w in con.watched.items() if t in PUSH_ORDER):
-                return False
+        if not all(synced(ads, f"{agent.pod.name}.{agent.pod.namespace}") for agent in self.agents.values()):
+            return False
         return {a.pod.ip for a in self.agents.values()} <= ads.push_context.mtls_addresses
 
     async def settle(self, timeout: float = 30.0) -> None:

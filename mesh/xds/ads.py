@@ -300,6 +300,7 @@ class AdsServer:
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
                 await self._send(con, type_url, request, context)
+        con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
 
@@ -325,6 +326,7 @@ class AdsServer:
             log.exception("ADS: generating %s for %s failed", short_name(type_url), con.id)
             return
         watched.nonce_sent, watched.version_sent = nonce, push.version
+        con.push_version = push.version
         watched.sent_names = names
         self.pushes_by_type[short_name(type_url)] += 1
         self.metrics.on_send(type_url)

@@ -19,13 +19,13 @@ from mesh.networking.cluster import (
 )
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
-from mesh.xds.generator import ProxyState, Resource, WatchedResource, affects_xds
+from mesh.xds.generator import SKIPPED_CDS_CONFIGS, ProxyState, Resource, WatchedResource, needs_push
 
 
 class CdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if request is not None and (not request.full or not affects_xds(request)):
+        if not needs_push(request, SKIPPED_CDS_CONFIGS):
             return None
         mtls = has_workload_cert(state.proxy.metadata)
         shared = push.memo(("cds-outbound", mtls), lambda: _outbound(push, mtls))  # alike for every proxy

@@ -62,6 +62,9 @@ class Connection:
     sends: Counter = field(default_factory=Counter)  # responses sent, by type URL, ever
     pushed: PushRequest | None = None  # pushes delivered but not yet all ACKed (convergence time)
     pending_push: PushRequest | None = None  # the one push waiting in the queue (merged)
+    # The push context version this proxy has been brought up to: the types a push did not
+    # concern (e.g. EDS for a VirtualService change) keep their older versions, as in istiod.
+    push_version: str = ""
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     number: int = field(default_factory=lambda: next(_connection_ids))
 

@@ -15,13 +15,20 @@ from mesh.model.push_request import PushRequest
 from mesh.networking.cluster import parse_cluster_name
 from mesh.networking.endpoints import build_cluster_load_assignment
 from mesh.networking.push_context import PushContext
-from mesh.xds.generator import ProxyState, Resource, WatchedResource, affects_xds, updated_hostnames
+from mesh.xds.generator import (
+    SKIPPED_EDS_CONFIGS,
+    ProxyState,
+    Resource,
+    WatchedResource,
+    needs_push,
+    updated_hostnames,
+)
 
 
 class EdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if request is not None and request.full and not affects_xds(request):
+        if request is not None and request.full and not needs_push(request, SKIPPED_EDS_CONFIGS):
             return None
         hosts = updated_hostnames(request)
         names = tuple(watched.names)

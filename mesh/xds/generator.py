@@ -19,11 +19,28 @@ from mesh.model.proxy import Proxy
 from mesh.model.push_request import PushRequest
 from mesh.networking.push_context import PushContext, ServiceInstance
 
-# Kinds that change no cluster, listener or route (``skippedCdsConfigs`` and friends).
-CONFIG_KINDS_WITHOUT_XDS = frozenset({
+# Config kinds each type of resource does not depend on: a full push caused only by these skips
+# that type. istiod's lists, per generator:
+# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/cds.go#L31-L41,
+# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/lds.go#L33-L55 (by proxy type),
+# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/rds.go#L30-L40,
+# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/eds.go#L309-L319.
+SKIPPED_CDS_CONFIGS = frozenset({
     "Gateway", "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
     "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
-})  # not PeerAuthentication: it decides the inbound listener's mTLS filter chains
+})
+SKIPPED_LDS_CONFIGS = {
+    "router": frozenset({"WorkloadGroup", "WorkloadEntry", "Secret", "ProxyConfig"}),
+    "sidecar": frozenset({"Gateway", "WorkloadGroup", "WorkloadEntry", "Secret", "ProxyConfig"}),
+}
+SKIPPED_RDS_CONFIGS = frozenset({
+    "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication",
+    "Secret", "WasmPlugin", "Telemetry", "ProxyConfig",
+})
+SKIPPED_EDS_CONFIGS = frozenset({
+    "Gateway", "VirtualService", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
+    "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
+})
 SERVICE_ENTRY = "ServiceEntry"  # the kind EDS updates name (one per changed hostname)
 
 
@@ -65,11 +82,17 @@ class Generator(Protocol):
                  request: PushRequest | None) -> list[Resource] | None: ...
 
 
-def affects_xds(request: PushRequest | None) -> bool:
-    """Is this full push about anything clusters, listeners or routes depend on?"""
-    if request is None or not request.configs_updated:
+def needs_push(request: PushRequest | None, skipped: frozenset[str]) -> bool:
+    """Does this push concern a type whose resources ignore the ``skipped`` kinds
+    (``cdsNeedsPush``, ``rdsNeedsPush``, ...)? Only full pushes do; an empty ConfigsUpdated means
+    anything may have changed."""
+    if request is None:
+        return True  # a proxy asking: always answer
+    if not request.full:
+        return False
+    if not request.configs_updated:
         return True
-    return any(c.kind not in CONFIG_KINDS_WITHOUT_XDS for c in request.configs_updated)
+    return any(c.kind not in skipped for c in request.configs_updated)
 
 
 def updated_hostnames(request: PushRequest | None) -> set[str] | None:
@@ -77,7 +100,7 @@ def updated_hostnames(request: PushRequest | None) -> set[str] | None:
     endpoints changed; None means "all of them" (``canSendPartialFullPushes``)."""
     if request is None or not request.configs_updated:
         return None
-    if request.full and any(c.kind != SERVICE_ENTRY and c.kind not in CONFIG_KINDS_WITHOUT_XDS
+    if request.full and any(c.kind != SERVICE_ENTRY and c.kind not in SKIPPED_EDS_CONFIGS
                             for c in request.configs_updated):
         return None
     return {c.name for c in request.configs_updated if c.kind == SERVICE_ENTRY}

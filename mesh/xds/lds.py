@@ -9,13 +9,13 @@ from mesh.model.push_request import PushRequest
 from mesh.networking.gateway import build_gateway_listeners
 from mesh.networking.listener import build_sidecar_listeners
 from mesh.networking.push_context import PushContext
-from mesh.xds.generator import ProxyState, Resource, WatchedResource, affects_xds
+from mesh.xds.generator import SKIPPED_LDS_CONFIGS, ProxyState, Resource, WatchedResource, needs_push
 
 
 class LdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if request is not None and (not request.full or not affects_xds(request)):
+        if not needs_push(request, SKIPPED_LDS_CONFIGS.get(state.proxy.type, SKIPPED_LDS_CONFIGS["sidecar"])):
             return None
         if state.proxy.type == "router":
             listeners = build_gateway_listeners(push, state.proxy)
