@@ -34,6 +34,7 @@ from mesh.config.mesh import (
 )
 from mesh.config.meshnetworks import MeshNetworksError, NetworksWatcher, parse_mesh_networks
 from mesh.kube.client import KubeClient, ReplayClient
+from mesh.kube.configmapwatcher import watch_configmap
 from mesh.kube.trace import load_trace
 from mesh.model.environment import Environment
 from mesh.model.network import NetworkManager
@@ -218,16 +219,7 @@ class Server:
             else:
                 mesh_watcher.handle_yaml(data[MESH_CONFIGMAP_KEY], f"{origin} key {MESH_CONFIGMAP_KEY}")
 
-        def ours(cm: dict) -> bool:
-            meta = cm.get("metadata", {})
-            return meta.get("name") == name and meta.get("namespace") == namespace
-
-        informer = self.kube_client.informer("configmaps")
-        informer.add_event_handler(
-            on_add=lambda cm: ours(cm) and on_configmap(cm),
-            on_update=lambda old, cm: ours(cm) and on_configmap(cm),
-            on_delete=lambda cm: ours(cm) and on_configmap(None),
-        )
+        watch_configmap(self.kube_client, namespace, name, on_configmap)
         self.environment.mesh_watcher = mesh_watcher
         self.environment.networks_watcher = networks_watcher
 
@@ -502,21 +494,11 @@ class Server:
             watcher = InjectorConfigWatcher(config, values, source=f"file {config_file}")
         elif self.kube_client is not None:
             name, namespace = injector_configmap_name(args.revision), args.namespace
-            informer = self.kube_client.informer("configmaps")
-            if informer.get(name, namespace) is None:
+            if self.kube_client.get("configmaps", name, namespace) is None:
                 log.info("skipping sidecar injector: ConfigMap %s/%s not found", namespace, name)
                 return
             watcher = InjectorConfigWatcher()
-
-            def ours(cm: dict) -> bool:
-                meta = cm.get("metadata", {})
-                return meta.get("name") == name and meta.get("namespace") == namespace
-
-            informer.add_event_handler(
-                on_add=lambda cm: ours(cm) and watcher.handle_configmap(cm),
-                on_update=lambda old, cm: ours(cm) and watcher.handle_configmap(cm),
-                on_delete=lambda cm: ours(cm) and watcher.handle_configmap(None),
-            )
+            watch_configmap(self.kube_client, namespace, name, watcher.handle_configmap)
             if watcher.generation == 0:
                 raise InjectorConfigError(watcher.errors[-1] if watcher.errors else f"{namespace}/{name}: unusable")
         else:
