@@ -273,7 +273,7 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
                 client.wait(10)
             except subprocess.TimeoutExpired:
                 client.kill()
-        await ads.stop(grace=0)
+        await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
