@@ -18,6 +18,7 @@ from aiohttp import web
 from mesh.config.mesh import default_mesh_config
 from mesh.inject.config import InjectorConfigWatcher, load_builtin
 from mesh.inject.webhook import Webhook, add_routes
+from mesh.util.web import serve_app
 
 
 def review(i: int) -> bytes:
@@ -43,11 +44,7 @@ async def over_http(requests: int, concurrency: int) -> float:
     webhook = make_webhook()
     app = web.Application()
     add_routes(app, webhook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, port = await serve_app(app, "127.0.0.1", 0)
     bodies = [review(i) for i in range(requests)]
     queue = asyncio.Queue()
     for body in bodies:

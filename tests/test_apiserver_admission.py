@@ -16,6 +16,7 @@ from tracehelpers import write_trace
 
 from mesh.kube.apiserver import ApiServer
 from mesh.kube.apiserver.certs import make_serving_cert
+from mesh.util.web import serve_app
 
 
 class WebhookServer:
@@ -64,11 +65,7 @@ class WebhookServer:
             Path(folder, "c").write_bytes(self.cert.cert_pem)
             Path(folder, "k").write_bytes(self.cert.key_pem)
             context.load_cert_chain(Path(folder, "c"), Path(folder, "k"))
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_app(app, "127.0.0.1", 0, context, shutdown_timeout=0.1)
 
     def __enter__(self):
         self._thread.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from mesh.config.mesh import default_mesh_config
 from mesh.inject.config import InjectorConfigWatcher, load_builtin
 from mesh.inject.webhook import Webhook, add_routes, describe_decisions, parse_inject_envs
+from mesh.util.web import serve_app
 
 
 def make_webhook() -> Webhook:
@@ -40,11 +41,7 @@ def review(obj: dict, uid="1234-abcd", version="admission.k8s.io/v1") -> dict:
 async def with_server(webhook: Webhook, body):
     app = web.Application()
     add_routes(app, webhook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, port = await serve_app(app, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as session:
             return await body(session)

@@ -59,16 +59,6 @@ def build_debug_app(server: Server) -> web.Application:
     return app
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on host:port (0 = any free port); returns the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor for it
-    return runner, bound
-
-
 def build_monitoring_app(registry) -> web.Application:
     """The monitoring port (15014): Prometheus ``/metrics``, as istiod's monitoring mux
     (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/monitoring.go)."""

@@ -431,9 +431,10 @@ class Server:
         controller; mesh starts both here, next to the server they are for. They patch only when
         the CA root really signed istiod's certificate (not with ``--tls-cert`` files).
         """
-        from mesh.bootstrap.webhook_server import build_webhook_app, start_https_site
+        from mesh.bootstrap.webhook_server import build_webhook_app
         from mesh.security.ca import CAError, load_pem_certs, verify_chain
         from mesh.security.tls import server_context
+        from mesh.util.web import serve_app
         from mesh.webhooks import validation
         from mesh.webhooks.certpatch import WebhookCertPatcher
 
@@ -457,7 +458,7 @@ class Server:
 
         async def serve_webhooks(server: Server) -> None:
             app = build_webhook_app(server.webhook_route_adders)
-            runner, port = await start_https_site(app, args.host, args.ports["webhook"],
+            runner, port = await serve_app(app, args.host, args.ports["webhook"],
                                                   server_context(server.istiod_cert))
             server.bound_ports["webhook"] = port
             server.stop_funcs.append(runner.cleanup)
@@ -624,9 +625,10 @@ class Server:
             server.stop_funcs.append(ads.stop)
 
         async def start_monitoring(server: Server) -> None:
-            from mesh.bootstrap.http import build_monitoring_app, start_site
+            from mesh.bootstrap.http import build_monitoring_app
+            from mesh.util.web import serve_app
 
-            runner, port = await start_site(build_monitoring_app(ads.metrics.registry), server.args.host,
+            runner, port = await serve_app(build_monitoring_app(ads.metrics.registry), server.args.host,
                                             server.args.ports.get("monitoring", 15014))
             server.bound_ports["monitoring"] = port
             server.stop_funcs.append(runner.cleanup)
@@ -663,9 +665,10 @@ class Server:
         """
         import asyncio
 
-        from mesh.bootstrap.http import build_debug_app, start_site
+        from mesh.bootstrap.http import build_debug_app
+        from mesh.util.web import serve_app
 
-        runner, port = await start_site(build_debug_app(self), self.args.host, self.args.ports.get("debug", 8080))
+        runner, port = await serve_app(build_debug_app(self), self.args.host, self.args.ports.get("debug", 8080))
         self.stop_funcs.append(runner.cleanup)
         self.bound_ports["debug"] = port
         log.info("debug HTTP server on %s:%d (/ready, /debug)", self.args.host, port)

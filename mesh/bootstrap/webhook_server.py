@@ -14,7 +14,6 @@ appended by then.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -29,16 +28,6 @@ def build_webhook_app(route_adders: Iterable[Callable[[web.Application], None]])
         seen.add(id(adder))
         adder(app)
     return app
-
-
-async def start_https_site(app: web.Application, host: str, port: int,
-                           ssl_context: ssl.SSLContext) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` over TLS on host:port (0 = a free port); the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor for it
 
 
 def routes_of(app: web.Application) -> list[str]:

@@ -42,6 +42,7 @@ from mesh.kube.apiserver.resources import Resources, Target, decode_body, truthy
 from mesh.kube.apiserver.store import Store
 from mesh.kube.apiserver.watch import serve_watch
 from mesh.kube.trace import Trace, TraceEvent, load_trace
+from mesh.util.web import serve_app
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,9 @@ class ApiServer:
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_doc)
         app.router.add_route("*", "/api/{path:.+}", self._resource)
         app.router.add_route("*", "/apis/{path:.+}", self._resource)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
         ssl_context = self._ssl_context() if self.tls else None
-        site = web.TCPSite(self._runner, self.host, self.requested_port, ssl_context=ssl_context)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_app(app, self.host, self.requested_port, ssl_context,
+                                                  shutdown_timeout=0.5)
         await self._start_replay()
 
     async def stop(self) -> None:
