@@ -41,6 +41,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from mesh.config.host import matches as host_matches
 from mesh.util.net import is_ip_address
 
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io")
@@ -244,18 +245,6 @@ def validate_labels(r: _Report, path: str, labels: dict) -> None:
             r.error(path, f"invalid tag key: {_q(key)}")
         if not isinstance(value, str) or not _LABEL_VALUE.match(value):
             r.error(f"{path}.{key}", f"invalid tag value: {_q(str(value))}")
-
-
-def host_matches(a: str, b: str) -> bool:
-    """host.Name.Matches: do the two (possibly wildcard) hosts overlap?"""
-    aw, bw = a.startswith("*"), b.startswith("*")
-    if aw and bw:
-        return b[1:].endswith(a[1:]) if len(a) < len(b) else a[1:].endswith(b[1:])
-    if aw:
-        return b.endswith(a[1:])
-    if bw:
-        return a.endswith(b[1:])
-    return a == b
 
 
 def host_subset_of(a: str, b: str) -> bool:

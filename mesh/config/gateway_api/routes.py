@@ -38,19 +38,7 @@ from mesh.config.gateway_api.resources import (
     KUBERNETES_GATEWAY_NAME,
     Obj,
 )
-
-
-def host_matches(a: str, b: str) -> bool:
-    """Istio's bidirectional hostname match: ``*.example.com`` matches ``foo.example.com`` and
-    ``*.com``; two exact names must be equal (pkg/config/host/name.go ``Matches``)."""
-    aw, bw = a.startswith("*"), b.startswith("*")
-    if aw and bw:
-        return b[1:].endswith(a[1:]) if len(a) < len(b) else a[1:].endswith(b[1:])
-    if aw:
-        return b.endswith(a[1:])
-    if bw:
-        return a.endswith(b[1:])
-    return a == b
+from mesh.config.host import matches as host_matches
 
 
 @dataclass
