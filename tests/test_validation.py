@@ -450,3 +450,18 @@ def test_wildcard_in_sidecar_selector_stops_validation():
     assert problems(sc) == []
     assert [m for _, m in problems(sc, "warning")] == [
         "sidecar: workload selector specified without labels, will be applied to all services in namespace"]
+
+
+def test_authorization_policy_from_and_to_clauses_name_their_paths():
+    def problems(rules):
+        obj = {"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy",
+               "metadata": {"name": "a", "namespace": "default"}, "spec": {"rules": rules}}
+        return [(p.path, p.message) for p in validation.validate(obj)]
+
+    assert problems([{"from": [{}]}, {"to": []}]) == [
+        ("spec.rules[0].from[0].source", "`from.source` must not be nil, found at rule 0"),
+        ("spec.rules[1].to", "`to` must not be empty, found at rule 1")]
+    assert problems([{"from": [{"source": {"ipBlocks": ["1.2.3.4/99", "x"]}}], "to": [{}]}]) == [
+        ("spec.rules[0].from[0].source.ipBlocks", "bad CIDR range (1.2.3.4/99)"),
+        ("spec.rules[0].from[0].source.ipBlocks", "bad IP address (x)"),
+        ("spec.rules[0].to[0].operation", "`to.operation` must not be nil, found at rule 0")]

@@ -1289,6 +1289,25 @@ _SOURCE_FIELDS = ("principals", "requestPrincipals", "namespaces", "ipBlocks", "
 _OPERATION_FIELDS = ("ports", "methods", "paths", "hosts", "notPorts", "notMethods", "notPaths", "notHosts")
 
 
+def _authz_clauses(r, path: str, i: int, rule: dict, outer: str, inner: str, fields):
+    """An AuthorizationPolicy rule's ``from`` (``source``) or ``to`` (``operation``) clauses: the
+    checks both share, yielding each clause's path and body for its own checks; the empty-value check
+    runs after those, as in istiod."""
+    if rule.get(outer) is not None and len(rule[outer]) == 0:
+        r.error(f"{path}.{outer}", f"`{outer}` must not be empty, found at rule {i}")
+    for j, item in enumerate(r.list(f"{path}.{outer}", rule.get(outer))):
+        cpath = f"{path}.{outer}[{j}].{inner}"
+        clause = r.dict(f"{path}.{outer}[{j}]", item).get(inner)
+        if clause is None:
+            r.error(cpath, f"`{outer}.{inner}` must not be nil, found at rule {i}")
+            continue
+        clause = r.dict(cpath, clause)
+        if not any(clause.get(f) for f in fields):
+            r.error(cpath, f"`{outer}.{inner}` must not be empty, found at rule {i}")
+        yield cpath, clause
+        _empty_values(r, cpath, clause, fields)
+
+
 def validate_authorization_policy(r: _Report, spec: dict, name: str, namespace: str, annotations: dict) -> None:
     """ValidateAuthorizationPolicy (validation.go#L1985-L2154), its main rules.
 
@@ -1318,40 +1337,18 @@ def validate_authorization_policy(r: _Report, spec: dict, name: str, namespace: 
             r.error(path, f"`rule` must not be nil, found at rule {i}")
             continue
         rule = r.dict(path, rule)
-        if rule.get("from") is not None and len(rule["from"]) == 0:
-            r.error(f"{path}.from", f"`from` must not be empty, found at rule {i}")
-        for j, frm in enumerate(r.list(f"{path}.from", rule.get("from"))):
-            fpath = f"{path}.from[{j}]"
-            source = r.dict(fpath, frm).get("source")
-            if source is None:
-                r.error(f"{fpath}.source", f"`from.source` must not be nil, found at rule {i}")
-                continue
-            source = r.dict(f"{fpath}.source", source)
-            if not any(source.get(f) for f in _SOURCE_FIELDS):
-                r.error(f"{fpath}.source", f"`from.source` must not be empty, found at rule {i}")
+        for spath, source in _authz_clauses(r, path, i, rule, "from", "source", _SOURCE_FIELDS):
             for field in ("ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"):
-                for ip in r.list(f"{fpath}.source.{field}", source.get(field)):
+                for ip in r.list(f"{spath}.{field}", source.get(field)):
                     if "/" in ip and validate_ip_subnet(ip):
-                        r.error(f"{fpath}.source.{field}", f"bad CIDR range ({ip})")
+                        r.error(f"{spath}.{field}", f"bad CIDR range ({ip})")
                     elif "/" not in ip and not is_ip_address(ip):
-                        r.error(f"{fpath}.source.{field}", f"bad IP address ({ip})")
-            _empty_values(r, f"{fpath}.source", source, _SOURCE_FIELDS)
-        if rule.get("to") is not None and len(rule["to"]) == 0:
-            r.error(f"{path}.to", f"`to` must not be empty, found at rule {i}")
-        for j, to in enumerate(r.list(f"{path}.to", rule.get("to"))):
-            tpath = f"{path}.to[{j}]"
-            operation = r.dict(tpath, to).get("operation")
-            if operation is None:
-                r.error(f"{tpath}.operation", f"`to.operation` must not be nil, found at rule {i}")
-                continue
-            operation = r.dict(f"{tpath}.operation", operation)
-            if not any(operation.get(f) for f in _OPERATION_FIELDS):
-                r.error(f"{tpath}.operation", f"`to.operation` must not be empty, found at rule {i}")
+                        r.error(f"{spath}.{field}", f"bad IP address ({ip})")
+        for opath, operation in _authz_clauses(r, path, i, rule, "to", "operation", _OPERATION_FIELDS):
             for field in ("ports", "notPorts"):
-                for port in r.list(f"{tpath}.operation.{field}", operation.get(field)):
+                for port in r.list(f"{opath}.{field}", operation.get(field)):
                     if not str(port).isdigit() or int(port) > 65535:
-                        r.error(f"{tpath}.operation.{field}", f"bad port ({port})")
-            _empty_values(r, f"{tpath}.operation", operation, _OPERATION_FIELDS)
+                        r.error(f"{opath}.{field}", f"bad port ({port})")
         for j, cond in enumerate(r.list(f"{path}.when", rule.get("when"))):
             cpath = f"{path}.when[{j}]"
             cond = r.dict(cpath, cond)
