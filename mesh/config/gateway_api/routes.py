@@ -136,6 +136,22 @@ class Converted:
         self.routes: list[dict] = []
         self.error: c.ConfigError | None = None
 
+    @classmethod
+    def collect(cls, results) -> Converted:
+        """Routes from ``(route, error)`` pairs, converted lazily: a pair without a route fails the
+        whole route with its error and stops there; otherwise the routes are kept, with the last
+        error beside them."""
+        converted = cls()
+        for out, err in results:
+            if out is None:
+                failed = cls()
+                failed.error = err
+                return failed
+            if err is not None:
+                converted.error = err
+            converted.routes.append(out)
+        return converted
+
 
 def _convert_both(refs: list[RouteParentRef], convert) -> tuple[Converted, Converted]:
     mesh, gw = Converted(), Converted()
@@ -199,18 +215,9 @@ def build_http(ctx: Context, route: Obj, parents: dict, gateway_vs: dict, mesh_v
     refs = extract_parent_refs(parents, route, hostnames)
 
     def convert(mesh: bool) -> Converted:
-        res = Converted()
-        for n, rule in enumerate(route.spec.get("rules") or []):
-            for match in rule.get("matches") or [None]:
-                out, err = convert_http_rule(ctx, rule, match, route.namespace, route.name, n, not mesh)
-                if out is None:
-                    failed = Converted()
-                    failed.error = err
-                    return failed
-                if err is not None:
-                    res.error = err
-                res.routes.append(out)
-        return res
+        return Converted.collect(convert_http_rule(ctx, rule, match, route.namespace, route.name, n, not mesh)
+                                 for n, rule in enumerate(route.spec.get("rules") or [])
+                                 for match in rule.get("matches") or [None])
 
     mesh, gw = _convert_both(refs, convert)
     _report(route, refs, mesh, gw, now)
@@ -264,17 +271,7 @@ def _l4_rule(ctx: Context, route: Obj, rule: dict, mesh: bool, tls: bool) -> tup
 
 def _convert_l4(ctx: Context, route: Obj, tls: bool):
     def convert(mesh: bool) -> Converted:
-        res = Converted()
-        for rule in route.spec.get("rules") or []:
-            out, err = _l4_rule(ctx, route, rule, mesh, tls)
-            if out is None:
-                failed = Converted()
-                failed.error = err
-                return failed
-            if err is not None:
-                res.error = err
-            res.routes.append(out)
-        return res
+        return Converted.collect(_l4_rule(ctx, route, rule, mesh, tls) for rule in route.spec.get("rules") or [])
     return convert
 
 
