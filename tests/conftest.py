@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from kubeobjects import bookinfo_events
 from tracehelpers import configmap, write_trace
 
 
@@ -27,3 +28,18 @@ def mesh_change_trace(tmp_path: Path) -> Path:
         (15, "MODIFIED", configmap({"mesh": "accessLogFile: [unclosed\n"})),
         (20, "MODIFIED", configmap({"mesh": "accessLogFile: /dev/stdout\ntrustDomain: example.org\n"})),
     ])
+
+
+@pytest.fixture
+def trace_file(tmp_path: Path) -> Path:
+    """A small bookinfo trace (tests/kubeobjects.py) for the API server, live client and recorder."""
+    return write_trace(tmp_path / "bookinfo-small.jsonl", bookinfo_events())
+
+
+@pytest.fixture
+def server(trace_file: Path):
+    """The replay API server on ``trace_file``, applied at once, in a thread."""
+    from mesh.kube.apiserver import ApiServer
+
+    with ApiServer(trace_file, speed=None) as srv:
+        yield srv

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from test_apiserver import http, ns, pod
+from kubeobjects import ns, pod
+from test_apiserver import http
 from tracehelpers import write_trace
 
 from mesh.kube.apiserver import ApiServer

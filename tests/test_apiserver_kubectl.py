@@ -14,8 +14,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_apiserver import bookinfo_events
-from tracehelpers import write_trace
 
 from mesh.kube import kinds
 from mesh.kube.apiserver import ApiServer
@@ -38,11 +36,6 @@ class Kubectl:
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
         return done
-
-
-@pytest.fixture
-def trace_file(tmp_path: Path) -> Path:
-    return write_trace(tmp_path / "bookinfo-small.jsonl", bookinfo_events())
 
 
 def table(text: str) -> list[list[str]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from kubeobjects import bookinfo_events
 from kubernetes import client, config
-from test_apiserver import bookinfo_events
 from tracehelpers import write_trace
 
 from mesh.kube.apiserver import ApiServer

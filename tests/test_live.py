@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_apiserver import bookinfo_events, pod
-from tracehelpers import write_trace
+from kubeobjects import pod
+from tracehelpers import wait_for
 
 from mesh.clock import VirtualClock
 from mesh.kube.apiserver import ApiServer
@@ -30,25 +30,6 @@ def comparable(objects: list[dict]) -> list[dict]:
             obj["metadata"].pop(name, None)
         out.append(obj)
     return out
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def trace_file(tmp_path: Path) -> Path:
-    return write_trace(tmp_path / "bookinfo-small.jsonl", bookinfo_events())
-
-
-@pytest.fixture
-def server(trace_file: Path):
-    with ApiServer(trace_file, speed=None) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
-import pytest
-from test_apiserver import bookinfo_events, pod, service
-from tracehelpers import write_trace
+from kubeobjects import pod, service
+from tracehelpers import wait_for
 
 from mesh.cli import main
 from mesh.kube.apiserver import ApiServer
@@ -21,19 +19,6 @@ from mesh.kube.record import Recorder, resolve_kinds
 from mesh.kube.trace import load_trace
 
 KINDS = resolve_kinds(["namespaces,pods,services", "vs"])
-
-
-@pytest.fixture
-def trace_file(tmp_path: Path) -> Path:
-    return write_trace(tmp_path / "bookinfo-small.jsonl", bookinfo_events())
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_record_then_replay_gives_the_same_store(trace_file, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -18,3 +19,12 @@ def write_trace(path: Path, events: list[tuple[float, str, dict]], name: str = "
     return path
 
 
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
