@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench clean system-deps
+.PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench clean system-deps istio-src
 
 help:
 	@echo "make serve      the demo: mini-istiod on bookinfo, tiny apps, one real Envoy per pod (Ctrl-C stops)"
@@ -17,6 +17,8 @@ help:
 	@echo "make diagrams   regenerate diagrams/ from the code"
 	@echo "make traces     rebuild traces/*.jsonl from traces/src/"
 	@echo "make bench      run the benchmarks in bench/ and print their figures"
+	@echo "make istio-src  clone Istio 1.19.0 into .istio-src for the tests that read Istio's own test data"
+	@echo "                (then: export ISTIO_SRC=$$PWD/.istio-src)"
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -71,6 +73,11 @@ traces: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Istio's own test data and line numbers are read from a clone, never committed (tests/istio_src.py).
+istio-src:
+	test -d .istio-src || git clone -q -b 1.19.0 --depth 1 https://github.com/istio/istio .istio-src
+	@echo "export ISTIO_SRC=$$PWD/.istio-src"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

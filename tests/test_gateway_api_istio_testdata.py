@@ -3,7 +3,7 @@
 Istio's unit test for this code (pilot/pkg/config/kube/gateway/conversion_test.go, TestConvertResources)
 converts each ``testdata/<case>.yaml`` and compares with ``<case>.yaml.golden`` and
 ``<case>.status.yaml.golden``. This test feeds the same inputs to mesh and compares with the same
-goldens, read at test time from the local mirror of istio/istio (skipped where it is absent).
+goldens, read at test time from Istio's source named by ``ISTIO_SRC`` (``tests/istio_src.py``; skipped without it).
 
 The Go test's fixtures are restated here as objects: its service registry (a list of hostnames, each
 with ports 80 and 34000 served by endpoints on 8080 and 34000, and an external address 1.2.3.4 for
@@ -12,16 +12,12 @@ istio-ingressgateway) and its namespaces (labelled ``istio.io/test-name-part: <f
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
+import istio_src
 import pytest
 import yaml
 
 from mesh.config.gateway_api import reconcile
 
-MIRROR = Path("/work/.mirror/istio+istio/repo")
 TESTDATA = "pilot/pkg/config/kube/gateway/testdata"
 DOMAIN = "domain.suffix"
 
@@ -51,13 +47,11 @@ CASES = ["http", "tcp", "tls", "mismatch", "weighted", "zero", "mesh", "multi-ga
              strict=True, reason="mesh does not read TLS Secrets, so it cannot report a missing or malformed one"))]
 # Not run: "waypoint" needs ambient's controllers, off by default in 1.19.
 
-pytestmark = pytest.mark.skipif(not (MIRROR.exists() and shutil.which("git")),
-                                reason="no local mirror of istio/istio")
+pytestmark = istio_src.needed
 
 
 def show(name: str) -> list[dict]:
-    out = subprocess.run(["git", "-C", str(MIRROR), "show", f"1.19.0:{TESTDATA}/{name}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = istio_src.show(f"{TESTDATA}/{name}")
     return [d for d in yaml.safe_load_all(out) if d]
 
 

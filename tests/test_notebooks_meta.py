@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+import istio_src
 import nbformat
 import pytest
 
@@ -23,7 +23,6 @@ from mesh.teach import run_notebooks, views
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-MIRROR = Path("/work/.mirror/istio+istio/repo")
 ISTIO_LINK = re.compile(r"https?://github\.com/istio/istio/[^\s)\]\"'<>`]*")
 GOOD_LINK = re.compile(r"^https://github\.com/istio/istio/blob/1\.19\.0/(?P<path>[^#]+)#L(?P<a>\d+)(?:-L(?P<b>\d+))?$")
 PARTS = ("Read", "Run", "Watch", "Check")
@@ -94,13 +93,12 @@ def _istio_file_lengths(links: set[str]) -> dict[str, int]:
     for link in links:
         path = GOOD_LINK.match(link).group("path")
         if path not in lengths:
-            shown = subprocess.run(["git", "-C", str(MIRROR), "show", f"1.19.0:{path}"],
-                                   capture_output=True, text=True, check=False)
-            lengths[path] = len(shown.stdout.splitlines()) if shown.returncode == 0 else -1
+            shown = istio_src.show(path)
+            lengths[path] = len(shown.splitlines()) if shown is not None else -1
     return lengths
 
 
-@pytest.mark.skipif(not MIRROR.exists(), reason="no local istio mirror to check line numbers against")
+@istio_src.needed
 def test_istio_link_lines_exist_in_the_mirror():
     links = {m.group(0) for p in NOTEBOOKS for text in _all_texts(_read(p)) for m in ISTIO_LINK.finditer(text)}
     links = {link for link in links if GOOD_LINK.match(link)}
