@@ -14,8 +14,8 @@ notebook can stop half-way and look::
 Each stage method is a few lines; where the stage is longer, its body lives in a module named
 like the Go file that holds it in ``pilot/pkg/bootstrap`` (``mesh.py``, ``istio_ca.py``,
 ``controllers.py``, ``certcontroller.py``, ``discovery.py``, ``webhook.py``,
-``sidecarinjector.py``, ``validation.py``; ``registry_events.py`` for a stage Go keeps in
-server.go). The table in ``stages.py`` names every stage's Go function and lines; each method's
+``sidecarinjector.py``, ``validation.py``; ``kubeclient.py`` and ``registry_events.py`` for
+stages Go keeps in server.go). The table in ``stages.py`` names every stage's Go function and lines; each method's
 docstring links the same lines (``tests/test_bootstrap.py`` checks that they agree).
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from mesh.bootstrap import (
     certcontroller,
@@ -33,6 +32,7 @@ from mesh.bootstrap import (
     debug_routes,
     discovery,
     istio_ca,
+    kubeclient,
     registry_events,
     sidecarinjector,
     validation,
@@ -43,9 +43,7 @@ from mesh.bootstrap.args import ServerArgs
 from mesh.bootstrap.http import build_debug_app
 from mesh.bootstrap.stages import STAGE_NAMES, STAGES, stage
 from mesh.clock import VirtualClock
-from mesh.config.mesh import read_mesh_config_file
-from mesh.kube.client import KubeClient, ReplayClient
-from mesh.kube.trace import load_trace
+from mesh.kube.client import KubeClient
 from mesh.model.environment import Environment
 from mesh.model.network import NetworkManager
 from mesh.model.push_request import PushRequest, TriggerReason
@@ -121,7 +119,7 @@ class Server:
 
     # -- stages 1-5: the cluster and the mesh config ---------------------------------------------
     def init_kube_client(self) -> None:
-        """Create the Kubernetes client, but only when istiod would need one.
+        """Create the Kubernetes client, but only when istiod would need one (``kubeclient``).
 
         Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L510-L555.
         istiod builds a client when Kubernetes is a config source (a kubeconfig with no
@@ -129,40 +127,7 @@ class Server:
         (``--registries`` includes Kubernetes, the default). mesh adds one kind of cluster: a
         trace, replayed on the server's clock.
         """
-        args = self.args
-        if self.kube_client is None:  # one handed in is kept (server.go#L511-L514)
-            if not (self._has_k8s_config_store() or "Kubernetes" in args.registries):
-                log.info("no Kubernetes config source or registry: running without a kube client")
-                return
-            self.kube_client = self._new_kube_client()
-        self.environment.domain_suffix = args.domain_suffix or self.kube_client.domain_suffix
-
-    def _new_kube_client(self) -> KubeClient:
-        args = self.args
-        if args.trace is not None:
-            return ReplayClient(load_trace(args.trace), self.clock, speed=args.speed)
-        if args.kubeconfig is not None:
-            # Imported here on purpose: the official kubernetes package is slow to import and only
-            # a live cluster needs it (a replayed one never does).
-            from mesh.kube.live import LiveClient
-
-            # Informer handlers run on the event loop serve runs on, like every other callback.
-            return LiveClient(args.kubeconfig, loop=_running_loop())
-        raise ValueError(
-            "init_kube_client: the Kubernetes registry is enabled but no cluster was given: "
-            "pass a trace or a kubeconfig, or set registries=() to run without Kubernetes"
-        )
-
-    def _has_k8s_config_store(self) -> bool:
-        args = self.args
-        if args.config_dir:
-            return False  # a file config source replaces the cluster as the config store
-        if args.mesh_config_file and Path(args.mesh_config_file).exists():
-            sources = read_mesh_config_file(args.mesh_config_file).get("configSources") or []
-            if not sources:
-                return bool(args.kubeconfig or args.trace)
-            return any(s.get("address") == "k8s://" for s in sources)
-        return bool(args.kubeconfig or args.trace)
+        kubeclient.init_kube_client(self)
 
     def init_mesh_configuration(self) -> None:
         """Load MeshConfig: the file if there is one, else the ``istio`` ConfigMap, else defaults.
@@ -368,9 +333,3 @@ class Server:
         if self.kube_client is not None:
             self.kube_client.close()
 
-
-def _running_loop():
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # constructed outside asyncio (a notebook, a test): handlers run on watch threads
-        return None
