@@ -188,7 +188,7 @@ def test_table_of_contents_lists_every_notebook_and_stage():
     missing_stages = [s.notebook for s in STAGES if s.notebook not in linked]
     assert not missing_files, f"notebooks/README.md does not list {missing_files}"
     assert not missing_stages, f"notebooks/README.md does not list the stage notebooks {missing_stages}"
-    rows = {cells[1]: cells for line in readme.splitlines()
+    rows = {cells[0]: cells for line in readme.splitlines()
             if (cells := [c.strip() for c in line.strip().strip("|").split("|")]) and len(cells) == 4}
     for s in STAGES:
         row = rows.get(f"{s.number:02d}")
