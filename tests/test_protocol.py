@@ -33,3 +33,11 @@ def test_model_and_kube_conversion_share_the_one_instance():
     assert ServiceProtocol is Instance
     assert convert_protocol(9080, "http-api") is Instance.HTTP
     assert convert_protocol(3306, "db") is Instance.TCP
+
+
+def test_host_subset_of_is_one_direction_and_matches_both():
+    from mesh.config import host
+    assert host.subset_of("foo.example.com", "*.example.com") and host.subset_of("*.example.com", "*")
+    assert not host.subset_of("*.example.com", "foo.example.com")
+    assert not host.subset_of("*.com", "*.example.com") and host.subset_of("*.example.com", "*.com")
+    assert host.matches("*.com", "*.example.com") and host.matches("*.example.com", "*.com")

@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass
 
 from mesh.config.host import matches as host_matches
+from mesh.config.host import subset_of as host_subset_of
 from mesh.config.protocol import parse as parse_protocol
 from mesh.util.net import is_ip_address
 
@@ -246,15 +247,6 @@ def validate_labels(r: _Report, path: str, labels: dict) -> None:
             r.error(path, f"invalid tag key: {_q(key)}")
         if not isinstance(value, str) or not _LABEL_VALUE.match(value):
             r.error(f"{path}.{key}", f"invalid tag value: {_q(str(value))}")
-
-
-def host_subset_of(a: str, b: str) -> bool:
-    aw, bw = a.startswith("*"), b.startswith("*")
-    if aw:
-        return bw and len(a) >= len(b) and a[1:].endswith(b[1:])
-    if bw:
-        return a.endswith(b[1:])
-    return a == b
 
 
 def validate_protocol(name: str) -> str | None:

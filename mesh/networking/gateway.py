@@ -36,10 +36,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.networking.listener import http_connection_manager
-from mesh.networking.push_context import PushContext, ServiceInstance, host_matches
+from mesh.networking.push_context import PushContext, ServiceInstance
 from mesh.networking.route import build_routes_for_virtual_service, resolve_gateway_name
 
 HTTP_SERVER_PROTOCOLS = {"HTTP", "HTTP2", "GRPC"}
@@ -155,8 +156,8 @@ def intersect_hosts(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
     out = set()
     for a in server_hosts:
         for b in vs_hosts:
-            if host_matches(a, b):
+            if host_subset_of(b, a):
                 out.add(b)
-            elif host_matches(b, a):
+            elif host_subset_of(a, b):
                 out.add(a)
     return sorted(out)
