@@ -38,7 +38,7 @@ from mesh.install import iop as iopmod
 from mesh.install import overlay
 from mesh.kube import kinds
 from mesh.kube.mergepatch import merge_patch
-from mesh.kube.simcluster import dump_yaml_text
+from mesh.util.toyaml import to_yaml
 
 RELEASE = "istio"
 BASE, PILOT, INGRESS, EGRESS = "Base", "Pilot", "IngressGateways", "EgressGateways"
@@ -317,8 +317,8 @@ def mesh_configmap(values: dict, ns: str) -> dict:
     networks = values["global"].get("meshNetworks") or {}
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _meta(_suffixed("istio", values), ns, _component_labels(values, PILOT) | {"release": RELEASE}),
-            "data": {"mesh": dump_yaml_text(mesh_config(values, ns)),
-                     "meshNetworks": dump_yaml_text({"networks": networks})}}
+            "data": {"mesh": to_yaml(mesh_config(values, ns)),
+                     "meshNetworks": to_yaml({"networks": networks})}}
 
 
 def injector_values(values: dict) -> dict:
