@@ -54,6 +54,19 @@ class Resource:
     encoded: bytes | None = None
 
 
+SYNCED = "SYNCED"
+
+
+def xds_status(sent: str, acked: str) -> str:
+    """istioctl's ``xdsStatus`` on the nonces of one type: the one "is it synced" rule in mesh
+    (https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/writer/pilot/status.go#L140-L156)."""
+    if not sent:
+        return "NOT SENT"
+    if sent == acked:
+        return SYNCED
+    return "STALE (Never Acknowledged)" if not acked else "STALE"
+
+
 @dataclass
 class WatchedResource:
     """What one proxy has asked for, per type, and where the conversation stands."""
@@ -67,6 +80,14 @@ class WatchedResource:
     last_error: str = ""  # the error_detail of the last NACK, cleared by an ACK
     nacks: int = 0
     sent_names: list[str] = field(default_factory=list)
+
+    def status(self) -> str:
+        """proxy-status's word for this type: SYNCED, STALE or NOT SENT (``xds_status``)."""
+        return xds_status(self.nonce_sent, self.nonce_acked)
+
+    def answered(self) -> bool:
+        """Has the proxy answered the last response of this type, with an ACK or a NACK?"""
+        return self.status() == SYNCED or bool(self.nonce_sent and self.last_error)
 
 
 @dataclass
