@@ -60,7 +60,7 @@ nbval: $(STAMP)
 test: lint unit nbval
 
 notebooks: $(STAMP)
-	$(PY) -m mesh.teach.run_notebooks notebooks/
+	$(PY) -m mesh.tools.run_notebooks notebooks/
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

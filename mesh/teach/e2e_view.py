@@ -44,7 +44,7 @@ def pods_table(pods: Iterable[dict]) -> TextView:
 
 def apps_table(apps: dict, pods: Iterable[dict]) -> TextView:
     """The small apps standing in for bookinfo's containers: which pod IP each listens on."""
-    from mesh.teach.e2e import APP_PORT, app_name
+    from mesh.demo.e2e import APP_PORT, app_name
 
     by_name = {app_name(p): p for p in pods}
     return table(("app", "listens on (pod IP, app port)"),
