@@ -17,7 +17,7 @@ from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.teach import e2e_view
 from mesh.xds.generator import WatchedResource
-from mesh.xds.resources import CLUSTER, ROUTE
+from mesh.xds.types import CLUSTER, ROUTE
 
 
 def _pod(name: str, app: str, version: str, ip: str = "127.0.0.1") -> dict:

@@ -12,7 +12,8 @@ import pytest
 from mesh.bootstrap import Server, ServerArgs
 from mesh.model.push_request import ConfigKey
 from mesh.teach import push_timeline
-from mesh.xds.resources import ROUTE, from_bytes
+from mesh.xds.resources import from_bytes
+from mesh.xds.types import ROUTE
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -145,7 +146,7 @@ def test_scale_out_reaches_sidecars_by_eds_alone_for_reviews_only(scale_out):
 
 def test_scale_out_assignment_lists_the_new_endpoints(scale_out):
     _, recorder = scale_out
-    from mesh.xds.resources import ENDPOINT
+    from mesh.xds.types import ENDPOINT
 
     def endpoint_count(rec) -> int:
         (cla,) = next(d for d in rec.deliveries if d.step == "push").by_type()["EDS"].resources

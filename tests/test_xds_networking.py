@@ -19,7 +19,8 @@ from mesh.networking.route import (
     translate_match,
     virtual_host_domains,
 )
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, from_bytes, to_bytes
+from mesh.xds.resources import from_bytes, to_bytes
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 REVIEWS = "reviews.default.svc.cluster.local"
 

@@ -10,7 +10,7 @@ from mesh.networking.push_context import PushContext
 from mesh.teach import xds_view
 from mesh.teach.push_timeline import proxy_for_pod
 from mesh.tools.diagrams import DIAGRAMS
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 
 PRODUCTPAGE = "productpage-v1-74bf455775-fvvbv"
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from mesh.teach.views import TextView, table
 from mesh.xds import debug
-from mesh.xds.resources import PUSH_ORDER, short_name
+from mesh.xds.types import PUSH_ORDER, short_name
 
 STATUS_COLUMNS = ("NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERSION")
 BAR_WIDTH = 40

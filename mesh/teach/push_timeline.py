@@ -43,7 +43,7 @@ from mesh.teach.views import TextView, table
 from mesh.xds.debounce import DebouncedPush
 from mesh.xds.fastpath import encode_resource_entry
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
 
 SIDECAR_STATUS = "sidecar.istio.io/status"
 TYPES = tuple(short_name(t) for t in PUSH_ORDER)  # CDS, EDS, LDS, RDS

@@ -17,7 +17,7 @@ from mesh.networking.push_context import PushContext
 from mesh.teach.push_timeline import eds_names, rds_names
 from mesh.teach.views import TextView, table
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
 
 # What InitGenerators registers in istiod 1.19.0 (discovery.go#L536-L572), in its order, and what
 # each key builds. Facts about istiod, listed so the notebook can put mesh's map next to it.

@@ -32,6 +32,7 @@ Delta xDS; no authentication of the peer (plaintext port 15010).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import threading
@@ -48,11 +49,9 @@ from mesh.model.service import ServiceDiscovery
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
 from mesh.xds.cache import XdsCache
-from mesh.xds.cds import CdsGenerator
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
 from mesh.xds.discovery import DiscoveryServer
-from mesh.xds.eds import EdsGenerator
 from mesh.xds.fastpath import (
     RequestFields,
     assemble_discovery_response,
@@ -62,10 +61,8 @@ from mesh.xds.fastpath import (
     encode_resource_entry,
 )
 from mesh.xds.generator import Generator, ProxyState, updated_hostnames
-from mesh.xds.lds import LdsGenerator
 from mesh.xds.monitoring import XdsMetrics
-from mesh.xds.rds import RdsGenerator
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +71,13 @@ ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 
 def default_generators() -> dict[str, Generator]:
-    """The type URL → generator map of ``InitGenerators`` (the sidecar subset mesh implements)."""
-    return {CLUSTER: CdsGenerator(), ENDPOINT: EdsGenerator(), LISTENER: LdsGenerator(), ROUTE: RdsGenerator()}
+    """The type URL → generator map of ``InitGenerators``: one of each row's ``generator`` class
+    (``mesh.xds.types.TYPES``, the sidecar subset mesh implements)."""
+    out = {}
+    for t in TYPES:
+        module, cls = t.generator.split(":")
+        out[t.url] = getattr(importlib.import_module(module), cls)()
+    return out
 
 
 class AdsServer:

@@ -30,7 +30,7 @@ from enum import Enum
 
 from mesh.model.push_request import PushRequest
 from mesh.xds.generator import SYNCED, ProxyState, WatchedResource
-from mesh.xds.resources import NAMED_TYPES
+from mesh.xds.types import NAMED_TYPES
 
 _connection_ids = itertools.count(1)
 

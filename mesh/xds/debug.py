@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from mesh.model.push_request import PushRequest, TriggerReason
 from mesh.xds.generator import WatchedResource, xds_status
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE, TYPES
 
-_SYNC_FIELDS = {CLUSTER: "cluster", LISTENER: "listener", ROUTE: "route", ENDPOINT: "endpoint"}
 _ADMIN = "type.googleapis.com/envoy.admin.v3."
 
 
@@ -49,8 +48,8 @@ def syncz(ads, namespace: str | None = None) -> list[dict]:
         proxy = con.state.proxy
         row = {"cluster_id": proxy.metadata.get("CLUSTER_ID", "Kubernetes"), "proxy": proxy.id,
                "proxy_type": proxy.type, "istio_version": proxy.istio_version}
-        for type_url, name in _SYNC_FIELDS.items():
-            w = con.watched.get(type_url)
+        for t in TYPES:
+            name, w = t.sync_field, con.watched.get(t.url)
             if w is not None and w.nonce_sent:
                 row[f"{name}_sent"] = w.nonce_sent
             if w is not None and w.nonce_acked:
@@ -64,9 +63,8 @@ def proxy_status(ads) -> list[dict]:
     rows = []
     for s in syncz(ads):
         row = {"NAME": s["proxy"], "CLUSTER": s["cluster_id"]}
-        for name in ("cluster", "listener", "endpoint", "route"):
-            row[{"cluster": "CDS", "listener": "LDS", "endpoint": "EDS", "route": "RDS"}[name]] = \
-                xds_status(s.get(f"{name}_sent", ""), s.get(f"{name}_acked", ""))
+        for t in TYPES:
+            row[t.short] = xds_status(s.get(f"{t.sync_field}_sent", ""), s.get(f"{t.sync_field}_acked", ""))
         row["ISTIOD"] = "mesh"
         row["VERSION"] = s["istio_version"]
         rows.append(row)
