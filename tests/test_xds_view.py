@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
+from mesh.demo.pods import proxy_for_pod
 from mesh.networking.push_context import PushContext
 from mesh.teach import xds_view
-from mesh.teach.push_timeline import proxy_for_pod
 from mesh.tools.diagrams import DIAGRAMS
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 

@@ -306,15 +306,28 @@ class AdsServer:
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
 
-    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+    def generate(self, state: ProxyState, type_url: str, watched, request: PushRequest | None) -> list | None:
+        """Generate and encode one type for one connection: the generator's resources, each
+        serialized through the XdsCache and wrapped as an ``Any`` entry once per push (a resource
+        shared by many proxies is encoded once). None: no generator, or the push does not concern
+        this type. ``_send`` and the push recorder (``mesh.xds.push_recorder``) both send from here."""
         generator = self.generators.get(type_url)
         if generator is None:
+            return None
+        resources = generator.generate(state, self.push_context, watched, request)
+        for r in resources or ():
+            if r.encoded is None:
+                r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
+        return resources
+
+    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+        if type_url not in self.generators:
             log.warning("ADS: no generator for %s requested by %s", type_url, con.id)
             return
         watched = con.watched[type_url]
         push = self.push_context
         try:
-            resources = generator.generate(con.state, push, watched, request)
+            resources = self.generate(con.state, type_url, watched, request)
             if resources is None:
                 return  # this push does not concern this type
             # Proxies given the very same resources in this push share one response — its bytes
@@ -337,9 +350,6 @@ class AdsServer:
             await context.write(data)
 
     def _assemble(self, version: str, type_url: str, resources: list) -> tuple:
-        for r in resources:
-            if r.encoded is None:  # serialized (through the cache) and wrapped once per push
-                r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
         nonce = f"{version}-{next(self._nonces)}"
         data = assemble_discovery_response(version, type_url, nonce, [r.encoded for r in resources])
         return resources, [r.name for r in resources], nonce, data
