@@ -614,6 +614,8 @@ class Server:
                         self.environment.config_store, domain=self.environment.domain_suffix,
                         is_ready=self.has_synced)
         ads.trust_domain = lambda: self.environment.mesh()["trustDomain"]  # inbound mTLS accepts this domain
+        ads.outbound_traffic_mode = lambda: (self.environment.mesh().get("outboundTrafficPolicy") or {}).get(
+            "mode", "ALLOW_ANY")
         self.ads = ads
         if self.secure_grpc_server is not None:
             self.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
@@ -639,7 +641,8 @@ class Server:
         def config_dump(q: dict) -> dict:
             if "proxyID" not in q:
                 raise ValueError("config_dump needs ?proxyID=<pod>.<namespace>")
-            dump = debug.config_dump(ads, q["proxyID"])
+            # include_eds=true as in istiod's ConfigDump (debug.go#L658)
+            dump = debug.config_dump(ads, q["proxyID"], include_eds=q.get("include_eds") == "true")
             if dump is None:
                 raise KeyError(f"proxy {q['proxyID']} is not connected")
             return dump

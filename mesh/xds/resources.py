@@ -17,10 +17,16 @@ from __future__ import annotations
 import betterproto2
 
 # Imported for their side effect: they register the message classes that ``Any`` fields name.
+import envoy_data_plane.envoy.extensions.filters.http.cors.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.http.fault.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.http.grpc_stats.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.http.router.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.listener.http_inspector.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.listener.original_dst.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.listener.tls_inspector.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.request_id.uuid.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.transport_sockets.raw_buffer.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3  # noqa: F401
