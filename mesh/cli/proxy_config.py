@@ -67,7 +67,8 @@ def register(subparsers) -> None:
                    help="<pod name>.<namespace>, as proxy-status lists it (not needed with --from-envoy)")
     add_server_flags(p)
     p.add_argument("--from-envoy", dest="from_envoy", default=None, metavar="ADMIN",
-                   help="read a running Envoy's own /config_dump from its admin address (e.g. 127.0.0.1:15000)")
+                   help="read a running Envoy's own /config_dump from its admin address "
+                   "(e.g. 127.0.0.1:15000, or unix:<path> for an admin socket)")
     p.add_argument("-o", "--output", choices=["table", "json"], default=None,
                    help="output format (default: table; json for bootstrap)")
     p.add_argument("--fqdn", default=None, help="clusters: only this service FQDN")
@@ -115,7 +116,8 @@ def server_config_dump(args) -> dict:
 
 
 def envoy_admin_url(address: str) -> str:
-    """``127.0.0.1:15000`` or ``http://127.0.0.1:15000`` → the admin base URL; loopback only."""
+    """``127.0.0.1:15000`` or ``http://127.0.0.1:15000`` → the admin base URL; loopback only.
+    (``unix:<path>`` is handled by ``envoy_config_dump``.)"""
     text = address if "://" in address else f"http://{address}"
     parsed = urllib.parse.urlsplit(text)
     if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
@@ -126,10 +128,41 @@ def envoy_admin_url(address: str) -> str:
 
 
 def envoy_config_dump(address: str) -> dict:
-    """Envoy's own ``/config_dump`` with endpoints (``include_eds``, as istioctl asks for them)."""
+    """Envoy's own ``/config_dump`` with endpoints (``include_eds``, as istioctl asks for them), from
+    an admin address on loopback or, as ``unix:<path>``, on a Unix socket (which reaches an Envoy
+    in a pod's network namespace from outside it)."""
+    if address.startswith("unix:"):
+        return _unix_get_json(address[len("unix:"):], "/config_dump?include_eds")
     base = envoy_admin_url(address)
     return get_json(base, "/config_dump", {"include_eds": ""},
                     unreachable=f"no Envoy admin interface answers at {base}")
+
+
+def _unix_get_json(path: str, url_path: str, timeout: float = 10.0):
+    import http.client
+    import socket
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+
+    conn = Connection("localhost", timeout=timeout)
+    try:
+        conn.request("GET", url_path)
+        resp = conn.getresponse()
+        body = resp.read()
+    except OSError as err:
+        raise UsageError(f"no Envoy admin interface answers at unix:{path} ({err})") from err
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise UsageError(f"unix:{path}{url_path}: {resp.status} {resp.reason}")
+    try:
+        return json.loads(body)
+    except ValueError as err:
+        raise UsageError(f"unix:{path}{url_path}: the answer is not JSON ({err})") from err
 
 
 def bootstrap(dump: dict) -> dict:

