@@ -621,3 +621,19 @@ def test_running_envoy_config_dump_matches_ours_and_binds_only_what_istio_binds(
         else:
             assert rows[1][:2] == ["0.0.0.0", "8080"]
     assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_one_push_builds_routes_per_capture_mode(world):
+    """RDS shares a built route config between alike proxies; capture changes its catch-all, so a
+    captured and an uncaptured sidecar of one workload do not share."""
+    from mesh.xds.generator import ProxyState, WatchedResource
+    from mesh.xds.rds import RdsGenerator
+
+    push = push_of(world)
+    catch_all = {}
+    for mode in ("REDIRECT", "NONE"):
+        proxy = proxy_of(world, PRODUCTPAGE, mode=mode)
+        (rc,) = RdsGenerator().generate(ProxyState(proxy, push.service_instances(proxy)), push,
+                                        WatchedResource(ROUTE, names=["9080"]), None)
+        catch_all[mode] = rc.body["virtualHosts"][-1]["name"]
+    assert catch_all == {"REDIRECT": "allow_any", "NONE": "block_all"}

@@ -4,9 +4,10 @@ Go: ``v3.ClusterType`` and friends,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/v3/model.go#L23-L46, their short names
 (#L48-L60) and the push order https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L768.
 
-mesh's builders (``mesh/networking``) produce resources as plain dicts in protobuf-JSON form —
-exactly what ``istioctl proxy-config -o json`` and Envoy's ``/config_dump`` print — so a notebook
-can show them as they are. ``to_bytes`` turns one into the binary form Envoy reads, through the
+mesh's builders (``mesh/networking``) produce resources as plain dicts in protobuf-JSON form
+(camelCase), so a notebook can show them as they are; ``mesh.xds.debug.envoy_json`` renders one
+with the proto's snake_case names, as Envoy's ``/config_dump`` and ``istioctl proxy-config -o json``
+print it. ``to_bytes`` turns one into the binary form Envoy reads, through the
 ``envoy-data-plane`` (betterproto2) message classes. Every module whose messages may appear
 inside an ``Any`` (``typed_config``) is imported here: betterproto2 finds the class of an
 ``@type`` only once its module is loaded.
