@@ -134,9 +134,9 @@ def test_outbound_clusters_use_auto_mtls_only_for_a_proxy_with_a_certificate():
     common = ctx["commonTlsContext"]
     assert ctx["sni"] == "outbound_.9080_._.details.default.svc.cluster.local"
     # ALPNInMeshWithMxc: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/util/util.go#L112-L115,
-    # chosen for a non-HTTP/2 cluster at cluster_builder.go#L1084-L1090
+    # chosen for a non-HTTP/2 cluster at cluster_builder.go#L1094-L1100
     assert common["alpnProtocols"] == ["istio-peer-exchange", "istio"]
-    # https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L1389-L1397
+    # https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L1390-L1398
     assert common["tlsParams"] == {"tlsMinimumProtocolVersion": "TLSv1_2", "tlsMaximumProtocolVersion": "TLSv1_3"}
     assert [s["name"] for s in common["tlsCertificateSdsSecretConfigs"]] == ["default"]
     validation = common["combinedValidationContext"]

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 
+import istio_src
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
@@ -274,7 +275,7 @@ def test_inbound_and_passthrough_clusters(world):
     # addTelemetryMetadata for inbound: cluster.go#L997-L1034
     assert inbound["metadata"]["filterMetadata"]["istio"]["services"] == [
         {"host": "productpage.default.svc.cluster.local", "name": "productpage", "namespace": "default"}]
-    # buildInboundPassthroughClusters: cluster_builder.go#L646-L663
+    # buildInboundPassthroughClusters: cluster_builder.go#L647-L663
     passthrough = cds["InboundPassthroughClusterIpv4"]
     assert passthrough["type"] == "ORIGINAL_DST"
     assert passthrough["upstreamBindConfig"]["sourceAddress"]["address"] == "127.0.0.6"
@@ -443,7 +444,7 @@ def test_server_config_dump_in_envoys_shape(world):
     assert inbound["address"]["socket_address"]["port_value"] == 15006
     assert "filter_chains" in inbound and "filterChains" not in json.dumps(dump)
     assert inbound["@type"] == "type.googleapis.com/envoy.config.listener.v3.Listener"
-    assert "EndpointsConfigDump" not in json.dumps(config_dump(_Ads, proxy.id))  # include_eds: debug.go#L658
+    assert "EndpointsConfigDump" not in json.dumps(config_dump(_Ads, proxy.id))  # include_eds: debug.go#L659
 
 
 @pytest.fixture
@@ -637,3 +638,76 @@ def test_one_push_builds_routes_per_capture_mode(world):
                                         WatchedResource(ROUTE, names=["9080"]), None)
         catch_all[mode] = rc.body["virtualHosts"][-1]["name"]
     assert catch_all == {"REDIRECT": "allow_any", "NONE": "block_all"}
+
+
+# -- against Istio's own data ----------------------------------------------------------------------
+
+@istio_src.needed
+@pytest.mark.parametrize("name", ["0.0.0.0_9080", "virtualOutbound"])
+def test_listeners_equal_a_real_istio_sidecars_once_istio_proxy_filters_are_left_out(world, name):
+    """A real bookinfo sidecar's dump from Istio's tests (istioctl/pkg/authz/testdata/configdump.yaml):
+    mesh's listener equals it field for field, once what stock Envoy cannot run (istio-proxy's own
+    filters), tracing and access logs (mesh has no telemetry providers) are taken out of both."""
+    import yaml
+
+    from mesh.networking.listener_builder import ISTIO_PROXY_ONLY_FILTERS
+
+    dump = yaml.safe_load(istio_src.show("istioctl/pkg/authz/testdata/configdump.yaml"))
+    theirs = {li["name"]: li["active_state"]["listener"] for c in dump["configs"]
+              if c["@type"].endswith(".ListenersConfigDump") for li in c.get("dynamic_listeners", [])}
+
+    def comparable(node):
+        if isinstance(node, dict):
+            return {k: comparable(v) for k, v in node.items() if k not in ("tracing", "access_log")}
+        if isinstance(node, list):
+            return [comparable(v) for v in node
+                    if not (isinstance(v, dict) and v.get("name") in ISTIO_PROXY_ONLY_FILTERS)]
+        return node
+
+    ours = envoy_json(LISTENER, config(world, proxy_of(world, PRODUCTPAGE))[LISTENER][name])
+    assert comparable(ours) == comparable(theirs[name])
+
+
+# Each (file, line, text) a test above cites: the line still says it (guards the links).
+CITED = [
+    ("pilot/pkg/model/context.go", 1196, "return InterceptionRedirect"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 132, "ProxyListenPort"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 134, "UseOriginalDst:   proto.BoolTrue"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 274, "ProxyListenPort"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 305, "KEEP_UNCHANGED"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 338, "StreamIdleTimeout = notimeout"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 397, "xdsfilters.GrpcStats"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 418, "RequestIdExtension"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 299, "InterceptionNone"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 675, "rdsName = strconv.Itoa"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 843, "plaintextHTTPALPNs"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 1212, "bindToPort = proto.BoolFalse"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 1293, "util.PassthroughFilterChain"),
+    ("pilot/pkg/networking/core/v1alpha3/listener.go", 1358, "opt.httpOpts.statPrefix"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_builder.go", 116, "InterceptionNone"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_inbound.go", 236, "InterceptionNone"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_inbound.go", 505, "xdsfilters.OriginalDestination"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_inbound.go", 756, "VirtualInboundBlackholeFilterChainName"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_inbound.go", 778, "ServerName: EnvoyServerName"),
+    ("pilot/pkg/networking/core/v1alpha3/cluster_builder.go", 454, "Cluster_ORIGINAL_DST"),
+    ("pilot/pkg/networking/core/v1alpha3/cluster_builder.go", 656, "InboundPassthroughBindIpv4"),
+    ("pilot/pkg/networking/core/v1alpha3/listener_address.go", 36, '"127.0.0.6"'),
+    ("pilot/pkg/networking/core/v1alpha3/cluster.go", 858, "LocalityWeightedLbConfig"),
+    ("pilot/pkg/networking/core/v1alpha3/cluster.go", 268, "passthrough cluster"),
+    ("pilot/pkg/networking/core/v1alpha3/httproute.go", 211, "IgnorePortInHostMatching:       true"),
+    ("pilot/pkg/networking/core/v1alpha3/httproute.go", 556, "portNoAppendPortSuffix"),
+    ("pilot/pkg/networking/core/v1alpha3/httproute.go", 789, "util.Passthrough"),
+    ("pilot/pkg/networking/core/v1alpha3/gateway.go", 661, "SANITIZE_SET"),
+    ("pilot/pkg/networking/core/v1alpha3/route/route.go", 66, "1024 * 1024"),
+    ("pilot/pkg/security/authn/utils/utils.go", 31, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("pilot/pkg/security/authn/utils/utils.go", 76, "TLSv1_3"),
+    ("pilot/pkg/networking/util/util.go", 115, '"istio-peer-exchange", "istio"'),
+    ("pilot/pkg/xds/debug.go", 659, "include_eds"),
+]
+
+
+@istio_src.needed
+@pytest.mark.parametrize("path,line,text", CITED)
+def test_cited_lines_hold_what_the_tests_say(path, line, text):
+    lines = istio_src.show(path).splitlines()
+    assert text in lines[line - 1], f"{path}#L{line}: {lines[line - 1].strip()!r}"

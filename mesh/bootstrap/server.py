@@ -641,7 +641,7 @@ class Server:
         def config_dump(q: dict) -> dict:
             if "proxyID" not in q:
                 raise ValueError("config_dump needs ?proxyID=<pod>.<namespace>")
-            # include_eds=true as in istiod's ConfigDump (debug.go#L658)
+            # include_eds=true as in istiod's ConfigDump (debug.go#L659)
             dump = debug.config_dump(ads, q["proxyID"], include_eds=q.get("include_eds") == "true")
             if dump is None:
                 raise KeyError(f"proxy {q['proxyID']} is not connected")

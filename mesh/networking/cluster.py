@@ -21,7 +21,7 @@ rest — checking the server against the service's SPIFFE identities (``networki
 Quiet defaults, as istiod writes them: every cluster carries ``common_lb_config``
 (``buildDefaultCluster``, cluster_builder.go#L362-L370), and outbound ones
 ``locality_weighted_lb_config`` because the mesh's ``localityLbSetting`` is enabled by default
-(``applyLoadBalancer``, cluster.go#L843-L860); ``metadata.filter_metadata.istio.services`` names the
+(``applyLoadBalancer``, cluster.go#L847-L860); ``metadata.filter_metadata.istio.services`` names the
 service(s) of outbound and inbound clusters (``addTelemetryMetadata``, cluster.go#L997-L1040).
 
 Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
@@ -30,7 +30,7 @@ Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
   pod's own address and the app's port — and binds its upstream side to 127.0.0.6
   (``buildInboundClusterForPortOrUDS``, cluster_builder.go#L449-L528), the address the pod's
   iptables lets through without a second redirect; ``InboundPassthroughClusterIpv4`` does the
-  same for ports no Service names (``buildInboundPassthroughClusters``, cluster_builder.go#L646-L680).
+  same for ports no Service names (``buildInboundPassthroughClusters``, cluster_builder.go#L647-L680).
 * NONE: nothing to recover the destination from, so ``inbound|<port>||`` is a STATIC cluster
   pointing at the app on the pod IP (as Istio's Sidecar ``ingress`` with a ``defaultEndpoint``).
 

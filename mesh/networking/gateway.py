@@ -95,7 +95,7 @@ def http_servers(push: PushContext, proxy: Proxy) -> dict[int, list[GatewayServe
 
 
 def gateway_hcm(port: int) -> dict:
-    """A gateway's HCM: the edge of the mesh (``buildGatewayConnectionManager``, gateway.go#L652-L697)
+    """A gateway's HCM: the edge of the mesh (``buildGatewayConnectionManager``, gateway.go#L653-L698)
     — the peer's address is the client's, no ``x-forwarded-for`` hop is trusted (``xff_num_trusted_hops``
     0: proto3 JSON leaves a zero out), client certificate details are sanitized then set."""
     hcm = http_connection_manager(f"outbound_0.0.0.0_{port}", rds=route_name(port), use_remote_address=True)

@@ -73,6 +73,8 @@ OUTBOUND_PORT = 15001  # MeshConfig.proxyListenPort
 WILDCARD = "0.0.0.0"
 ALLOW_ANY = "ALLOW_ANY"
 REGISTRY_ONLY = "REGISTRY_ONLY"
+# The filters above, by name: what a diff against a real istio-proxy's config_dump leaves out.
+ISTIO_PROXY_ONLY_FILTERS = frozenset({"istio.metadata_exchange", "istio.alpn", "istio.stats", "istio_authn"})
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 

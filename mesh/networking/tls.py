@@ -19,16 +19,19 @@ destination service's SPIFFE identities; the server checks only that the client'
 chains to the mesh root and lies in the trust domain.
 
 Versions, ciphers and ALPN, as Istio sets them: both sides speak TLS 1.2 to 1.3
-(``defaultUpstreamCommonTLSContext``, cluster_builder.go#L1389-L1397, and ``BuildInboundTLS``,
+(``defaultUpstreamCommonTLSContext``, cluster_builder.go#L1390-L1398, and ``BuildInboundTLS``,
 utils.go#L70-L77); the server offers Istio's cipher suites (``SupportedCiphers``, utils.go#L30-L37;
 Istio leaves the client's list to Envoy's defaults). The client's ALPN says "in-mesh" —
 ``istio-peer-exchange, istio`` (plus ``h2`` for an HTTP/2 cluster: ``ALPNInMeshWithMxc`` /
-``ALPNInMeshH2WithMxc``, util.go#L103-L115, picked in cluster_builder.go#L1078-L1090) — which the
+``ALPNInMeshH2WithMxc``, util.go#L103-L115, picked in cluster_builder.go#L1087-L1101) — which the
 inbound filter chains match on; the server answers ``h2, http/1.1`` for HTTP chains and
 ``istio-peer-exchange, h2, http/1.1`` for TCP ones (utils.go#L52-L67, util.go#L117-L124).
 
 Simplifications, named: no DestinationRule ``tls`` settings (every in-mesh destination gets auto
-mTLS), and no trust domain aliases. Stock Envoy has no ``istio.alpn`` filter (see
+mTLS), and no trust domain aliases. Istio 1.19 writes the peer's SANs in Envoy's deprecated
+``match_subject_alt_names`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/security/model/authentication.go#L228-L240,
+cluster_builder.go#L1076); mesh writes the same check in its replacement,
+``match_typed_subject_alt_names`` with ``san_type: URI``, which current Envoy expects. Stock Envoy has no ``istio.alpn`` filter (see
 ``networking/listener_builder.py``), so a client never offers ``istio-http/1.1``: an mTLS connection
 to an unnamed (sniffed) port lands on the inbound TCP-over-mTLS chain instead of the HTTP one.
 """
