@@ -22,7 +22,7 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 
 def _replay(trace: str) -> tuple[Server, push_recorder.PushRecorder]:
-    server = Server(ServerArgs(trace=trace)).run_all(skip_unimplemented=True)
+    server = Server(ServerArgs(trace=trace)).run_all()
     recorder = record_pushes(server)
     server.xds.start()
     server.clock.run()
