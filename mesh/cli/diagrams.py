@@ -13,7 +13,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from mesh.cli import UsageError
-    from mesh.teach.diagrams import write_all
+    from mesh.tools.diagrams import write_all
 
     try:
         written = write_all(Path(args.out))

@@ -95,7 +95,7 @@ def push_pipeline() -> graphviz.Digraph:
     """How a change becomes config on a proxy (stage 16, notebook 16)."""
     from mesh.xds.ads import default_generators
     from mesh.xds.debounce import DEBOUNCE_AFTER, DEBOUNCE_MAX
-    from mesh.xds.resources import PUSH_ORDER, short_name
+    from mesh.xds.types import PUSH_ORDER, short_name
 
     g = graphviz.Digraph("push-pipeline", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "labelloc": "t",
                          "label": "the push pipeline: a change becomes config on every proxy (mesh.xds)"},
