@@ -5,7 +5,7 @@ every code cell has committed outputs and none is an error; every link into isti
 the 1.19.0 tag with a line anchor (and, when the local mirror is present, at lines that exist, and
 at lines that hold the Go identifier the link's text names);
 nothing printed looks like a memory address or a temp path; the course's table of contents lists
-every notebook and every stage. Tooling: ``mesh.teach.views`` and ``mesh.teach.run_notebooks``.
+every notebook and every stage. Tooling: ``mesh.teach.views`` and ``mesh.tools.run_notebooks``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import nbformat
 import pytest
 
 from mesh.bootstrap.stages import STAGES
-from mesh.teach import run_notebooks, views
+from mesh.teach import views
+from mesh.tools import run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

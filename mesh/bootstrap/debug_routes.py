@@ -48,7 +48,8 @@ def discovery_routes(ads: AdsServer) -> dict[str, Route]:
     def config_dump(q: dict) -> dict:
         if "proxyID" not in q:
             raise ValueError("config_dump needs ?proxyID=<pod>.<namespace>")
-        dump = debug.config_dump(ads, q["proxyID"])
+        # include_eds=true as in istiod's ConfigDump (debug.go#L659)
+        dump = debug.config_dump(ads, q["proxyID"], include_eds=q.get("include_eds") == "true")
         if dump is None:
             raise KeyError(f"proxy {q['proxyID']} is not connected")
         return dump

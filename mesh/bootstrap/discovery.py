@@ -65,6 +65,7 @@ def init_discovery_service(server: Server) -> AdsServer:
     ads = AdsServer(server.xds, server.xds_generators, env.service_discovery, env.config_store,
                     domain=env.domain_suffix, is_ready=server.has_synced)
     ads.trust_domain = lambda: env.mesh()["trustDomain"]  # inbound mTLS accepts this domain
+    ads.outbound_traffic_mode = lambda: (env.mesh().get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
     if server.secure_grpc_server is not None:
         server.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
     server.add_start_func("xds server", start_xds)
