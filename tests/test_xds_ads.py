@@ -12,8 +12,8 @@ from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, Discov
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
 from mesh.clock import VirtualClock
+from mesh.demo.ads_client import AdsClient
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
-from mesh.teach.ads_client import AdsClient
 from mesh.xds.ads import AdsServer
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
@@ -65,7 +65,7 @@ def test_classify_ack_nack_stale_and_new_names():
 
 
 class Client(AdsClient):
-    """The notebooks' ADS client (``mesh.teach.ads_client``), as productpage-1."""
+    """The notebooks' ADS client (``mesh.demo.ads_client``), as productpage-1."""
 
     def __init__(self, port: int):
         super().__init__(port, NODE)
