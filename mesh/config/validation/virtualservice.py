@@ -1,0 +1,439 @@
+"""VirtualService validation: ``ValidateVirtualService`` (https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/validation.go#L2266-L2389)
+and the HTTP route checks of https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/virtualservice.go; TLS and TCP routes, destinations,
+faults, retries, redirects.
+
+Simplification, named: of the "unreachable rule" warnings only the exact-duplicate and match-less
+cases are produced (not the prefix-overlap ones).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mesh.config.host import matches as host_matches
+from mesh.config.validation.primitives import (
+    check_duration,
+    host_subset_of,
+    is_dns1123_label,
+    validate_export_to,
+    validate_gateway_names,
+    validate_ip_subnet,
+    validate_labels,
+    validate_percentage,
+    validate_port,
+    validate_regex,
+    validate_string_match_regex,
+    validate_subset_name,
+    validate_wildcard_domain,
+)
+from mesh.config.validation.report import Report, quote
+from mesh.util.net import is_ip_address
+
+
+def validate_virtual_service(r: Report, spec: dict, name: str, namespace: str, annotations: dict) -> None:
+    """ValidateVirtualService (validation.go#L2266-L2389)."""
+    hosts = [r.str(f"spec.hosts[{i}]", h) for i, h in enumerate(r.list("spec.hosts", spec.get("hosts")))]
+    gateways = r.list("spec.gateways", spec.get("gateways"))
+    http = r.list("spec.http", spec.get("http"))
+    tls = r.list("spec.tls", spec.get("tls"))
+    tcp = r.list("spec.tcp", spec.get("tcp"))
+    if not hosts:  # a delegate VirtualService
+        if gateways:
+            r.error("spec.gateways", "delegate virtual service must have no gateways specified")
+        if tls:
+            r.error("spec.tls", "delegate virtual service must have no tls route specified")
+        if tcp:
+            r.error("spec.tcp", "delegate virtual service must have no tcp route specified")
+    applies_to_mesh = not gateways or "mesh" in gateways
+    if gateways:
+        validate_gateway_names(r, "spec.gateways", gateways)
+    all_hosts_valid = True
+    for i, host in enumerate(hosts):
+        err = validate_wildcard_domain(host)
+        if err and not is_ip_address(host):
+            r.error(f"spec.hosts[{i}]", err)
+            all_hosts_valid = False
+        elif not err and applies_to_mesh and host == "*":
+            r.error(f"spec.hosts[{i}]", "wildcard host * is not allowed for virtual services bound to the mesh gateway")
+            all_hosts_valid = False
+    if all_hosts_valid:
+        for i in range(len(hosts)):
+            for j in range(i + 1, len(hosts)):
+                if host_matches(hosts[i], hosts[j]):
+                    r.error("spec.hosts", f"duplicate hosts in virtual service: {hosts[i]} & {hosts[j]}")
+    if not http and not tcp and not tls:
+        r.error("spec", "http, tcp or tls must be provided in virtual service")
+    gateway_semantics = annotations.get("internal.istio.io/route-semantics") == "gateway"
+    for i, route in enumerate(http):
+        if route is None:
+            r.error(f"spec.http[{i}]", "http route may not be null")
+            continue
+        validate_http_route(r, f"spec.http[{i}]", r.dict(f"spec.http[{i}]", route), not hosts, gateway_semantics)
+    for i, route in enumerate(tls):
+        validate_tls_route(r, f"spec.tls[{i}]", r.dict(f"spec.tls[{i}]", route), hosts)
+    for i, route in enumerate(tcp):
+        validate_tcp_route(r, f"spec.tcp[{i}]", r.dict(f"spec.tcp[{i}]", route))
+    validate_export_to(r, "spec.exportTo", namespace, r.list("spec.exportTo", spec.get("exportTo")))
+    for section, routes in (("http", http), ("tcp", tcp), ("tls", tls)):
+        warn_unreachable_rules(r, f"spec.{section}", routes, named=section == "http")
+
+
+def warn_unreachable_rules(r: Report, path: str, routes: list, named: bool) -> None:
+    """analyzeUnreachableHTTPRules and friends (validation.go#L2555-L2680), minus the prefix-overlap
+    analysis: a rule after a match-less rule, and matches identical to an earlier rule's, are warned about."""
+    def rule_name(route: dict, i: int) -> str:
+        return quote(route["name"]) if named and route.get("name") else f"#{i}"
+
+    seen: dict[str, int] = {}
+    empty_seen = False
+    for i, route in enumerate(routes):
+        if not isinstance(route, dict):
+            continue
+        matches = route.get("match") or []
+        if not matches:
+            if empty_seen:
+                r.warn(f"{path}[{i}]", f"virtualService rule {rule_name(route, i)} not used (only the last rule can "
+                                       "have no matches)")
+            empty_seen = True
+            continue
+        duplicates = 0
+        for j, match in enumerate(matches):
+            key = json.dumps({k: v for k, v in (match or {}).items() if not (named and k == "name")}, sort_keys=True)
+            if key in seen:
+                match_name = quote(match["name"]) if named and (match or {}).get("name") else f"#{j}"
+                r.warn(f"{path}[{i}].match[{j}]", f"virtualService rule {rule_name(route, i)} match {match_name} is "
+                       f"not used (duplicate/overlapping match in rule {rule_name(routes[seen[key]], seen[key])})")
+                duplicates += 1
+            else:
+                seen[key] = i
+        if duplicates == len(matches):
+            r.warn(f"{path}[{i}]", f"virtualService rule {rule_name(route, i)} not used (all matches used by prior rules)")
+
+
+def _route_kind_conflicts(r: Report, path: str, route: dict, route_type: str) -> None:
+    """validateHTTPRouteConflict (virtualservice.go#L214-L272)."""
+    has = {k: route.get(k) is not None for k in ("redirect", "fault", "rewrite", "directResponse", "delegate")}
+    destinations = route.get("route") or []
+    name = route.get("name", "")
+    if route_type == "root":
+        if has["redirect"]:
+            r.error(f"{path}.redirect", f"root HTTP route {name} must not specify redirect")
+        if route.get("route") is not None:
+            r.error(f"{path}.route", f"root HTTP route {name} must not specify route")
+        return
+    if route_type == "delegate" and has["delegate"]:
+        r.error(f"{path}.delegate", "delegate HTTP route cannot contain delegate")
+    if has["redirect"]:
+        if destinations:
+            r.error(path, "HTTP route cannot contain both route and redirect")
+        if has["fault"]:
+            r.error(path, "HTTP route cannot contain both fault and redirect")
+        if has["rewrite"]:
+            r.error(path, "HTTP route rule cannot contain both rewrite and redirect")
+        if has["directResponse"]:
+            r.error(path, "HTTP route rule cannot contain both direct_response and redirect")
+    elif has["directResponse"]:
+        if destinations:
+            r.error(path, "HTTP route cannot contain both route and direct_response")
+        if has["fault"]:
+            r.error(path, "HTTP route cannot contain both fault and direct_response")
+        if has["rewrite"]:
+            r.error(path, "HTTP route rule cannot contain both rewrite and direct_response")
+    elif not destinations:
+        r.error(f"{path}.route", "HTTP route, redirect or direct_response is required")
+
+
+def _header_name_errors(name: str, op: str) -> str | None:
+    """ValidateHTTPHeader*OperationName: no empty names, no pseudo-headers, Host only where allowed."""
+    if name == "":
+        return "header name cannot be empty"
+    internal = name.startswith(":") or name.lower() == "host"
+    if op == "set-request":  # request add/set may target the authority
+        if internal and name.lower() not in (":authority", "host"):
+            return f'invalid header {quote(name)}: header cannot have ":" prefix'
+        return None
+    if op == "set-destination-request":
+        if internal and name.lower() != "host":
+            return f'invalid header {quote(name)}: header cannot have ":" prefix'
+        return None
+    if name.lower() == "host":
+        return f'invalid header {quote(name)}: cannot set Host header'
+    if internal:
+        return f'invalid header {quote(name)}: header cannot have ":" prefix'
+    return None
+
+
+def _validate_headers(r: Report, path: str, headers, destination: bool = False) -> None:
+    headers = r.dict(path, headers)
+    for side in ("request", "response"):
+        ops = r.dict(f"{path}.{side}", headers.get(side))
+        for op in ("add", "set"):
+            for name, value in r.dict(f"{path}.{side}.{op}", ops.get(op)).items():
+                kind = ("set-destination-request" if destination else "set-request") if side == "request" else "other"
+                r.error(f"{path}.{side}.{op}.{name}", _header_name_errors(name, kind))
+                if isinstance(value, str) and re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+                    r.error(f"{path}.{side}.{op}.{name}", f"header value configuration {value} is invalid")
+        for i, name in enumerate(r.list(f"{path}.{side}.remove", ops.get("remove"))):
+            r.error(f"{path}.{side}.remove[{i}]", _header_name_errors(name, "other"))
+
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
+_RETRY_ON = {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
+             "retriable-status-codes", "retriable-headers", "envoy-ratelimited", "cancelled",
+             "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+# Go's http.StatusText knows these codes; retryOn accepts them as numbers.
+_HTTP_STATUS_CODES = {100, 101, 102, 103, *range(200, 209), 226, *range(300, 309), *range(400, 419),
+                      *range(421, 427), 428, 429, 431, 451, *range(500, 509), 510, 511}
+_GRPC_STATUS = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+                "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+
+def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gateway_semantics: bool) -> None:
+    """validateHTTPRoute (virtualservice.go#L45-L110)."""
+    route_type = "delegate" if delegate else ("root" if route.get("delegate") is not None else "independent")
+    _route_kind_conflicts(r, path, route, route_type)
+    for i, match in enumerate(r.list(f"{path}.match", route.get("match"))):
+        mpath = f"{path}.match[{i}]"
+        match = r.dict(mpath, match)
+        for hname, header in r.dict(f"{mpath}.headers", match.get("headers")).items():
+            hpath = f"{mpath}.headers.{hname}"
+            if header is None:
+                r.error(hpath, f"header match {hname} cannot be null")
+                continue
+            if "prefix" in r.dict(hpath, header) and not header.get("prefix"):
+                r.error(hpath, f"header prefix match {hname} may not be empty")
+            if route_type == "independent":
+                validate_string_match_regex(r, hpath, header, "headers")
+        if route_type == "independent":
+            for field in ("uri", "scheme", "method", "authority"):
+                if match.get(field) is not None:
+                    validate_string_match_regex(r, f"{mpath}.{field}", match[field], field)
+            for qname, qp in r.dict(f"{mpath}.queryParams", match.get("queryParams")).items():
+                validate_string_match_regex(r, f"{mpath}.queryParams.{qname}", qp, "queryParams")
+        port = r.int(f"{mpath}.port", match.get("port"))
+        if port:
+            r.error(f"{mpath}.port", validate_port(port))
+        validate_labels(r, f"{mpath}.sourceLabels", r.dict(f"{mpath}.sourceLabels", match.get("sourceLabels")))
+        validate_gateway_names(r, f"{mpath}.gateways", r.list(f"{mpath}.gateways", match.get("gateways")))
+        source_ns = r.str(f"{mpath}.sourceNamespace", match.get("sourceNamespace"))
+        if source_ns and not is_dns1123_label(source_ns):
+            r.error(f"{mpath}.sourceNamespace", f"sourceNamespace match {source_ns} is invalid")
+    _validate_headers(r, f"{path}.headers", route.get("headers"))
+    cors = route.get("corsPolicy")
+    if cors is not None:
+        cors = r.dict(f"{path}.corsPolicy", cors)
+        for i, method in enumerate(r.list(f"{path}.corsPolicy.allowMethods", cors.get("allowMethods"))):
+            if method not in _METHODS:
+                r.error(f"{path}.corsPolicy.allowMethods[{i}]", f"{quote(method)} is not a supported HTTP method")
+        if cors.get("maxAge") is not None:
+            check_duration(r, f"{path}.corsPolicy.maxAge", cors["maxAge"])
+    fault = route.get("fault")
+    if fault is not None:
+        validate_fault(r, f"{path}.fault", r.dict(f"{path}.fault", fault))
+    mirror_pct = route.get("mirrorPercentage")
+    if mirror_pct is not None:
+        value = r.dict(f"{path}.mirrorPercentage", mirror_pct).get("value", 0)
+        if isinstance(value, (int, float)) and value > 100:
+            r.error(f"{path}.mirrorPercentage", f"mirror_percentage must have a max value of 100 (it has {value:f})")
+        if isinstance(value, (int, float)) and value < 0:
+            r.error(f"{path}.mirrorPercentage", f"mirror_percentage must have a min value of 0 (it has {value:f})")
+    if route.get("mirror") is not None:
+        validate_destination(r, f"{path}.mirror", r.dict(f"{path}.mirror", route["mirror"]))
+    redirect = route.get("redirect")
+    if redirect is not None:
+        r.error(f"{path}.redirect", _redirect_error(r.dict(f"{path}.redirect", redirect)))
+    direct = route.get("directResponse")
+    if direct is not None:
+        status = r.int(f"{path}.directResponse.status", r.dict(f"{path}.directResponse", direct).get("status"))
+        if status < 200 or status > 600:
+            r.error(f"{path}.directResponse.status", f"HTTP status {status} is not in range 200-599")
+    retries = route.get("retries")
+    if retries is not None:
+        validate_retries(r, f"{path}.retries", r.dict(f"{path}.retries", retries))
+    rewrite = route.get("rewrite")
+    if rewrite is not None:
+        rewrite = r.dict(f"{path}.rewrite", rewrite)
+        regex_rewrite = rewrite.get("uriRegexRewrite")
+        if rewrite.get("uri") and regex_rewrite is not None:
+            r.error(f"{path}.rewrite", "rewrite may only contain one of URI or UriRegexRewrite")
+        elif not rewrite.get("uri") and regex_rewrite is None and not rewrite.get("authority"):
+            r.error(f"{path}.rewrite", "rewrite must specify at least one of URI, UriRegexRewrite, or authority. "
+                                       "Only one of URI or UriRegexRewrite may be specified")
+        elif regex_rewrite is not None:
+            regex_rewrite = r.dict(f"{path}.rewrite.uriRegexRewrite", regex_rewrite)
+            if not regex_rewrite.get("match") or not regex_rewrite.get("rewrite"):
+                r.error(f"{path}.rewrite.uriRegexRewrite", "UriRegexRewrite has errors\n"
+                        "UriRegexRewrite requires both Rewrite and Match fields to be specified")
+            else:
+                err = validate_regex(regex_rewrite["match"], "HTTPRewrite.UriRegexRewrite.Match")
+                if err:
+                    r.error(f"{path}.rewrite.uriRegexRewrite.match", f"UriRegexRewrite has errors\n{err}")
+    validate_http_destinations(r, f"{path}.route", r.list(f"{path}.route", route.get("route")), gateway_semantics)
+    if route.get("timeout") is not None:
+        check_duration(r, f"{path}.timeout", route["timeout"])
+
+
+def validate_fault(r: Report, path: str, fault: dict) -> None:
+    abort, delay = fault.get("abort"), fault.get("delay")
+    if abort is None and delay is None:
+        r.error(path, "HTTP fault injection must have an abort and/or a delay")
+    if abort is not None:
+        abort = r.dict(f"{path}.abort", abort)
+        validate_percentage(r, f"{path}.abort.percentage", abort.get("percentage"))
+        if "grpcStatus" in abort and abort["grpcStatus"] not in _GRPC_STATUS:
+            r.error(f"{path}.abort.grpcStatus",
+                    f"gRPC status {quote(str(abort['grpcStatus']))} is not supported. See "
+                    "https://github.com/grpc/grpc/blob/master/doc/statuscodes.md for a list of supported codes, "
+                    "for example 'NOT_FOUND'")
+        elif "http2Error" in abort:
+            r.error(f"{path}.abort.http2Error", "HTTP/2 abort fault injection not supported yet")
+        elif "httpStatus" in abort:
+            status = r.int(f"{path}.abort.httpStatus", abort["httpStatus"])
+            if status < 200 or status > 600:
+                r.error(f"{path}.abort.httpStatus", f"HTTP status {status} is not in range 200-599")
+    if delay is not None:
+        delay = r.dict(f"{path}.delay", delay)
+        validate_percentage(r, f"{path}.delay.percentage", delay.get("percentage"))
+        if "fixedDelay" in delay:
+            check_duration(r, f"{path}.delay.fixedDelay", delay["fixedDelay"])
+        elif "exponentialDelay" in delay:
+            check_duration(r, f"{path}.delay.exponentialDelay", delay["exponentialDelay"])
+            r.error(f"{path}.delay.exponentialDelay", "exponentialDelay not supported yet")
+
+
+def _redirect_error(redirect: dict) -> str | None:
+    """validateHTTPRedirect (validation.go#L3144-L3166): returns the first problem only, as istiod."""
+    if not any(redirect.get(k) for k in ("uri", "authority", "scheme")) and "port" not in redirect \
+            and "derivePort" not in redirect:
+        return "redirect must specify URI, authority, scheme, or port"
+    code = redirect.get("redirectCode") or 0
+    if code and not 300 <= code <= 399:
+        return f"{code} is not a valid redirect code, must be 3xx"
+    if redirect.get("scheme") and redirect["scheme"] not in ("http", "https"):
+        return 'invalid redirect scheme, must be "http" or "https"'
+    if isinstance(redirect.get("port"), int) and redirect["port"] > 0:
+        return validate_port(redirect["port"])
+    return None
+
+
+def validate_retries(r: Report, path: str, retries: dict) -> None:
+    attempts = r.int(f"{path}.attempts", retries.get("attempts"))
+    if attempts < 0:
+        r.error(f"{path}.attempts", "attempts cannot be negative")
+    if attempts == 0 and (retries.get("perTryTimeout") is not None or retries.get("retryOn")
+                          or retries.get("retryRemoteLocalities") is not None):
+        r.error(path, "http retry policy configured when attempts are set to 0 (disabled)")
+    if retries.get("perTryTimeout") is not None:
+        check_duration(r, f"{path}.perTryTimeout", retries["perTryTimeout"])
+    retry_on = r.str(f"{path}.retryOn", retries.get("retryOn"))
+    if retry_on:
+        for policy in retry_on.split(","):
+            code = int(policy) if policy.isdigit() else 0
+            if code not in _HTTP_STATUS_CODES and policy not in _RETRY_ON:
+                r.error(f"{path}.retryOn", f"{quote(policy)} is not a valid retryOn policy")
+
+
+def validate_destination(r: Report, path: str, destination: dict) -> None:
+    """validateDestination (validation.go#L3071-L3090)."""
+    host = r.str(f"{path}.host", destination.get("host"))
+    if host == "*":
+        r.error(f"{path}.host", f"invalid destination host {host}")
+    else:
+        r.error(f"{path}.host", validate_wildcard_domain(host))
+    subset = r.str(f"{path}.subset", destination.get("subset"))
+    if subset:
+        r.error(f"{path}.subset", validate_subset_name(subset))
+    if destination.get("port") is not None:
+        number = r.int(f"{path}.port.number", r.dict(f"{path}.port", destination["port"]).get("number"))
+        r.error(f"{path}.port.number", validate_port(number))
+
+
+def validate_http_destinations(r: Report, path: str, destinations: list, gateway_semantics: bool) -> None:
+    """validateHTTPRouteDestinations (validation.go#L2881-L2926): weights are relative, none negative;
+    with gateway semantics (Gateway API routes) the destination host is not checked."""
+    _validate_weighted(r, path, destinations, http=True, check_destination=not gateway_semantics)
+
+
+def validate_route_destinations(r: Report, path: str, destinations: list) -> None:
+    """validateRouteDestinations (validation.go#L2928-L2946): the TCP/TLS form, without headers."""
+    _validate_weighted(r, path, destinations, http=False, check_destination=True)
+
+
+def _validate_weighted(r: Report, path: str, destinations: list, http: bool, check_destination: bool) -> None:
+    total = 0
+    for i, dest in enumerate(destinations):
+        here = f"{path}[{i}]"
+        if dest is None:
+            r.error(here, "weight may not be nil")
+            continue
+        dest = r.dict(here, dest)
+        if dest.get("destination") is None:
+            r.error(f"{here}.destination", "destination is required")
+        if http:
+            _validate_headers(r, f"{here}.headers", dest.get("headers"), destination=True)
+        if check_destination and dest.get("destination") is not None:
+            validate_destination(r, f"{here}.destination", r.dict(f"{here}.destination", dest["destination"]))
+        weight = r.int(f"{here}.weight", dest.get("weight"))
+        if weight < 0:
+            r.error(f"{here}.weight", f"weight {weight} < 0")
+        total += weight
+    if len(destinations) > 1 and total == 0:
+        r.error(path, "total destination weight = 0")
+
+
+def _validate_l4_match(r: Report, path: str, match: dict) -> None:
+    for i, subnet in enumerate(r.list(f"{path}.destinationSubnets", match.get("destinationSubnets"))):
+        r.error(f"{path}.destinationSubnets[{i}]", validate_ip_subnet(subnet))
+    port = r.int(f"{path}.port", match.get("port"))
+    if port:
+        r.error(f"{path}.port", validate_port(port))
+    validate_labels(r, f"{path}.sourceLabels", r.dict(f"{path}.sourceLabels", match.get("sourceLabels")))
+    validate_gateway_names(r, f"{path}.gateways", r.list(f"{path}.gateways", match.get("gateways")))
+
+
+def validate_tls_route(r: Report, path: str, route: dict, hosts: list[str]) -> None:
+    matches = r.list(f"{path}.match", route.get("match"))
+    if not matches:
+        r.error(f"{path}.match", "TLS route must have at least one match condition")
+    for i, match in enumerate(matches):
+        mpath = f"{path}.match[{i}]"
+        if match is None:
+            r.error(mpath, "TLS match may not be null")
+            continue
+        match = r.dict(mpath, match)
+        sni_hosts = r.list(f"{mpath}.sniHosts", match.get("sniHosts"))
+        if not sni_hosts:
+            r.error(f"{mpath}.sniHosts", "TLS match must have at least one SNI host")
+        for j, sni in enumerate(sni_hosts):
+            spath = f"{mpath}.sniHosts[{j}]"
+            err = validate_wildcard_domain(sni)
+            if err:
+                if is_ip_address(sni):
+                    r.warn(spath, f"using an IP address ({quote(sni)}) goes against SNI spec and most clients do "
+                                  "not support this")
+                else:
+                    r.error(spath, err)
+            elif not any(host_subset_of(sni, h) for h in hosts):
+                r.error(spath, f"SNI host {quote(sni)} is not a compatible subset of any of the virtual service "
+                               f"hosts: [{', '.join(hosts)}]")
+        _validate_l4_match(r, mpath, match)
+    destinations = r.list(f"{path}.route", route.get("route"))
+    if not destinations:
+        r.error(f"{path}.route", "TLS route is required")
+    validate_route_destinations(r, f"{path}.route", destinations)
+
+
+def validate_tcp_route(r: Report, path: str, route: dict) -> None:
+    for i, match in enumerate(r.list(f"{path}.match", route.get("match"))):
+        if match is None:
+            r.error(f"{path}.match[{i}]", "tcp match may not be nil")
+            continue
+        _validate_l4_match(r, f"{path}.match[{i}]", r.dict(f"{path}.match[{i}]", match))
+    destinations = r.list(f"{path}.route", route.get("route"))
+    if not destinations:
+        r.error(f"{path}.route", "TCP route is required")
+    validate_route_destinations(r, f"{path}.route", destinations)
+
+
