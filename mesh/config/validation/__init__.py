@@ -28,20 +28,22 @@ Some facts worth knowing because they surprise people:
 
 The package follows the kinds: :mod:`.primitives` (checks all kinds share), :mod:`.report`
 (Problem and the collecting Report), then one module per kind or family (:mod:`.virtualservice`,
-:mod:`.gateway`, :mod:`.destinationrule`, :mod:`.serviceentry`, :mod:`.sidecar`, :mod:`.security`).
+:mod:`.gateway`, :mod:`.destinationrule`, :mod:`.serviceentry`, :mod:`.sidecar`, :mod:`.security`,
+:mod:`.workloadentry`, :mod:`.envoyfilter`, :mod:`.extensions`).
 This module holds the table from (group, kind) to validator and the entry points.
 
-Simplifications (named, as xv6 does): EnvoyFilter, WasmPlugin, Telemetry and ProxyConfig
-validation are not implemented; proto decoding only checks the types of the fields validated
-here; each module names its own.
+Simplifications (named, as xv6 does): proto decoding only checks the types of the fields
+validated here; each module names its own.
 """
 
 from __future__ import annotations
 
 from mesh.config.validation.destinationrule import validate_destination_rule
+from mesh.config.validation.envoyfilter import validate_envoy_filter
+from mesh.config.validation.extensions import validate_proxy_config, validate_telemetry, validate_wasm_plugin
 from mesh.config.validation.gateway import validate_gateway
 from mesh.config.validation.primitives import parse_protocol
-from mesh.config.validation.report import Problem, Report
+from mesh.config.validation.report import Problem, Report, quote
 from mesh.config.validation.security import (
     validate_authorization_policy,
     validate_peer_authentication,
@@ -50,44 +52,69 @@ from mesh.config.validation.security import (
 from mesh.config.validation.serviceentry import validate_service_entry
 from mesh.config.validation.sidecar import validate_sidecar
 from mesh.config.validation.virtualservice import validate_virtual_service
+from mesh.config.validation.workloadentry import validate_workload_entry, validate_workload_group
+from mesh.kube import kinds
 
 __all__ = ["Problem", "UnknownKind", "errors", "is_known", "istiod_message", "parse_protocol", "validate"]
 
-ISTIO_GROUPS = ("networking.istio.io", "security.istio.io")
 
-
+# One row per kind 1.19 validates (validation.go's registerValidateFunc calls): (group, kind) → the
+# function that walks its spec. Which versions of each are served comes from mesh.kube.kinds.
 VALIDATORS = {
     ("networking.istio.io", "VirtualService"): validate_virtual_service,
     ("networking.istio.io", "DestinationRule"): validate_destination_rule,
     ("networking.istio.io", "Gateway"): validate_gateway,
     ("networking.istio.io", "ServiceEntry"): validate_service_entry,
     ("networking.istio.io", "Sidecar"): validate_sidecar,
+    ("networking.istio.io", "WorkloadEntry"): validate_workload_entry,
+    ("networking.istio.io", "WorkloadGroup"): validate_workload_group,
+    ("networking.istio.io", "EnvoyFilter"): validate_envoy_filter,
+    ("networking.istio.io", "ProxyConfig"): validate_proxy_config,
     ("security.istio.io", "PeerAuthentication"): validate_peer_authentication,
     ("security.istio.io", "AuthorizationPolicy"): validate_authorization_policy,
     ("security.istio.io", "RequestAuthentication"): validate_request_authentication,
+    ("telemetry.istio.io", "Telemetry"): validate_telemetry,
+    ("extensions.istio.io", "WasmPlugin"): validate_wasm_plugin,
 }
-# Kinds istiod knows and mesh accepts without checks of its own (named simplification).
-UNCHECKED_KINDS = {
-    ("networking.istio.io", "WorkloadEntry"), ("networking.istio.io", "WorkloadGroup"),
-    ("networking.istio.io", "EnvoyFilter"), ("networking.istio.io", "ProxyConfig"),
-    ("telemetry.istio.io", "Telemetry"), ("extensions.istio.io", "WasmPlugin"),
-}
-API_VERSIONS = {
-    "networking.istio.io": ("v1alpha3", "v1beta1"),  # the versions 1.19 serves
-    "security.istio.io": ("v1beta1",),
-    "telemetry.istio.io": ("v1alpha1",),
-    "extensions.istio.io": ("v1alpha1",),
-}
+DRY_RUN = "istio.io/dry-run"
+_GO_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
 
 
 class UnknownKind(ValueError):
     """istiod has no schema for this group/version/kind: the webhook says "unrecognized type"."""
 
 
+def served(group: str, kind: str, version: str) -> bool:
+    """Whether 1.19 validates this kind and its CRD serves this version."""
+    known = kinds.lookup(group, kind)
+    return (group, kind) in VALIDATORS and known is not None and version in known.served_versions
+
+
 def is_known(obj: dict) -> bool:
     group, _, version = (obj.get("apiVersion") or "").rpartition("/")
-    key = (group, obj.get("kind"))
-    return (key in VALIDATORS or key in UNCHECKED_KINDS) and version in API_VERSIONS.get(group, ())
+    return served(group, obj.get("kind") or "", version)
+
+
+def _dry_run_annotation(r: Report, kind: str, spec: dict, name: str, namespace: str, annotations: dict) -> bool:
+    """checkDryRunAnnotation (validation.go#L219-L248), run before every kind's validator: only an
+    ALLOW or DENY AuthorizationPolicy may carry ``istio.io/dry-run``, with a Go bool. False stops."""
+    if DRY_RUN not in annotations:
+        return True
+    value = annotations[DRY_RUN]
+    if kind != "AuthorizationPolicy":
+        r.error(f"metadata.annotations.{DRY_RUN}", f"{namespace}/{name} has unsupported annotation {DRY_RUN}, "
+                                                   "please remove the annotation")
+        return False
+    action = spec.get("action", "ALLOW")
+    if action not in ("ALLOW", "DENY"):
+        r.error(f"metadata.annotations.{DRY_RUN}", f"the annotation {DRY_RUN} currently only supports action "
+                                                   f"ALLOW/DENY, found action {action} in {namespace}/{name}")
+        return False
+    if value not in _GO_BOOLS:
+        r.error(f"metadata.annotations.{DRY_RUN}", f"{namespace}/{name} has annotation {DRY_RUN} with invalid value "
+                f"({value}): strconv.ParseBool: parsing {quote(str(value))}: invalid syntax")
+        return False
+    return True
 
 
 def validate(obj: dict) -> list[Problem]:
@@ -99,12 +126,12 @@ def validate(obj: dict) -> list[Problem]:
     kind = obj.get("kind") or ""
     if not is_known(obj):
         raise UnknownKind(f"unrecognized type {group}/{version}, Kind={kind}")
-    validator = VALIDATORS.get((group, kind))
     r = Report()
     meta = r.dict("metadata", obj.get("metadata"))
     spec = r.dict("spec", obj.get("spec"))
-    if validator is not None:
-        validator(r, spec, meta.get("name") or "", meta.get("namespace") or "", meta.get("annotations") or {})
+    name, namespace, annotations = meta.get("name") or "", meta.get("namespace") or "", meta.get("annotations") or {}
+    if _dry_run_annotation(r, kind, spec, name, namespace, annotations):
+        VALIDATORS[(group, kind)](r, spec, name, namespace, annotations)
     return r.problems
 
 

@@ -96,6 +96,14 @@ def validate_traffic_policy(r: Report, path: str, policy: dict, port_level: bool
     if tls is not None:
         tls = r.dict(f"{path}.tls", tls)
         mode = tls.get("mode", "DISABLE")
+        if tls.get("insecureSkipVerify") is True:  # a BoolValue: JSON writes it bare
+            if mode == "SIMPLE" and (tls.get("caCertificates") or tls.get("credentialName")
+                                     or tls.get("subjectAltNames") is not None):
+                r.error(f"{path}.tls", "cannot specify CaCertificates or CredentialName or SubjectAltNames when "
+                                       "InsecureSkipVerify is set true")
+            if mode == "MUTUAL" and (tls.get("caCertificates") or tls.get("subjectAltNames") is not None):
+                r.error(f"{path}.tls", "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is "
+                                       "set true")
         if mode in ("SIMPLE", "MUTUAL") and tls.get("credentialName"):
             if tls.get("clientCertificate") or tls.get("caCertificates") or tls.get("privateKey"):
                 r.error(f"{path}.tls", "cannot specify client certificates or CA certificate If credentialName is set")

@@ -76,6 +76,10 @@ class Report:
     def int(self, path: str, value) -> int:
         return self._typed(path, value, int, "an integer", 0)
 
+    def number(self, path: str, value) -> float:
+        """A double (or a DoubleValue wrapper, which JSON writes as a bare number)."""
+        return self._typed(path, value, (int, float), "a number", 0)
+
     def duration(self, path: str, value) -> int | None:
         """Nanoseconds, or None (absent or undecodable)."""
         if value is None:

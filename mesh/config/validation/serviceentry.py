@@ -7,6 +7,7 @@ from mesh.config.validation.primitives import (
     alpha_selector_ok,
     parse_protocol,
     protocol_is_http,
+    protocol_is_tcp,
     protocol_is_tls,
     unix_address_error,
     validate_export_to,
@@ -73,15 +74,23 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
         if endpoints:
             r.error("spec.endpoints", "no endpoints should be provided for resolution type none")
     elif resolution == "STATIC":
+        unix_endpoint = False
         for i, ep in enumerate(endpoints):
             path = f"spec.endpoints[{i}]"
             ep = r.dict(path, ep)
             address = r.str(f"{path}.address", ep.get("address"))
             if address.startswith(UNIX_PREFIX):
+                unix_endpoint = True
                 r.error(f"{path}.address", unix_address_error(address[len(UNIX_PREFIX):]))
-            elif not is_ip_address(address):
+                if ep.get("ports"):
+                    r.error(f"{path}.ports", f"unix endpoint {address} must not include ports")
+                validate_labels(r, f"{path}.labels", r.dict(f"{path}.labels", ep.get("labels")))
+                continue
+            if not is_ip_address(address):
                 r.error(f"{path}.address", f"{address} is not a valid IP")
             _endpoint_ports(r, path, ep, port_names)
+        if unix_endpoint and len(ports) != 1:
+            r.error("spec.ports", "exactly 1 service port required for unix endpoints")
     elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
         if not endpoints:
             for i, host in enumerate(hosts):
@@ -97,6 +106,13 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
             if not is_ip_address(address) and validate_fqdn(address):
                 r.error(f"{path}.address", f"endpoint address {quote(address)} is not a valid FQDN or an IP address")
             _endpoint_ports(r, path, ep, port_names)
+        if addresses:
+            for port in ports:
+                if protocol_is_tcp(parse_protocol((port or {}).get("protocol", ""))):
+                    if len(hosts) > 1:
+                        r.warn("spec.hosts", "service entry can not have more than one host specified simultaneously "
+                                             "with address and tcp port")
+                    break
     else:
         r.error("spec.resolution", f"unsupported resolution type {resolution}")
     if resolution != "NONE" and len(hosts) > 1:

@@ -8,14 +8,13 @@ cases are produced (not the prefix-overlap ones).
 
 from __future__ import annotations
 
-import json
-import re
-
 from mesh.config.host import matches as host_matches
+from mesh.config.validation.headervalue import header_value_error
 from mesh.config.validation.primitives import (
     check_duration,
     host_subset_of,
     is_dns1123_label,
+    validate_duration,
     validate_export_to,
     validate_gateway_names,
     validate_ip_subnet,
@@ -28,6 +27,7 @@ from mesh.config.validation.primitives import (
     validate_wildcard_domain,
 )
 from mesh.config.validation.report import Report, quote
+from mesh.config.validation.unreachable import warn_unreachable_rules
 from mesh.util.net import is_ip_address
 
 
@@ -48,6 +48,8 @@ def validate_virtual_service(r: Report, spec: dict, name: str, namespace: str, a
     applies_to_mesh = not gateways or "mesh" in gateways
     if gateways:
         validate_gateway_names(r, "spec.gateways", gateways)
+    if all(g == "mesh" for g in gateways):  # routing on JWT claims needs a gateway (it reads the JWT filter's output)
+        _jwt_claim_routes(r, http, gateways)
     all_hosts_valid = True
     for i, host in enumerate(hosts):
         err = validate_wildcard_domain(host)
@@ -79,36 +81,64 @@ def validate_virtual_service(r: Report, spec: dict, name: str, namespace: str, a
         warn_unreachable_rules(r, f"spec.{section}", routes, named=section == "http")
 
 
-def warn_unreachable_rules(r: Report, path: str, routes: list, named: bool) -> None:
-    """analyzeUnreachableHTTPRules and friends (validation.go#L2555-L2680), minus the prefix-overlap
-    analysis: a rule after a match-less rule, and matches identical to an earlier rule's, are warned about."""
-    def rule_name(route: dict, i: int) -> str:
-        return quote(route["name"]) if named and route.get("name") else f"#{i}"
+def _cors_policy(r: Report, path: str, cors: dict) -> None:
+    """validateCORSPolicy (validation.go#L2948-L2977)."""
+    for i, origin in enumerate(r.list(f"{path}.allowOrigins", cors.get("allowOrigins"))):
+        here = f"{path}.allowOrigins[{i}]"
+        origin = r.dict(here, origin)
+        value = next((origin[k] for k in ("exact", "prefix", "regex") if k in origin), "")
+        if not value:
+            r.error(here, f"'{value}' is not a valid match type for CORS allow origins")
+        else:
+            validate_string_match_regex(r, here, origin, "corsPolicy.allowOrigins")
+    for i, method in enumerate(r.list(f"{path}.allowMethods", cors.get("allowMethods"))):
+        if method not in _METHODS:
+            r.error(f"{path}.allowMethods[{i}]", f"{quote(method)} is not a supported HTTP method")
+    for field in ("allowHeaders", "exposeHeaders"):
+        for i, name in enumerate(r.list(f"{path}.{field}", cors.get(field))):
+            if name == "":
+                r.error(f"{path}.{field}[{i}]", "header name cannot be empty")
+    if cors.get("maxAge") is not None:
+        nanos = r.duration(f"{path}.maxAge", cors["maxAge"])
+        if nanos is not None:
+            r.error(f"{path}.maxAge", validate_duration(nanos))
+            if nanos % 10**9:
+                r.error(f"{path}.maxAge", "max_age duration is accurate only to seconds precision")
 
-    seen: dict[str, int] = {}
-    empty_seen = False
-    for i, route in enumerate(routes):
-        if not isinstance(route, dict):
-            continue
-        matches = route.get("match") or []
-        if not matches:
-            if empty_seen:
-                r.warn(f"{path}[{i}]", f"virtualService rule {rule_name(route, i)} not used (only the last rule can "
-                                       "have no matches)")
-            empty_seen = True
-            continue
-        duplicates = 0
-        for j, match in enumerate(matches):
-            key = json.dumps({k: v for k, v in (match or {}).items() if not (named and k == "name")}, sort_keys=True)
-            if key in seen:
-                match_name = quote(match["name"]) if named and (match or {}).get("name") else f"#{j}"
-                r.warn(f"{path}[{i}].match[{j}]", f"virtualService rule {rule_name(route, i)} match {match_name} is "
-                       f"not used (duplicate/overlapping match in rule {rule_name(routes[seen[key]], seen[key])})")
-                duplicates += 1
-            else:
-                seen[key] = i
-        if duplicates == len(matches):
-            r.warn(f"{path}[{i}]", f"virtualService rule {rule_name(route, i)} not used (all matches used by prior rules)")
+
+def _jwt_claim_routes(r: Report, http: list, gateways: list) -> None:
+    """A header (or withoutHeaders) match on ``@request.auth.claims.<name>`` or ``...[<name>]`` is only
+    for gateways (validation.go#L2303-L2318, jwt.ToRoutingClaim in pkg/jwt/routing.go#L37-L58)."""
+    for i, route in enumerate(http):
+        for j, match in enumerate((route or {}).get("match") or [] if isinstance(route, dict) else []):
+            for field in ("headers", "withoutHeaders"):
+                for key in ((match or {}).get(field) or {}) if isinstance(match, dict) else {}:
+                    if is_routing_claim(key):
+                        r.error(f"spec.http[{i}].match[{j}].{field}.{key}",
+                                f"JWT claim based routing (key: {key}) is only supported for gateway, found no "
+                                f"gateways: [{' '.join(gateways)}]")
+
+
+def is_routing_claim(header: str) -> bool:
+    if not header.lower().startswith(JWT_CLAIM_HEADER):
+        return False
+    rest = header[len(JWT_CLAIM_HEADER):]
+    return (rest.startswith(".") and len(rest) > 1) or (rest.startswith("[") and rest.endswith("]") and len(rest) > 2)
+
+
+def _authority_rewrite(r: Report, path: str, route: dict) -> None:
+    """validateAuthorityRewrite (virtualservice.go#L112-L134): the authority is rewritten in one place only."""
+    current = (route.get("rewrite") or {}).get("authority", "") if isinstance(route.get("rewrite"), dict) else ""
+    request = ((route.get("headers") or {}).get("request") or {}) if isinstance(route.get("headers"), dict) else {}
+    for op in ("set", "add"):
+        for key, value in (request.get(op) or {}).items() if isinstance(request, dict) else ():
+            if key.lower() not in (":authority", "host"):
+                continue
+            if current:
+                r.error(f"{path}.headers.request.{op}.{key}", f"authority header cannot be set multiple times: have "
+                                                               f"{quote(current)}, attempting to set {quote(str(value))}")
+                return
+            current = value
 
 
 def _route_kind_conflicts(r: Report, path: str, route: dict, route_type: str) -> None:
@@ -172,12 +202,13 @@ def _validate_headers(r: Report, path: str, headers, destination: bool = False) 
             for name, value in r.dict(f"{path}.{side}.{op}", ops.get(op)).items():
                 kind = ("set-destination-request" if destination else "set-request") if side == "request" else "other"
                 r.error(f"{path}.{side}.{op}.{name}", _header_name_errors(name, kind))
-                if isinstance(value, str) and re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
-                    r.error(f"{path}.{side}.{op}.{name}", f"header value configuration {value} is invalid")
+                if isinstance(value, str):
+                    r.error(f"{path}.{side}.{op}.{name}", header_value_error(value))
         for i, name in enumerate(r.list(f"{path}.{side}.remove", ops.get("remove"))):
             r.error(f"{path}.{side}.remove[{i}]", _header_name_errors(name, "other"))
 
 
+JWT_CLAIM_HEADER = "@request.auth.claims"
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 _RETRY_ON = {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
              "retriable-status-codes", "retriable-headers", "envoy-ratelimited", "cancelled",
@@ -201,17 +232,28 @@ def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gatew
             hpath = f"{mpath}.headers.{hname}"
             if header is None:
                 r.error(hpath, f"header match {hname} cannot be null")
-                continue
-            if "prefix" in r.dict(hpath, header) and not header.get("prefix"):
+            elif "prefix" in r.dict(hpath, header) and not header.get("prefix"):
                 r.error(hpath, f"header prefix match {hname} may not be empty")
-            if route_type == "independent":
+            if hname == "":
+                r.error(hpath, "header name cannot be empty")
+            if route_type == "independent" and header is not None:
                 validate_string_match_regex(r, hpath, header, "headers")
         if route_type == "independent":
             for field in ("uri", "scheme", "method", "authority"):
                 if match.get(field) is not None:
                     validate_string_match_regex(r, f"{mpath}.{field}", match[field], field)
             for qname, qp in r.dict(f"{mpath}.queryParams", match.get("queryParams")).items():
-                validate_string_match_regex(r, f"{mpath}.queryParams.{qname}", qp, "queryParams")
+                if qp is not None:
+                    validate_string_match_regex(r, f"{mpath}.queryParams.{qname}", qp, "queryParams")
+        else:  # delegate and root routes: only null checks (virtualservice.go#L166-L186)
+            for qname, qp in r.dict(f"{mpath}.queryParams", match.get("queryParams")).items():
+                if qp is None:
+                    r.error(f"{mpath}.queryParams.{qname}", f"query param match {qname} cannot be null")
+            for hname, header in r.dict(f"{mpath}.withoutHeaders", match.get("withoutHeaders")).items():
+                if header is None:
+                    r.error(f"{mpath}.withoutHeaders.{hname}", f"withoutHeaders match {hname} cannot be null")
+                if hname == "":
+                    r.error(f"{mpath}.withoutHeaders.{hname}", "header name cannot be empty")
         port = r.int(f"{mpath}.port", match.get("port"))
         if port:
             r.error(f"{mpath}.port", validate_port(port))
@@ -223,15 +265,15 @@ def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gatew
     _validate_headers(r, f"{path}.headers", route.get("headers"))
     cors = route.get("corsPolicy")
     if cors is not None:
-        cors = r.dict(f"{path}.corsPolicy", cors)
-        for i, method in enumerate(r.list(f"{path}.corsPolicy.allowMethods", cors.get("allowMethods"))):
-            if method not in _METHODS:
-                r.error(f"{path}.corsPolicy.allowMethods[{i}]", f"{quote(method)} is not a supported HTTP method")
-        if cors.get("maxAge") is not None:
-            check_duration(r, f"{path}.corsPolicy.maxAge", cors["maxAge"])
+        _cors_policy(r, f"{path}.corsPolicy", r.dict(f"{path}.corsPolicy", cors))
     fault = route.get("fault")
     if fault is not None:
         validate_fault(r, f"{path}.fault", r.dict(f"{path}.fault", fault))
+    if route.get("mirrorPercent") is not None:  # a UInt32Value, deprecated
+        value = r.int(f"{path}.mirrorPercent", route["mirrorPercent"])
+        if value > 100:
+            r.error(f"{path}.mirrorPercent", f"mirror_percent must have a max value of 100 (it has {value})")
+        r.warn(f"{path}.mirrorPercent", 'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead')
     mirror_pct = route.get("mirrorPercentage")
     if mirror_pct is not None:
         value = r.dict(f"{path}.mirrorPercentage", mirror_pct).get("value", 0)
@@ -270,6 +312,7 @@ def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gatew
                 err = validate_regex(regex_rewrite["match"], "HTTPRewrite.UriRegexRewrite.Match")
                 if err:
                     r.error(f"{path}.rewrite.uriRegexRewrite.match", f"UriRegexRewrite has errors\n{err}")
+    _authority_rewrite(r, path, route)
     validate_http_destinations(r, f"{path}.route", r.list(f"{path}.route", route.get("route")), gateway_semantics)
     if route.get("timeout") is not None:
         check_duration(r, f"{path}.timeout", route["timeout"])

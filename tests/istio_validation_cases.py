@@ -1,0 +1,441 @@
+"""Istio 1.19's own validation test cases, read from ``pkg/config/validation/validation_test.go``
+(through :mod:`istio_src`, never committed) and turned into Kubernetes objects for mesh.
+
+Each ``TestValidate<Kind>`` function there holds a table of cases: a Go proto literal
+(``&networking.VirtualService{Hosts: []string{"foo.bar"}, ...}``) and Istio's verdict (valid or
+not, warning or not). This module parses those Go composite literals with a small tokenizer and
+recursive-descent parser and converts each proto literal to the JSON form a user would write
+(protojson: camelCase names, oneof wrappers flattened, enums by name, durations as ``"1.5s"``,
+wrapper types as bare values, proto3 zero values left out).
+
+Cases whose literal uses something the converter does not understand (``anypb`` typed configs,
+test-local variables, helper calls other than the few known) are reported as ``unconverted`` with
+the reason, so a figure "N of M" always says how many cases were left out and why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import istio_src
+
+TEST_FILE = "pkg/config/validation/validation_test.go"
+
+# TestValidate<Kind> function → (apiVersion, kind): the kind-level tables, whose loop calls
+# Validate<Kind>(config.Config{Meta: ..., Spec: in}).
+KIND_TESTS = {
+    "TestValidateGateway": ("networking.istio.io/v1beta1", "Gateway"),
+    "TestValidateVirtualService": ("networking.istio.io/v1beta1", "VirtualService"),
+    "TestValidateWorkloadEntry": ("networking.istio.io/v1beta1", "WorkloadEntry"),
+    "TestValidateWorkloadGroup": ("networking.istio.io/v1beta1", "WorkloadGroup"),
+    "TestValidateDestinationRule": ("networking.istio.io/v1beta1", "DestinationRule"),
+    "TestValidateEnvoyFilter": ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+    "TestValidateServiceEntries": ("networking.istio.io/v1beta1", "ServiceEntry"),
+    "TestValidateSidecar": ("networking.istio.io/v1beta1", "Sidecar"),
+    "TestValidateAuthorizationPolicy": ("security.istio.io/v1beta1", "AuthorizationPolicy"),
+    "TestValidateRequestAuthentication": ("security.istio.io/v1beta1", "RequestAuthentication"),
+    "TestValidatePeerAuthentication": ("security.istio.io/v1beta1", "PeerAuthentication"),
+    "TestValidateTelemetry": ("telemetry.istio.io/v1alpha1", "Telemetry"),
+    "TestValidateProxyConfig": ("networking.istio.io/v1beta1", "ProxyConfig"),
+    "TestValidateWasmPlugin": ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+}
+# The name and namespace each test's loop puts in config.Meta (someName/someNamespace, or literals).
+META = {"TestValidateSidecar": ("foo", "bar"), "TestValidateAuthorizationPolicy": ("name", "namespace")}
+CONSTANTS = {"someName": "foo", "someNamespace": "bar", "constants.DefaultAuthenticationPolicyName": "default",
+             "annotation.IoIstioDryRun.Name": "istio.io/dry-run",
+             "wellknown.HTTPConnectionManager": "envoy.filters.network.http_connection_manager", "true": True, "false": False, "nil": None}
+NANOS = {"time.Nanosecond": 1, "time.Microsecond": 1_000, "time.Millisecond": 1_000_000, "time.Second": 10**9,
+         "time.Minute": 60 * 10**9, "time.Hour": 3600 * 10**9}
+WRAPPER_PACKAGES = {"wrappers", "wrapperspb", "wrappers1", "types"}
+
+
+class Unsupported(Exception):
+    """The literal uses Go the converter does not model."""
+
+
+@dataclass
+class Case:
+    test: str
+    name: str
+    obj: dict | None  # the Kubernetes object, or None when unconverted
+    valid: bool
+    warning: bool
+    error_text: str = ""  # the substring Istio's test expects in the error, when it names one
+    unconverted: str = ""  # why obj is None
+    line: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.test}/{self.name}"
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*|/\*.*?\*/)
+  | (?P<raw>`[^`]*`)
+  | (?P<str>"(?:[^"\\\n]|\\.)*")
+  | (?P<char>'(?:[^'\\]|\\.)')
+  | (?P<num>0[xX][0-9a-fA-F]+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+(?:[eE][-+]?\d+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\.\.\.|[{}()\[\],:.&*+\-/=;<>!|])
+""", re.S | re.X)
+
+
+@dataclass
+class Tok:
+    kind: str
+    text: str
+    line: int
+
+
+def tokenize(src: str) -> list[Tok]:
+    out, pos, line = [], 0, 1
+    while pos < len(src):
+        m = _TOKEN.match(src, pos)
+        if not m:
+            raise Unsupported(f"cannot tokenize at line {line}: {src[pos:pos + 20]!r}")
+        if m.lastgroup != "ws":
+            out.append(Tok(m.lastgroup, m.group(), line))
+        line += m.group().count("\n")
+        pos = m.end()
+    return out
+
+
+# --- a Go expression tree, just enough for test tables -----------------------------------------
+
+@dataclass
+class Composite:
+    type: str  # "networking.VirtualService", "[]string", "map[string]string", "" for an elided type
+    elements: list = field(default_factory=list)  # (key or None, value)
+    line: int = 0
+
+
+@dataclass
+class Call:
+    func: str
+    args: list
+
+
+@dataclass
+class Ref:
+    name: str  # a (possibly qualified) identifier
+
+
+@dataclass
+class BinOp:
+    op: str
+    left: object
+    right: object
+
+
+class Parser:
+    def __init__(self, toks: list[Tok], pos: int = 0) -> None:
+        self.toks, self.pos = toks, pos
+
+    def peek(self, offset: int = 0) -> Tok:
+        return self.toks[self.pos + offset]
+
+    def take(self, text: str | None = None) -> Tok:
+        tok = self.toks[self.pos]
+        if text is not None and tok.text != text:
+            raise Unsupported(f"line {tok.line}: expected {text!r}, found {tok.text!r}")
+        self.pos += 1
+        return tok
+
+    def type_expr(self) -> str:
+        """A type: ``[]*pkg.T``, ``map[string]string``, ``pkg.T``, ``struct{...}``."""
+        tok = self.peek()
+        if tok.text == "[":
+            self.take("[")
+            self.take("]")
+            return "[]" + self.type_expr()
+        if tok.text == "*":
+            self.take()
+            return self.type_expr()
+        if tok.text == "map":
+            self.take()
+            self.take("[")
+            key = self.type_expr()
+            self.take("]")
+            return f"map[{key}]{self.type_expr()}"
+        if tok.text == "struct":
+            self.take()
+            self.take("{")
+            depth = 1
+            while depth:
+                t = self.take().text
+                depth += (t == "{") - (t == "}")
+            return "struct"
+        name = self.take().text
+        while self.peek().text == "." and self.peek(1).kind == "ident":
+            self.take()
+            name += "." + self.take().text
+        return name
+
+    def expr(self):
+        left = self.unary()
+        while self.peek().text in ("*", "+", "-", "/") and self.peek(1).text not in (",", "}"):
+            op = self.take().text
+            left = BinOp(op, left, self.unary())
+        return left
+
+    def unary(self):
+        tok = self.peek()
+        if tok.text == "&":
+            self.take()
+            return self.unary()
+        if tok.text == "-":
+            self.take()
+            return BinOp("*", -1, self.unary())
+        if tok.text == "(":
+            self.take()
+            inner = self.expr()
+            self.take(")")
+            return inner
+        if tok.text == "{":  # an element whose type is elided
+            return self.composite_body("", tok.line)
+        if tok.text in ("[", "map"):
+            typ = self.type_expr()
+            return self.composite_body(typ, tok.line)
+        if tok.kind == "str":
+            self.take()
+            return json.loads(tok.text)
+        if tok.kind == "raw":
+            self.take()
+            return tok.text[1:-1]
+        if tok.kind == "num":
+            self.take()
+            return float(tok.text) if any(c in tok.text for c in ".eE") and not tok.text.startswith("0x") \
+                else int(tok.text, 0)
+        if tok.kind == "ident":
+            name = self.take().text
+            while self.peek().text == "." and self.peek(1).kind == "ident":
+                self.take()
+                name += "." + self.take().text
+            if self.peek().text == "{":
+                return self.composite_body(name, tok.line)
+            if self.peek().text == "(":
+                self.take("(")
+                args = []
+                while self.peek().text != ")":
+                    args.append(self.expr())
+                    if self.peek().text == ",":
+                        self.take()
+                self.take(")")
+                return Call(name, args)
+            return Ref(name)
+        raise Unsupported(f"line {tok.line}: unexpected {tok.text!r}")
+
+    def composite_body(self, typ: str, line: int) -> Composite:
+        self.take("{")
+        out = Composite(typ, [], line)
+        while self.peek().text != "}":
+            first = self.expr()
+            if self.peek().text == ":":
+                self.take()
+                out.elements.append((first, self.expr()))
+            else:
+                out.elements.append((None, first))
+            if self.peek().text == ",":
+                self.take()
+        self.take("}")
+        return out
+
+
+# --- Go value → protojson ----------------------------------------------------------------------
+
+def json_name(go_name: str) -> str:
+    """protoc-gen-go's field name back to the JSON name: ``SniHosts`` → ``sniHosts``,
+    ``Consecutive_5XxErrors`` → ``consecutive5xxErrors``."""
+    head, *rest = go_name.split("_")
+    name = head[:1].lower() + head[1:]
+    for part in rest:
+        m = re.match(r"(\d+)([A-Z])(.*)", part)
+        name += m.group(1) + m.group(2).lower() + m.group(3) if m else part
+    return name
+
+
+_ENUM = re.compile(r"^[A-Za-z0-9]+(?:_[A-Z][a-z][A-Za-z0-9]*)*_([A-Z][A-Z0-9_]*)$")
+
+
+def scalar(node, consts: dict):
+    if isinstance(node, (str, int, float, bool)) or node is None:
+        return node
+    if isinstance(node, Ref):
+        if node.name in consts:
+            return consts[node.name]
+        if node.name in NANOS:
+            return NANOS[node.name]
+        short = node.name.rpartition(".")[2]
+        m = _ENUM.match(short)
+        if "." in node.name and m:
+            return m.group(1)
+        raise Unsupported(f"unknown identifier {node.name}")
+    if isinstance(node, BinOp):
+        a, b = scalar(node.left, consts), scalar(node.right, consts)
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            raise Unsupported("arithmetic on non-numbers")
+        return {"*": a * b, "+": a + b, "-": a - b, "/": a / b if isinstance(a, float) else a // b}[node.op]
+    raise Unsupported(f"not a scalar: {type(node).__name__}")
+
+
+def go_duration(nanos: int) -> str:
+    """protojson's Duration text: seconds with up to nine decimals and an ``s``."""
+    sign = "-" if nanos < 0 else ""
+    secs, frac = divmod(abs(nanos), 10**9)
+    text = f"{secs}.{frac:09d}".rstrip("0").rstrip(".") if frac else str(secs)
+    return f"{sign}{text}s"
+
+
+def is_zero(value) -> bool:
+    return value in (0, "", False, None) and not isinstance(value, float) or value == 0.0 and isinstance(value, float)
+
+
+def convert(node, consts: dict):
+    """A Go value to its protojson form."""
+    if isinstance(node, Call):
+        if node.func == "durationpb.New" or node.func == "types.DurationProto":
+            return go_duration(int(scalar(node.args[0], consts)))
+        if node.func in ("time.Duration", "int32", "uint32", "int64", "uint64", "float64"):
+            return scalar(node.args[0], consts)
+        raise Unsupported(f"call to {node.func}")
+    if not isinstance(node, Composite):
+        return scalar(node, consts)
+    typ = node.type
+    if typ.startswith("[]"):
+        return [convert(v, consts) for _, v in node.elements]
+    if typ.startswith("map["):
+        return {str(scalar(k, consts)): convert(v, consts) for k, v in node.elements}
+    pkg, _, short = typ.rpartition(".")
+    if short in ("Duration",) and pkg in ("durationpb", "types", "duration"):
+        f = {k.name: scalar(v, consts) for k, v in node.elements}
+        return go_duration(int(f.get("Seconds", 0)) * 10**9 + int(f.get("Nanos", 0)))
+    if short.endswith("Value") and pkg in WRAPPER_PACKAGES:
+        f = {k.name: convert(v, consts) for k, v in node.elements}
+        return f.get("Value", 0)
+    if pkg == "structpb" and short == "Struct":
+        return struct_value(node, consts)
+    if short in ("Any", "Value", "ListValue") and pkg in ("structpb", "anypb", "types", "_struct"):
+        raise Unsupported(f"{typ} literal")
+    out = {}
+    for key, value in node.elements:
+        if key is None or not isinstance(key, Ref):
+            raise Unsupported(f"positional fields in {typ or 'an elided'} literal")
+        inner = value
+        # a oneof wrapper (&networking.StringMatch_Exact{Exact: "x"}) stands for its one field
+        if isinstance(inner, Composite) and "_" in inner.type and len(inner.elements) == 1 \
+                and isinstance(inner.elements[0][0], Ref) \
+                and inner.type.rpartition("_")[2] == inner.elements[0][0].name:
+            one_key, one_value = inner.elements[0]
+            out[json_name(one_key.name)] = convert(one_value, consts)
+            continue
+        converted = convert(value, consts)
+        if is_zero(converted) and not isinstance(value, Composite):
+            continue  # proto3 zero values are not written
+        out[json_name(key.name)] = converted
+    return out
+
+
+def struct_value(node: Composite, consts: dict):
+    """A ``structpb.Struct`` literal (``Fields: map[string]*structpb.Value{...}``) as plain JSON."""
+    fields = dict((k.name, v) for k, v in node.elements if isinstance(k, Ref)).get("Fields")
+    if fields is None:
+        return {}
+    return {str(scalar(k, consts)): _struct_member(v, consts) for k, v in fields.elements}
+
+
+def _struct_member(value: Composite, consts: dict):
+    (key, kind), = value.elements  # {Kind: &structpb.Value_StringValue{StringValue: "x"}}
+    (_, inner), = kind.elements
+    which = kind.type.rpartition("_")[2]
+    if which == "StructValue":
+        return struct_value(inner, consts)
+    if which == "ListValue":
+        values = dict((k.name, v) for k, v in inner.elements).get("Values")
+        return [_struct_member(v, consts) for _, v in (values.elements if values else [])]
+    return scalar(inner, consts)
+
+
+# --- the test tables ---------------------------------------------------------------------------
+
+def _function_tokens(src_toks: list[Tok], func: str) -> int:
+    for i, tok in enumerate(src_toks):
+        if tok.text == "func" and src_toks[i + 1].text == func:
+            return i
+    raise LookupError(func)
+
+
+def _table(toks: list[Tok], start: int) -> tuple[list[str], list[Composite]]:
+    """The first ``[]struct{...}{...}`` after ``start``: its field names and its case literals."""
+    i = start
+    while not (toks[i].text == "[" and toks[i + 1].text == "]" and toks[i + 2].text == "struct"):
+        i += 1
+    i += 3
+    fields, depth, names = [], 0, []
+    i += 1  # "{"
+    while True:
+        tok = toks[i]
+        if tok.text == "}" and depth == 0:
+            break
+        depth += (tok.text in "{[(") - (tok.text in "}])")
+        if depth == 0 and tok.kind == "ident" and (not names or toks[i - 1].line != tok.line):
+            names.append(tok.text)
+        i += 1
+    fields = names
+    parser = Parser(toks, i + 1)
+    table = parser.composite_body("[]struct", toks[i + 1].line)
+    return fields, [v for _, v in table.elements]
+
+
+def _field_values(fields: list[str], case: Composite) -> dict:
+    values = {}
+    for n, (key, value) in enumerate(case.elements):
+        name = key.name if isinstance(key, Ref) else fields[n]
+        values[name] = value
+    return values
+
+
+def cases() -> list[Case]:
+    src = istio_src.show(TEST_FILE)
+    toks = tokenize(src)
+    out: list[Case] = []
+    for test, (api_version, kind) in KIND_TESTS.items():
+        fields, rows = _table(toks, _function_tokens(toks, test))
+        name, namespace = META.get(test, ("foo", "bar"))
+        for row in rows:
+            values = _field_values(fields, row)
+            case_name = values.get("name", f"line {row.line}")
+            case_name = case_name if isinstance(case_name, str) else f"line {row.line}"
+            case = Case(test, case_name, None, True, False, line=row.line)
+            verdict = next((values[k] for k in ("valid",) if k in values), None)
+            text = next((values[k] for k in ("out", "error", "err") if k in values), None)
+            if verdict is not None:
+                case.valid = scalar(verdict, CONSTANTS)
+            elif text is not None:
+                case.error_text = scalar(text, CONSTANTS)
+                case.valid = case.error_text == ""
+            warn = next((values[k] for k in ("warning", "warn", "Warning") if k in values), None)
+            warn = scalar(warn, CONSTANTS) if warn is not None else False
+            case.warning = bool(warn)
+            try:
+                spec_node = values["in"]
+                if not isinstance(spec_node, Composite) or not spec_node.type.endswith(kind):
+                    raise Unsupported(f"input is not a {kind} ({getattr(spec_node, 'type', spec_node)})")
+                spec = convert(spec_node, CONSTANTS)
+                meta = {"name": name, "namespace": namespace}
+                if "configName" in values:
+                    meta["name"] = scalar(values["configName"], CONSTANTS)
+                if "annotations" in values and scalar_or_map(values["annotations"]):
+                    meta["annotations"] = convert(values["annotations"], CONSTANTS)
+                case.obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}
+            except Unsupported as err:
+                case.unconverted = str(err)
+            out.append(case)
+    return out
+
+
+def scalar_or_map(node) -> bool:
+    return isinstance(node, Composite) and bool(node.elements)
