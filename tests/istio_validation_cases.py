@@ -15,6 +15,7 @@ the reason, so a figure "N of M" always says how many cases were left out and wh
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ KIND_TESTS = {
 }
 # The name and namespace each test's loop puts in config.Meta (someName/someNamespace, or literals).
 META = {"TestValidateSidecar": ("foo", "bar"), "TestValidateAuthorizationPolicy": ("name", "namespace")}
-CONSTANTS = {"someName": "foo", "someNamespace": "bar", "constants.DefaultAuthenticationPolicyName": "default",
+CONSTANTS = {"kb": 1024, "mb": 1024 * 1024,  # validation.go#L90-L91
+             "someName": "foo", "someNamespace": "bar", "constants.DefaultAuthenticationPolicyName": "default",
              "annotation.IoIstioDryRun.Name": "istio.io/dry-run",
              "wellknown.HTTPConnectionManager": "envoy.filters.network.http_connection_manager", "true": True, "false": False, "nil": None}
 NANOS = {"time.Nanosecond": 1, "time.Microsecond": 1_000, "time.Millisecond": 1_000_000, "time.Second": 10**9,
@@ -65,6 +67,7 @@ class Case:
     error_text: str = ""  # the substring Istio's test expects in the error, when it names one
     unconverted: str = ""  # why obj is None
     line: int = 0
+    checks_warning: bool = True  # False for field-level tables that only look at the error
 
     @property
     def id(self) -> str:
@@ -80,7 +83,7 @@ _TOKEN = re.compile(r"""
   | (?P<char>'(?:[^'\\]|\\.)')
   | (?P<num>0[xX][0-9a-fA-F]+|\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+(?:[eE][-+]?\d+)?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>\.\.\.|[{}()\[\],:.&*+\-/=;<>!|])
+  | (?P<op>\.\.\.|<<|>>|[{}()\[\],:.&*+\-/=;<>!|])
 """, re.S | re.X)
 
 
@@ -177,7 +180,7 @@ class Parser:
 
     def expr(self):
         left = self.unary()
-        while self.peek().text in ("*", "+", "-", "/") and self.peek(1).text not in (",", "}"):
+        while self.peek().text in ("*", "+", "-", "/", "<<") and self.peek(1).text not in (",", "}"):
             op = self.take().text
             left = BinOp(op, left, self.unary())
         return left
@@ -199,6 +202,11 @@ class Parser:
             return self.composite_body("", tok.line)
         if tok.text in ("[", "map"):
             typ = self.type_expr()
+            if self.peek().text == "(":  # a conversion: []byte("...")
+                self.take("(")
+                arg = self.expr()
+                self.take(")")
+                return Call(typ, [arg])
             return self.composite_body(typ, tok.line)
         if tok.kind == "str":
             self.take()
@@ -258,26 +266,38 @@ def json_name(go_name: str) -> str:
     return name
 
 
-_ENUM = re.compile(r"^[A-Za-z0-9]+(?:_[A-Z][a-z][A-Za-z0-9]*)*_([A-Z][A-Z0-9_]*)$")
+def enum_value(name: str) -> str | None:
+    """``ClientTLSSettings_ISTIO_MUTUAL`` → ``ISTIO_MUTUAL``: the trailing segments without lower
+    case letters, after a type name that has them (``ConnectionPoolSettings_HTTPSettings_UPGRADE``)."""
+    parts = name.split("_")
+    n = len(parts)
+    while n > 1 and not any(c.islower() for c in parts[n - 1]):
+        n -= 1
+    if n == len(parts) or not any(c.islower() for c in parts[0]):
+        return None
+    return "_".join(parts[n:])
 
 
 def scalar(node, consts: dict):
     if isinstance(node, (str, int, float, bool)) or node is None:
         return node
+    if isinstance(node, Call):  # strings.Repeat, int64(...), durationpb.New(...)
+        return convert(node, consts)
     if isinstance(node, Ref):
         if node.name in consts:
             return consts[node.name]
         if node.name in NANOS:
             return NANOS[node.name]
-        short = node.name.rpartition(".")[2]
-        m = _ENUM.match(short)
-        if "." in node.name and m:
-            return m.group(1)
+        value = enum_value(node.name.rpartition(".")[2])
+        if "." in node.name and value:
+            return value
         raise Unsupported(f"unknown identifier {node.name}")
     if isinstance(node, BinOp):
         a, b = scalar(node.left, consts), scalar(node.right, consts)
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             raise Unsupported("arithmetic on non-numbers")
+        if node.op == "<<":
+            return a << b
         return {"*": a * b, "+": a + b, "-": a - b, "/": a / b if isinstance(a, float) else a // b}[node.op]
     raise Unsupported(f"not a scalar: {type(node).__name__}")
 
@@ -299,6 +319,10 @@ def convert(node, consts: dict):
     if isinstance(node, Call):
         if node.func == "durationpb.New" or node.func == "types.DurationProto":
             return go_duration(int(scalar(node.args[0], consts)))
+        if node.func == "strings.Repeat":
+            return str(scalar(node.args[0], consts)) * int(scalar(node.args[1], consts))
+        if node.func == "[]byte":  # protojson writes bytes in base64
+            return base64.b64encode(str(scalar(node.args[0], consts)).encode()).decode()
         if node.func in ("time.Duration", "int32", "uint32", "int64", "uint64", "float64"):
             return scalar(node.args[0], consts)
         raise Unsupported(f"call to {node.func}")
@@ -328,7 +352,7 @@ def convert(node, consts: dict):
         # a oneof wrapper (&networking.StringMatch_Exact{Exact: "x"}) stands for its one field
         if isinstance(inner, Composite) and "_" in inner.type and len(inner.elements) == 1 \
                 and isinstance(inner.elements[0][0], Ref) \
-                and inner.type.rpartition("_")[2] == inner.elements[0][0].name:
+                and inner.type.endswith("_" + inner.elements[0][0].name):
             one_key, one_value = inner.elements[0]
             out[json_name(one_key.name)] = convert(one_value, consts)
             continue
@@ -398,43 +422,135 @@ def _field_values(fields: list[str], case: Composite) -> dict:
     return values
 
 
+def _verdict(values: dict, case: Case) -> None:
+    """Istio's expectation from a row: ``valid`` (bool), ``out``/``error``/``err`` (the error text
+    expected, "" for none; ``err`` is a bool in some tables), and a warning flag or text."""
+    if "valid" in values:
+        case.valid = scalar(values["valid"], CONSTANTS)
+    else:
+        text = next((values[k] for k in ("out", "error", "err") if k in values), None)
+        text = scalar(text, CONSTANTS) if text is not None else ""
+        if isinstance(text, bool):
+            case.valid = not text
+        else:
+            case.error_text, case.valid = text, text == ""
+    warn = next((values[k] for k in ("warning", "warn", "Warning") if k in values), None)
+    case.checks_warning = warn is not None or case.test in KIND_TESTS
+    case.warning = bool(scalar(warn, CONSTANTS)) if warn is not None else False
+
+
+def _locals(toks: list[Tok], start: int) -> dict:
+    """``name := <literal>`` statements before a test's table (``duration := durationpb.Duration{...}``),
+    converted, so cases can refer to them (``&duration`` reads as the value)."""
+    found: dict = {}
+    i = start
+    while not (toks[i].text == "[" and toks[i + 1].text == "]" and toks[i + 2].text == "struct"):
+        if toks[i].kind == "ident" and toks[i + 1].text == ":" and toks[i + 2].text == "=" \
+                and toks[i].line != toks[i - 1].line:
+            parser = Parser(toks, i + 3)
+            try:
+                found[toks[i].text] = convert(parser.expr(), {**CONSTANTS, **found})
+            except Unsupported:
+                pass
+        i += 1
+    return found
+
+
+def _rows(toks: list[Tok], test: str):
+    start = _function_tokens(toks, test)
+    fields, rows = _table(toks, start)
+    consts = {**CONSTANTS, **_locals(toks, start)}
+    for row in rows:
+        values = _field_values(fields, row)
+        name = values.get("name")
+        name = name if isinstance(name, str) else f"line {row.line}"
+        case = Case(test, name, None, True, False, line=row.line)
+        _verdict(values, case)
+        yield values, case, consts
+
+
 def cases() -> list[Case]:
-    src = istio_src.show(TEST_FILE)
-    toks = tokenize(src)
+    toks = tokenize(istio_src.show(TEST_FILE))
     out: list[Case] = []
     for test, (api_version, kind) in KIND_TESTS.items():
-        fields, rows = _table(toks, _function_tokens(toks, test))
         name, namespace = META.get(test, ("foo", "bar"))
-        for row in rows:
-            values = _field_values(fields, row)
-            case_name = values.get("name", f"line {row.line}")
-            case_name = case_name if isinstance(case_name, str) else f"line {row.line}"
-            case = Case(test, case_name, None, True, False, line=row.line)
-            verdict = next((values[k] for k in ("valid",) if k in values), None)
-            text = next((values[k] for k in ("out", "error", "err") if k in values), None)
-            if verdict is not None:
-                case.valid = scalar(verdict, CONSTANTS)
-            elif text is not None:
-                case.error_text = scalar(text, CONSTANTS)
-                case.valid = case.error_text == ""
-            warn = next((values[k] for k in ("warning", "warn", "Warning") if k in values), None)
-            warn = scalar(warn, CONSTANTS) if warn is not None else False
-            case.warning = bool(warn)
+        for values, case, consts in _rows(toks, test):
             try:
                 spec_node = values["in"]
                 if not isinstance(spec_node, Composite) or not spec_node.type.endswith(kind):
                     raise Unsupported(f"input is not a {kind} ({getattr(spec_node, 'type', spec_node)})")
-                spec = convert(spec_node, CONSTANTS)
                 meta = {"name": name, "namespace": namespace}
                 if "configName" in values:
-                    meta["name"] = scalar(values["configName"], CONSTANTS)
+                    meta["name"] = scalar(values["configName"], consts)
                 if "annotations" in values and scalar_or_map(values["annotations"]):
-                    meta["annotations"] = convert(values["annotations"], CONSTANTS)
-                case.obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}
+                    meta["annotations"] = convert(values["annotations"], consts)
+                case.obj = {"apiVersion": api_version, "kind": kind, "metadata": meta,
+                            "spec": convert(spec_node, consts)}
+            except Unsupported as err:
+                case.unconverted = str(err)
+            out.append(case)
+    for test, (kind, field_name, wrap) in WRAPPED_TESTS.items():
+        for values, case, consts in _rows(toks, test):
+            try:
+                node = values.get(field_name)
+                if node is None or isinstance(node, Ref) and node.name == "nil":
+                    raise Unsupported("nil input (the field-level function accepts nil; an object has no such field)")
+                extra = {k: convert(v, consts) for k, v in values.items() if k == "outlier" and not
+                         (isinstance(v, Ref) and v.name == "nil")}
+                case.obj = {"apiVersion": API_VERSIONS[kind], "kind": kind,
+                            "metadata": {"name": "foo", "namespace": "bar"},
+                            "spec": wrap(convert(node, consts), **extra)}
             except Unsupported as err:
                 case.unconverted = str(err)
             out.append(case)
     return out
+
+
+# Field-level tables (validateHTTPRoute, validateConnectionPool, ...): the input is set into the
+# smallest object that is otherwise valid, so the object's verdict is the field's. The test →
+# (kind, the row's input field, how to wrap it).
+ROUTE = {"route": [{"destination": {"host": "foo.baz"}}]}
+API_VERSIONS = {"DestinationRule": "networking.istio.io/v1beta1", "VirtualService": "networking.istio.io/v1beta1",
+                "Gateway": "networking.istio.io/v1beta1"}
+
+
+def _dr(**policy):
+    return {"host": "reviews", "trafficPolicy": policy}
+
+
+def _vs(**route):
+    return {"hosts": ["foo.bar"], "http": [route]}
+
+
+def _gateway_server(**server):
+    return {"servers": [{"hosts": ["foo.bar.com"], **server}]}
+
+
+WRAPPED_TESTS = {
+    "TestValidateTrafficPolicy": ("DestinationRule", "in", lambda v: {"host": "reviews", "trafficPolicy": v}),
+    "TestValidateConnectionPool": ("DestinationRule", "in", lambda v: _dr(connectionPool=v)),
+    "TestValidateLoadBalancer": ("DestinationRule", "in", lambda v: _dr(loadBalancer=v)),
+    "TestValidateOutlierDetection": ("DestinationRule", "in", lambda v: _dr(outlierDetection=v)),
+    "TestValidateTLS": ("DestinationRule", "tls", lambda v: _dr(tls=v)),
+    "TestValidateLocalityLbSetting": ("DestinationRule", "in", lambda v, outlier=None: _dr(
+        loadBalancer={"localityLbSetting": v}, **({"outlierDetection": outlier} if outlier is not None else {}))),
+    "TestValidateHTTPRoute": ("VirtualService", "route", lambda v: {"hosts": ["foo.bar"], "http": [v]}),
+    "TestValidateHTTPRetry": ("VirtualService", "in", lambda v: _vs(retries=v, **ROUTE)),
+    "TestValidateHTTPRewrite": ("VirtualService", "in", lambda v: _vs(rewrite=v, **ROUTE)),
+    "TestValidateUriRegexRewrite": ("VirtualService", "in", lambda v: _vs(rewrite={"uriRegexRewrite": v}, **ROUTE)),
+    "TestValidateHTTPFaultInjectionAbort": ("VirtualService", "in", lambda v: _vs(fault={"abort": v}, **ROUTE)),
+    "TestValidateHTTPFaultInjectionDelay": ("VirtualService", "in", lambda v: _vs(fault={"delay": v}, **ROUTE)),
+    "TestValidateCORSPolicy": ("VirtualService", "in", lambda v: _vs(corsPolicy=v, **ROUTE)),
+    "TestValidateHTTPRedirect": ("VirtualService", "redirect", lambda v: _vs(redirect=v)),
+    "TestValidateHTTPDirectResponse": ("VirtualService", "directResponse", lambda v: _vs(directResponse=v)),
+    "TestValidateRouteDestination": ("VirtualService", "routes",
+                                     lambda v: {"hosts": ["foo.bar"], "tcp": [{"route": v}]}),
+    "TestValidateDestination": ("VirtualService", "destination", lambda v: _vs(route=[{"destination": v}])),
+    "TestValidateServer": ("Gateway", "in", lambda v: {"servers": [v]}),
+    "TestValidateServerPort": ("Gateway", "in", lambda v: _gateway_server(port=v)),
+    "TestValidateTlsOptions": ("Gateway", "in", lambda v: _gateway_server(
+        port={"number": 443, "name": "https", "protocol": "HTTPS"}, tls=v)),
+}
 
 
 def scalar_or_map(node) -> bool:

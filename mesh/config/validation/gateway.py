@@ -133,8 +133,37 @@ def _go_port(port: dict) -> str:
     return "  ".join(parts)
 
 
+# The cipher suites a Gateway server may name (pkg/config/security/security.go#L188-L206, from
+# ``bssl ciphers -openssl-name ALL``, PSK ones left out).
+VALID_CIPHER_SUITES = frozenset({
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
+    "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA", "AES256-SHA", "DES-CBC3-SHA",
+})
+
+
+def valid_cipher_suite(name: str) -> bool:
+    """IsValidCipherSuite (security.go#L220-L230): empty, ALL, an expression (``-X``, ``+X``,
+    ``[X|Y]``: anything not starting with a letter or digit), or a known suite."""
+    if name in ("", "ALL") or not name[0].isalnum():
+        return True
+    return name in VALID_CIPHER_SUITES
+
+
 def validate_server_tls(r: Report, path: str, tls: dict) -> None:
-    """validateTLSOptions (validation.go#L578-L658), the error part."""
+    """validateTLSOptions (validation.go#L578-L658)."""
+    ciphers = [str(c) for c in r.list(f"{path}.cipherSuites", tls.get("cipherSuites"))]
+    if tls.get("minProtocolVersion") in ("TLSV1_0", "TLSV1_1") and not ciphers:
+        r.warn(f"{path}.minProtocolVersion", "TLS version below TLSV1_2 require setting compatible ciphers as by "
+                                             "default they no longer include compatible ciphers.")
+    invalid = sorted({c for c in ciphers if not valid_cipher_suite(c)})
+    valid = [c for c in ciphers if valid_cipher_suite(c)]
+    duplicate = sorted({c for i, c in enumerate(valid) if c in valid[:i]})
+    if invalid:
+        r.warn(f"{path}.cipherSuites", f"ignoring invalid cipher suites: [{' '.join(invalid)}]")
+    if duplicate:
+        r.warn(f"{path}.cipherSuites", f"ignoring duplicate cipher suites: [{' '.join(duplicate)}]")
     mode = tls.get("mode", "PASSTHROUGH")
     has = {k: bool(tls.get(k)) for k in ("serverCertificate", "privateKey", "caCertificates", "credentialName")}
     if mode == "ISTIO_MUTUAL":

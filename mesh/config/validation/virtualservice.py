@@ -8,6 +8,8 @@ cases are produced (not the prefix-overlap ones).
 
 from __future__ import annotations
 
+import base64
+
 from mesh.config.host import matches as host_matches
 from mesh.config.validation.headervalue import header_value_error
 from mesh.config.validation.primitives import (
@@ -79,6 +81,24 @@ def validate_virtual_service(r: Report, spec: dict, name: str, namespace: str, a
     validate_export_to(r, "spec.exportTo", namespace, r.list("spec.exportTo", spec.get("exportTo")))
     for section, routes in (("http", http), ("tcp", tcp), ("tls", tls)):
         warn_unreachable_rules(r, f"spec.{section}", routes, named=section == "http")
+
+
+def _direct_response_body(r: Report, path: str, body) -> None:
+    """validateHTTPDirectResponse's size limits (validation.go#L3168-L3191): over 100 KiB warns,
+    over 1 MiB is refused — istiod keeps every body in memory and pushes it to every proxy."""
+    body = r.dict(path, body)
+    if "bytes" in body:
+        try:
+            size = len(base64.b64decode(r.str(f"{path}.bytes", body["bytes"]), validate=True))
+        except ValueError:
+            r.decode(f"{path}.bytes", "illegal base64 data")
+            return
+    else:
+        size = len(r.str(f"{path}.string", body.get("string")).encode())
+    if size > 1024 * 1024:
+        r.error(path, "large direct_responses may impact control plane performance, must be less than 1MB")
+    elif size > 100 * 1024:
+        r.warn(path, "large direct_responses may impact control plane performance")
 
 
 def _cors_policy(r: Report, path: str, cors: dict) -> None:
@@ -288,6 +308,7 @@ def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gatew
         r.error(f"{path}.redirect", _redirect_error(r.dict(f"{path}.redirect", redirect)))
     direct = route.get("directResponse")
     if direct is not None:
+        _direct_response_body(r, f"{path}.directResponse.body", r.dict(f"{path}.directResponse", direct).get("body"))
         status = r.int(f"{path}.directResponse.status", r.dict(f"{path}.directResponse", direct).get("status"))
         if status < 200 or status > 600:
             r.error(f"{path}.directResponse.status", f"HTTP status {status} is not in range 200-599")
