@@ -62,7 +62,8 @@ def validate_gateway(r: Report, spec: dict, name: str, namespace: str, annotatio
     port_names: set[str] = set()
     for i, server in enumerate(servers):
         path = f"spec.servers[{i}]"
-        if server is None:
+        if server is None:  # validateServer's error, then the port-name loop's
+            r.error(path, "cannot have nil server")
             r.error(path, "server may not be nil")
             continue
         server = r.dict(path, server)

@@ -77,6 +77,9 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
         unix_endpoint = False
         for i, ep in enumerate(endpoints):
             path = f"spec.endpoints[{i}]"
+            if ep is None:
+                r.error(path, "endpoint cannot be nil")
+                continue
             ep = r.dict(path, ep)
             address = r.str(f"{path}.address", ep.get("address"))
             if address.startswith(UNIX_PREFIX):
@@ -101,6 +104,9 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
             r.error("spec.endpoints", f"there must only be 0 or 1 endpoint for resolution mode {resolution}")
         for i, ep in enumerate(endpoints):
             path = f"spec.endpoints[{i}]"
+            if ep is None:
+                r.error(path, "endpoint cannot be nil")
+                continue
             ep = r.dict(path, ep)
             address = r.str(f"{path}.address", ep.get("address"))
             if not is_ip_address(address) and validate_fqdn(address):
@@ -108,7 +114,10 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
             _endpoint_ports(r, path, ep, port_names)
         if addresses:
             for port in ports:
-                if protocol_is_tcp(parse_protocol((port or {}).get("protocol", ""))):
+                if port is None:
+                    r.error("spec.ports", "ports cannot be nil")
+                    continue
+                if protocol_is_tcp(parse_protocol(port.get("protocol", ""))):
                     if len(hosts) > 1:
                         r.warn("spec.hosts", "service entry can not have more than one host specified simultaneously "
                                              "with address and tcp port")
@@ -117,7 +126,10 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
         r.error("spec.resolution", f"unsupported resolution type {resolution}")
     if resolution != "NONE" and len(hosts) > 1:
         for port in ports:
-            proto = parse_protocol((port or {}).get("protocol", ""))
+            if port is None:
+                r.error("spec.ports", "ports cannot be nil")
+                continue
+            proto = parse_protocol(port.get("protocol", ""))
             if not protocol_is_http(proto) and not protocol_is_tls(proto):
                 r.error("spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports")
                 break
