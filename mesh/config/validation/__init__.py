@@ -1,8 +1,8 @@
 """Validation of Istio config objects, giving the verdicts istiod 1.19 gives.
 
-istiod validates every networking.istio.io / security.istio.io object twice: once when the
-validating webhook sees it (``mesh.webhooks.validation``) and again when its config store reads
-it. Both call the per-kind functions of
+istiod validates every object of the fourteen Istio kinds (networking, security, telemetry and
+extensions.istio.io) twice: once when the validating webhook sees it (``mesh.webhooks.validation``)
+and again when its config store reads it. Both call the per-kind functions of
 https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/validation.go and
 https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/virtualservice.go.
 
@@ -11,6 +11,12 @@ Before validating, istiod *decodes* the spec into the protobuf type
 Decoding is where a malformed duration fails: durations are read with Go's
 ``time.ParseDuration``, so ``"1m"`` and ``"500ms"`` are fine and ``"5 seconds"`` is
 ``bad Duration: time: ...``. Such problems are reported with ``stage="decode"``.
+
+Which group/versions exist is the CRDs' business: :func:`served` asks :mod:`mesh.kube.kinds`, which
+lists what 1.19's ``crd-all.gen.yaml`` serves per kind (security.istio.io/v1 for
+AuthorizationPolicy and RequestAuthentication; no networking.istio.io/v1). Before any kind's
+validator runs, the ``istio.io/dry-run`` annotation is checked, as ``registerValidateFunc`` wraps
+every validator in ``validateAnnotationDryRun``.
 
 Each problem names the field it is about (``spec.http[0].route[1].weight``), carries istiod's
 message text, and is an error or a warning (warnings do not reject the object).
@@ -26,11 +32,14 @@ Some facts worth knowing because they surprise people:
   (the ``mesh`` gateway) (validation.go#L2321-L2332), and partial wildcards like ``*foo.com``
   are rejected for Gateway and Sidecar hosts (validation.go#L4049-L4054).
 
-The package follows the kinds: :mod:`.primitives` (checks all kinds share), :mod:`.report`
-(Problem and the collecting Report), then one module per kind or family (:mod:`.virtualservice`,
-:mod:`.gateway`, :mod:`.destinationrule`, :mod:`.serviceentry`, :mod:`.sidecar`, :mod:`.security`,
-:mod:`.workloadentry`, :mod:`.envoyfilter`, :mod:`.extensions`).
-This module holds the table from (group, kind) to validator and the entry points.
+The package follows the kinds: :mod:`.report` (Problem and the collecting Report),
+:mod:`.primitives` (checks all kinds share: names, addresses, ports, labels, RE2 regexes, exportTo,
+selectors), :mod:`.headers`, then one module per kind or part of one — :mod:`.virtualservice` (with
+:mod:`.destination`, :mod:`.tlsroute` and :mod:`.unreachable`), :mod:`.gateway`,
+:mod:`.destinationrule` (with :mod:`.trafficpolicy`), :mod:`.serviceentry`, :mod:`.sidecar`,
+:mod:`.workloadentry`, :mod:`.envoyfilter`, :mod:`.security` and :mod:`.extensions` (ProxyConfig,
+Telemetry, WasmPlugin). This module holds the table from (group, kind) to validator and the entry
+points.
 
 Simplifications (named, as xv6 does): proto decoding only checks the types of the fields
 validated here; each module names its own.

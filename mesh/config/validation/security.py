@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from mesh.config.validation.headervalue import header_value_error
+from mesh.config.validation.headers import header_value_error
 from mesh.config.validation.primitives import validate_ip_subnet, validate_workload_selector
 from mesh.config.validation.report import Report, quote
 from mesh.util.net import is_ip_address

@@ -75,13 +75,7 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
             r.error("spec.endpoints", "no endpoints should be provided for resolution type none")
     elif resolution == "STATIC":
         unix_endpoint = False
-        for i, ep in enumerate(endpoints):
-            path = f"spec.endpoints[{i}]"
-            if ep is None:
-                r.error(path, "endpoint cannot be nil")
-                continue
-            ep = r.dict(path, ep)
-            address = r.str(f"{path}.address", ep.get("address"))
+        for path, ep, address in _endpoints(r, endpoints):
             if address.startswith(UNIX_PREFIX):
                 unix_endpoint = True
                 r.error(f"{path}.address", unix_address_error(address[len(UNIX_PREFIX):]))
@@ -102,21 +96,12 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
                             f"hosts must be FQDN if no endpoints are provided for resolution mode {resolution}")
         if resolution == "DNS_ROUND_ROBIN" and len(endpoints) > 1:
             r.error("spec.endpoints", f"there must only be 0 or 1 endpoint for resolution mode {resolution}")
-        for i, ep in enumerate(endpoints):
-            path = f"spec.endpoints[{i}]"
-            if ep is None:
-                r.error(path, "endpoint cannot be nil")
-                continue
-            ep = r.dict(path, ep)
-            address = r.str(f"{path}.address", ep.get("address"))
+        for path, ep, address in _endpoints(r, endpoints):
             if not is_ip_address(address) and validate_fqdn(address):
                 r.error(f"{path}.address", f"endpoint address {quote(address)} is not a valid FQDN or an IP address")
             _endpoint_ports(r, path, ep, port_names)
         if addresses:
-            for port in ports:
-                if port is None:
-                    r.error("spec.ports", "ports cannot be nil")
-                    continue
+            for port in _non_null_ports(r, ports):
                 if protocol_is_tcp(parse_protocol(port.get("protocol", ""))):
                     if len(hosts) > 1:
                         r.warn("spec.hosts", "service entry can not have more than one host specified simultaneously "
@@ -125,15 +110,31 @@ def validate_service_entry(r: Report, spec: dict, name: str, namespace: str, ann
     else:
         r.error("spec.resolution", f"unsupported resolution type {resolution}")
     if resolution != "NONE" and len(hosts) > 1:
-        for port in ports:
-            if port is None:
-                r.error("spec.ports", "ports cannot be nil")
-                continue
+        for port in _non_null_ports(r, ports):
             proto = parse_protocol(port.get("protocol", ""))
             if not protocol_is_http(proto) and not protocol_is_tls(proto):
                 r.error("spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports")
                 break
     validate_export_to(r, "spec.exportTo", namespace, r.list("spec.exportTo", spec.get("exportTo")), service_entry=True)
+
+
+def _endpoints(r: Report, endpoints: list):
+    """Each endpoint with its path and address; a null one is istiod's error and skipped."""
+    for i, ep in enumerate(endpoints):
+        path = f"spec.endpoints[{i}]"
+        if ep is None:
+            r.error(path, "endpoint cannot be nil")
+            continue
+        ep = r.dict(path, ep)
+        yield path, ep, r.str(f"{path}.address", ep.get("address"))
+
+
+def _non_null_ports(r: Report, ports: list):
+    for port in ports:
+        if port is None:
+            r.error("spec.ports", "ports cannot be nil")
+        else:
+            yield port
 
 
 def _endpoint_ports(r: Report, path: str, ep: dict, port_names: set[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from mesh.config.validation.destination import validate_destination
 from mesh.config.validation.gateway import namespace_slash_host_errors, validate_server_tls
 from mesh.config.validation.primitives import (
     UNIX_PREFIX,
@@ -18,7 +19,6 @@ from mesh.config.validation.primitives import (
     validate_protocol,
 )
 from mesh.config.validation.report import Report
-from mesh.config.validation.virtualservice import validate_destination
 
 _DEFAULT_ENDPOINT_HOSTS = ("", "127.0.0.1", "0.0.0.0", "::1", "::")
 

@@ -11,24 +11,23 @@ from __future__ import annotations
 import base64
 
 from mesh.config.host import matches as host_matches
-from mesh.config.validation.headervalue import header_value_error
+from mesh.config.validation.destination import validate_destination, validate_http_destinations
+from mesh.config.validation.headers import validate_header_operations
 from mesh.config.validation.primitives import (
     check_duration,
-    host_subset_of,
     is_dns1123_label,
     validate_duration,
     validate_export_to,
     validate_gateway_names,
-    validate_ip_subnet,
     validate_labels,
     validate_percentage,
     validate_port,
     validate_regex,
     validate_string_match_regex,
-    validate_subset_name,
     validate_wildcard_domain,
 )
 from mesh.config.validation.report import Report, quote
+from mesh.config.validation.tlsroute import validate_tcp_route, validate_tls_route
 from mesh.config.validation.unreachable import warn_unreachable_rules
 from mesh.util.net import is_ip_address
 
@@ -194,40 +193,6 @@ def _route_kind_conflicts(r: Report, path: str, route: dict, route_type: str) ->
         r.error(f"{path}.route", "HTTP route, redirect or direct_response is required")
 
 
-def _header_name_errors(name: str, op: str) -> str | None:
-    """ValidateHTTPHeader*OperationName: no empty names, no pseudo-headers, Host only where allowed."""
-    if name == "":
-        return "header name cannot be empty"
-    internal = name.startswith(":") or name.lower() == "host"
-    if op == "set-request":  # request add/set may target the authority
-        if internal and name.lower() not in (":authority", "host"):
-            return f'invalid header {quote(name)}: header cannot have ":" prefix'
-        return None
-    if op == "set-destination-request":
-        if internal and name.lower() != "host":
-            return f'invalid header {quote(name)}: header cannot have ":" prefix'
-        return None
-    if name.lower() == "host":
-        return f'invalid header {quote(name)}: cannot set Host header'
-    if internal:
-        return f'invalid header {quote(name)}: header cannot have ":" prefix'
-    return None
-
-
-def _validate_headers(r: Report, path: str, headers, destination: bool = False) -> None:
-    headers = r.dict(path, headers)
-    for side in ("request", "response"):
-        ops = r.dict(f"{path}.{side}", headers.get(side))
-        for op in ("add", "set"):
-            for name, value in r.dict(f"{path}.{side}.{op}", ops.get(op)).items():
-                kind = ("set-destination-request" if destination else "set-request") if side == "request" else "other"
-                r.error(f"{path}.{side}.{op}.{name}", _header_name_errors(name, kind))
-                if isinstance(value, str):
-                    r.error(f"{path}.{side}.{op}.{name}", header_value_error(value))
-        for i, name in enumerate(r.list(f"{path}.{side}.remove", ops.get("remove"))):
-            r.error(f"{path}.{side}.remove[{i}]", _header_name_errors(name, "other"))
-
-
 JWT_CLAIM_HEADER = "@request.auth.claims"
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 _RETRY_ON = {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
@@ -282,7 +247,7 @@ def validate_http_route(r: Report, path: str, route: dict, delegate: bool, gatew
         source_ns = r.str(f"{mpath}.sourceNamespace", match.get("sourceNamespace"))
         if source_ns and not is_dns1123_label(source_ns):
             r.error(f"{mpath}.sourceNamespace", f"sourceNamespace match {source_ns} is invalid")
-    _validate_headers(r, f"{path}.headers", route.get("headers"))
+    validate_header_operations(r, f"{path}.headers", route.get("headers"))
     cors = route.get("corsPolicy")
     if cors is not None:
         _cors_policy(r, f"{path}.corsPolicy", r.dict(f"{path}.corsPolicy", cors))
@@ -397,107 +362,5 @@ def validate_retries(r: Report, path: str, retries: dict) -> None:
             code = int(policy) if policy.isdigit() else 0
             if code not in _HTTP_STATUS_CODES and policy not in _RETRY_ON:
                 r.error(f"{path}.retryOn", f"{quote(policy)} is not a valid retryOn policy")
-
-
-def validate_destination(r: Report, path: str, destination: dict) -> None:
-    """validateDestination (validation.go#L3071-L3090)."""
-    host = r.str(f"{path}.host", destination.get("host"))
-    if host == "*":
-        r.error(f"{path}.host", f"invalid destination host {host}")
-    else:
-        r.error(f"{path}.host", validate_wildcard_domain(host))
-    subset = r.str(f"{path}.subset", destination.get("subset"))
-    if subset:
-        r.error(f"{path}.subset", validate_subset_name(subset))
-    if destination.get("port") is not None:
-        number = r.int(f"{path}.port.number", r.dict(f"{path}.port", destination["port"]).get("number"))
-        r.error(f"{path}.port.number", validate_port(number))
-
-
-def validate_http_destinations(r: Report, path: str, destinations: list, gateway_semantics: bool) -> None:
-    """validateHTTPRouteDestinations (validation.go#L2881-L2926): weights are relative, none negative;
-    with gateway semantics (Gateway API routes) the destination host is not checked."""
-    _validate_weighted(r, path, destinations, http=True, check_destination=not gateway_semantics)
-
-
-def validate_route_destinations(r: Report, path: str, destinations: list) -> None:
-    """validateRouteDestinations (validation.go#L2928-L2946): the TCP/TLS form, without headers."""
-    _validate_weighted(r, path, destinations, http=False, check_destination=True)
-
-
-def _validate_weighted(r: Report, path: str, destinations: list, http: bool, check_destination: bool) -> None:
-    total = 0
-    for i, dest in enumerate(destinations):
-        here = f"{path}[{i}]"
-        if dest is None:
-            r.error(here, "weight may not be nil")
-            continue
-        dest = r.dict(here, dest)
-        if dest.get("destination") is None:
-            r.error(f"{here}.destination", "destination is required")
-        if http:
-            _validate_headers(r, f"{here}.headers", dest.get("headers"), destination=True)
-        if check_destination and dest.get("destination") is not None:
-            validate_destination(r, f"{here}.destination", r.dict(f"{here}.destination", dest["destination"]))
-        weight = r.int(f"{here}.weight", dest.get("weight"))
-        if weight < 0:
-            r.error(f"{here}.weight", f"weight {weight} < 0")
-        total += weight
-    if len(destinations) > 1 and total == 0:
-        r.error(path, "total destination weight = 0")
-
-
-def _validate_l4_match(r: Report, path: str, match: dict) -> None:
-    for i, subnet in enumerate(r.list(f"{path}.destinationSubnets", match.get("destinationSubnets"))):
-        r.error(f"{path}.destinationSubnets[{i}]", validate_ip_subnet(subnet))
-    port = r.int(f"{path}.port", match.get("port"))
-    if port:
-        r.error(f"{path}.port", validate_port(port))
-    validate_labels(r, f"{path}.sourceLabels", r.dict(f"{path}.sourceLabels", match.get("sourceLabels")))
-    validate_gateway_names(r, f"{path}.gateways", r.list(f"{path}.gateways", match.get("gateways")))
-
-
-def validate_tls_route(r: Report, path: str, route: dict, hosts: list[str]) -> None:
-    matches = r.list(f"{path}.match", route.get("match"))
-    if not matches:
-        r.error(f"{path}.match", "TLS route must have at least one match condition")
-    for i, match in enumerate(matches):
-        mpath = f"{path}.match[{i}]"
-        if match is None:
-            r.error(mpath, "TLS match may not be null")
-            continue
-        match = r.dict(mpath, match)
-        sni_hosts = r.list(f"{mpath}.sniHosts", match.get("sniHosts"))
-        if not sni_hosts:
-            r.error(f"{mpath}.sniHosts", "TLS match must have at least one SNI host")
-        for j, sni in enumerate(sni_hosts):
-            spath = f"{mpath}.sniHosts[{j}]"
-            err = validate_wildcard_domain(sni)
-            if err:
-                if is_ip_address(sni):
-                    r.warn(spath, f"using an IP address ({quote(sni)}) goes against SNI spec and most clients do "
-                                  "not support this")
-                else:
-                    r.error(spath, err)
-            elif not any(host_subset_of(sni, h) for h in hosts):
-                r.error(spath, f"SNI host {quote(sni)} is not a compatible subset of any of the virtual service "
-                               f"hosts: [{', '.join(hosts)}]")
-        _validate_l4_match(r, mpath, match)
-    destinations = r.list(f"{path}.route", route.get("route"))
-    if not destinations:
-        r.error(f"{path}.route", "TLS route is required")
-    validate_route_destinations(r, f"{path}.route", destinations)
-
-
-def validate_tcp_route(r: Report, path: str, route: dict) -> None:
-    for i, match in enumerate(r.list(f"{path}.match", route.get("match"))):
-        if match is None:
-            r.error(f"{path}.match[{i}]", "tcp match may not be nil")
-            continue
-        _validate_l4_match(r, f"{path}.match[{i}]", r.dict(f"{path}.match[{i}]", match))
-    destinations = r.list(f"{path}.route", route.get("route"))
-    if not destinations:
-        r.error(f"{path}.route", "TCP route is required")
-    validate_route_destinations(r, f"{path}.route", destinations)
 
 

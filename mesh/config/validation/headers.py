@@ -1,4 +1,6 @@
-"""Header value checks: ``ValidateHTTPHeaderValue``
+"""Header checks: the names a route may add, set or remove (``ValidateHTTPHeader*OperationName``,
+https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/validation.go#L329-L374), and
+values: ``ValidateHTTPHeaderValue``
 (https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/validation.go#L376-L395) and the
 port of Envoy's header formatter parser it runs
 (https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/header_value_validator.go#L34-L158).
@@ -11,6 +13,8 @@ bytes; the only question asked of it is whether it ends outside an expression wi
 from __future__ import annotations
 
 import re
+
+from mesh.config.validation.report import Report, quote
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -82,3 +86,37 @@ def _formatter_error(value: str) -> str | None:  # noqa: C901 - one state machin
     if state != LITERAL:
         return f"invalid header configuration. Un-terminated variable expression '{value}'"
     return None
+
+
+def header_name_error(name: str, op: str) -> str | None:
+    """ValidateHTTPHeader*OperationName: no empty names, no pseudo-headers, Host only where allowed."""
+    if name == "":
+        return "header name cannot be empty"
+    internal = name.startswith(":") or name.lower() == "host"
+    if op == "set-request":  # request add/set may target the authority
+        if internal and name.lower() not in (":authority", "host"):
+            return f'invalid header {quote(name)}: header cannot have ":" prefix'
+        return None
+    if op == "set-destination-request":
+        if internal and name.lower() != "host":
+            return f'invalid header {quote(name)}: header cannot have ":" prefix'
+        return None
+    if name.lower() == "host":
+        return f'invalid header {quote(name)}: cannot set Host header'
+    if internal:
+        return f'invalid header {quote(name)}: header cannot have ":" prefix'
+    return None
+
+
+def validate_header_operations(r: Report, path: str, headers, destination: bool = False) -> None:
+    headers = r.dict(path, headers)
+    for side in ("request", "response"):
+        ops = r.dict(f"{path}.{side}", headers.get(side))
+        for op in ("add", "set"):
+            for name, value in r.dict(f"{path}.{side}.{op}", ops.get(op)).items():
+                kind = ("set-destination-request" if destination else "set-request") if side == "request" else "other"
+                r.error(f"{path}.{side}.{op}.{name}", header_name_error(name, kind))
+                if isinstance(value, str):
+                    r.error(f"{path}.{side}.{op}.{name}", header_value_error(value))
+        for i, name in enumerate(r.list(f"{path}.{side}.remove", ops.get("remove"))):
+            r.error(f"{path}.{side}.remove[{i}]", header_name_error(name, "other"))
