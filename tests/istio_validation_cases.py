@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 
 import istio_src
 
+from mesh.config.validation import headers, primitives, trafficpolicy
+from mesh.config.validation.report import parse_go_duration
+from mesh.util.net import is_ip_address
+
 TEST_FILE = "pkg/config/validation/validation_test.go"
 
 # TestValidate<Kind> function → (apiVersion, kind): the kind-level tables, whose loop calls
@@ -68,6 +72,7 @@ class Case:
     unconverted: str = ""  # why obj is None
     line: int = 0
     checks_warning: bool = True  # False for field-level tables that only look at the error
+    primitive: tuple | None = None  # (mesh's check, the input) for tables of one-value checks
 
     @property
     def id(self) -> str:
@@ -392,25 +397,35 @@ def _function_tokens(src_toks: list[Tok], func: str) -> int:
     raise LookupError(func)
 
 
-def _table(toks: list[Tok], start: int) -> tuple[list[str], list[Composite]]:
-    """The first ``[]struct{...}{...}`` after ``start``: its field names and its case literals."""
-    i = start
-    while not (toks[i].text == "[" and toks[i + 1].text == "]" and toks[i + 2].text == "struct"):
-        i += 1
-    i += 3
-    fields, depth, names = [], 0, []
-    i += 1  # "{"
-    while True:
+def _struct_fields(toks: list[Tok], i: int) -> tuple[list[str], int]:
+    """The field names of the ``struct {...}`` whose ``{`` is at ``i``, and the index after its ``}``."""
+    depth, names = 0, []
+    i += 1
+    while not (toks[i].text == "}" and depth == 0):
         tok = toks[i]
-        if tok.text == "}" and depth == 0:
-            break
         depth += (tok.text in "{[(") - (tok.text in "}])")
         if depth == 0 and tok.kind == "ident" and (not names or toks[i - 1].line != tok.line):
             names.append(tok.text)
         i += 1
-    fields = names
-    parser = Parser(toks, i + 1)
-    table = parser.composite_body("[]struct", toks[i + 1].line)
+    return names, i + 1
+
+
+def _table(toks: list[Tok], start: int) -> tuple[list[str], list[Composite]]:
+    """The first case table after ``start`` — ``[]struct{...}{...}``, or ``type T struct{...}``
+    then ``[]T{...}`` — as its field names and its case literals."""
+    i = start
+    while True:
+        if toks[i].text == "[" and toks[i + 1].text == "]" and toks[i + 2].text == "struct":
+            fields, i = _struct_fields(toks, i + 3)
+            break
+        if toks[i].text == "type" and toks[i + 2].text == "struct":
+            named, (fields, i) = toks[i + 1].text, _struct_fields(toks, i + 3)
+            while not (toks[i].text == "[" and toks[i + 1].text == "]" and toks[i + 2].text == named):
+                i += 1
+            i += 3
+            break
+        i += 1
+    table = Parser(toks, i).composite_body("[]struct", toks[i].line)
     return fields, [v for _, v in table.elements]
 
 
@@ -425,10 +440,13 @@ def _field_values(fields: list[str], case: Composite) -> dict:
 def _verdict(values: dict, case: Case) -> None:
     """Istio's expectation from a row: ``valid`` (bool), ``out``/``error``/``err`` (the error text
     expected, "" for none; ``err`` is a bool in some tables), and a warning flag or text."""
-    if "valid" in values:
-        case.valid = scalar(values["valid"], CONSTANTS)
+    flag = next((k for k in ("valid", "ok", "isValid") if k in values), None)
+    if flag:
+        case.valid = scalar(values[flag], CONSTANTS)
+    elif "expected" in values:  # an error value, or nil
+        case.valid = isinstance(values["expected"], Ref) and values["expected"].name == "nil"
     else:
-        text = next((values[k] for k in ("out", "error", "err") if k in values), None)
+        text = next((values[k] for k in ("out", "error", "err", "wantErr") if k in values), None)
         text = scalar(text, CONSTANTS) if text is not None else ""
         if isinstance(text, bool):
             case.valid = not text
@@ -503,7 +521,56 @@ def cases() -> list[Case]:
             except Unsupported as err:
                 case.unconverted = str(err)
             out.append(case)
+    out += _export_to_cases(toks)
+    for test, (field_name, check) in PRIMITIVE_TESTS.items():
+        for values, case, consts in _rows(toks, test):
+            try:
+                case.primitive = (check, convert(values[field_name], consts))
+            except (Unsupported, KeyError) as err:
+                case.unconverted = f"unconverted input: {err}"
+            out.append(case)
     return out
+
+
+def _nanos(text: str) -> int:
+    return parse_go_duration(text)[0]
+
+
+def _primitive_checks() -> dict:
+    """Tables of one-value checks: test → (the row's input field, mesh's check: value → error or None)."""
+    return {
+        "TestValidateFQDN": ("fqdn", primitives.validate_fqdn),
+        "TestValidateWildcardDomain": ("in", primitives.validate_wildcard_domain),
+        "TestValidatePortName": ("name", primitives.validate_port_name),
+        "TestValidationIPAddress": ("addr", lambda a: None if is_ip_address(a) else f"{a} is not a valid IP"),
+        "TestValidationIPSubnet": ("subnet", primitives.validate_ip_subnet),
+        "TestValidateLocalities": ("localities", trafficpolicy.localities_error),
+        "TestValidateHTTPHeaderValue": ("input", headers.header_value_error),
+        "TestValidateDuration": ("duration", lambda d: primitives.validate_duration(_nanos(d))),
+    }
+
+
+def _export_to_cases(toks: list[Tok]) -> list[Case]:
+    """Test_validateExportTo: the list goes into a VirtualService, a ServiceEntry
+    (``isServiceEntry``) or a DestinationRule with a workload selector, in the row's namespace."""
+    out = []
+    for values, case, consts in _rows(toks, "Test_validateExportTo"):
+        row = {k: convert(v, consts) for k, v in values.items()}
+        export = {"exportTo": row["exportTo"]} if row.get("exportTo") else {}
+        if row.get("isServiceEntry"):
+            kind, spec = "ServiceEntry", {"hosts": ["foo.example.com"], **export}
+        elif row.get("isDestinationRuleWithSelector"):
+            kind, spec = "DestinationRule", {"host": "reviews", "workloadSelector": {"matchLabels": {"app": "a"}},
+                                             **export}
+        else:
+            kind, spec = "VirtualService", {"hosts": ["foo.bar"], "http": [ROUTE], **export}
+        case.obj = {"apiVersion": "networking.istio.io/v1beta1", "kind": kind,
+                    "metadata": {"name": "foo", "namespace": row.get("namespace") or "default"}, "spec": spec}
+        out.append(case)
+    return out
+
+
+PRIMITIVE_TESTS = _primitive_checks()
 
 
 # Field-level tables (validateHTTPRoute, validateConnectionPool, ...): the input is set into the
@@ -511,7 +578,7 @@ def cases() -> list[Case]:
 # (kind, the row's input field, how to wrap it).
 ROUTE = {"route": [{"destination": {"host": "foo.baz"}}]}
 API_VERSIONS = {"DestinationRule": "networking.istio.io/v1beta1", "VirtualService": "networking.istio.io/v1beta1",
-                "Gateway": "networking.istio.io/v1beta1"}
+                "Gateway": "networking.istio.io/v1beta1", "Telemetry": "telemetry.istio.io/v1alpha1"}
 
 
 def _dr(**policy):
@@ -550,6 +617,7 @@ WRAPPED_TESTS = {
     "TestValidateServerPort": ("Gateway", "in", lambda v: _gateway_server(port=v)),
     "TestValidateTlsOptions": ("Gateway", "in", lambda v: _gateway_server(
         port={"number": 443, "name": "https", "protocol": "HTTPS"}, tls=v)),
+    "TestValidateTelemetryFilter": ("Telemetry", "filter", lambda v: {"accessLogging": [{"filter": v}]}),
 }
 
 
