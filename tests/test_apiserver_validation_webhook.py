@@ -105,3 +105,15 @@ def test_an_added_kind_and_security_v1_go_through_the_webhook(cluster):
     assert done.stdout.strip() == "authorizationpolicy.security.istio.io/deny-get created"
     assert done.stderr.strip().startswith("Warning: configured AuthorizationPolicy will deny all traffic to TCP ports")
     assert stored(server, "AuthorizationPolicy", "deny-get")
+
+
+def test_a_denied_update_leaves_the_stored_object_as_it_was(cluster):
+    server, kubectl, folder = cluster
+    path = manifest(folder, "update", virtual_service("to-update"))
+    kubectl("apply", "-f", path)
+    before = next(o for o in server.objects() if o["metadata"]["name"] == "to-update")
+    manifest(folder, "update", virtual_service("to-update", **BAD_WEIGHT))
+    done = kubectl("apply", "-f", path, check=False)
+    assert done.returncode == 1 and done.stderr.strip().endswith(DENIAL)
+    after = next(o for o in server.objects() if o["metadata"]["name"] == "to-update")
+    assert after == before
