@@ -219,3 +219,14 @@ def test_envoy_dies_with_its_agent(tmp_path):
 def test_cli_router_flag_makes_a_gateway_node(capsys):
     assert main(["proxy", "ingress-1.istio-system", "--ip", "127.10.0.9", "--router", "--print-bootstrap"]) == 0
     assert json.loads(capsys.readouterr().out)["node"]["id"].startswith("router~127.10.0.9~ingress-1.istio-system~")
+
+
+def test_stats_inclusion_annotations_come_before_the_required_ones():
+    pod = PodIdentity("a", "default", POD.ip, annotations={
+        "sidecar.istio.io/statsInclusionPrefixes": "cluster.outbound,http.{pod_ip}_",
+        "sidecar.istio.io/statsInclusionSuffixes": "upstream_rq_timeout"})
+    patterns = build_bootstrap(pod, "127.0.0.1", 15010)["stats_config"]["stats_matcher"]["inclusion_list"]["patterns"]
+    assert patterns[:4] == [{"prefix": "reporter="}, {"prefix": "cluster.outbound"}, {"prefix": f"http.{POD.ip}_"},
+                            {"prefix": "cluster_manager"}]
+    assert {"suffix": "upstream_rq_timeout"} in patterns and patterns[-2:] == [{"prefix": "component"},
+                                                                               {"prefix": "istio"}]

@@ -3,7 +3,7 @@
 Go: the agent https://github.com/istio/istio/blob/1.19.0/pkg/istio-agent/agent.go (``Run``
 starts the SDS server, the XDS proxy and Envoy), Envoy's lifecycle
 https://github.com/istio/istio/blob/1.19.0/pkg/envoy/agent.go and the command line Envoy runs
-with https://github.com/istio/istio/blob/1.19.0/pkg/envoy/proxy.go#L120-L166.
+with https://github.com/istio/istio/blob/1.19.0/pkg/envoy/proxy.go#L120-L167.
 
 Starting an agent for a pod (``EnvoyAgent.start``), in pilot-agent's order:
 
@@ -190,12 +190,15 @@ class EnvoyAgent:
 
     # -- running ------------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        """pilot-agent's Envoy arguments (proxy.go#L120-L166), plus mesh's admin-address file and log level."""
+        """pilot-agent's Envoy arguments (proxy.go#L120-L167), plus mesh's: the admin-address file,
+        the log level, and the node id and cluster again (the bootstrap has them; on the command
+        line they show which pod an Envoy serves in ``ps``, where many run side by side)."""
         return [envoy_binary(), "-c", str(self.bootstrap_path), "--drain-time-s", "1",
                 "--drain-strategy", "immediate", "--local-address-ip-version", "v4",
                 "--file-flush-interval-msec", "1000", "--disable-hot-restart", "--allow-unknown-static-fields",
                 "--admin-address-path", str(self.workdir / "admin-address"),
-                "--log-level", self.log_level, "--concurrency", str(self.concurrency)]
+                "--log-level", self.log_level, "--concurrency", str(self.concurrency),
+                "--service-node", self.pod.node_id, "--service-cluster", self.pod.service_cluster]
 
     async def _start_servers(self) -> None:
         self.net = PodNetwork(self.netns)

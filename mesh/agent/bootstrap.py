@@ -17,10 +17,13 @@ What it holds (template lines in brackets):
   ``re2.max_program_size.error_level``...) and the admin layer.
 * ``bootstrap_extensions`` [L36-L59]: the internal listener.
 * ``stats_config`` [L60-L168]: Istio's stat tags, and an inclusion list with the prefixes the
-  readiness probe needs (``requiredEnvoyStatsMatcherInclusionPrefixes``, config.go#L58-L66).
+  readiness probe needs (``requiredEnvoyStatsMatcherInclusionPrefixes``, config.go#L58-L66) after
+  those of the pod's ``sidecar.istio.io/statsInclusion{Prefixes,Suffixes,Regexps}`` annotations.
+  Everything else (per-cluster counters such as ``cluster.outbound|...upstream_rq_200``) is not
+  kept, as in a real sidecar.
 * ``admin`` [L169-L186]: ``localhost:15000``, access log to ``/dev/null``.
 * ``dynamic_resources`` [L187-L210]: LDS and CDS over ADS, ``api_type`` ``GRPC`` or
-  ``DELTA_GRPC`` when ``ISTIO_DELTA_XDS`` is on (config.go#L85-L89), node on the first message only.
+  ``DELTA_GRPC`` when ``ISTIO_DELTA_XDS`` is on (config.go#L86-L89), node on the first message only.
 * ``static_resources.clusters`` [L211-L334]: ``prometheus_stats`` (Envoy's admin),
   ``agent`` (the agent's status port 15020), ``sds-grpc`` (the agent's SDS socket,
   ``./var/run/secrets/workload-spiffe-uds/socket``) and ``xds-grpc`` (the agent's XDS proxy,
@@ -38,8 +41,9 @@ With a workload certificate the node metadata also says ``MESH_WORKLOAD_CERT: SD
 gives this proxy mTLS clusters and listeners (mesh's signal; Istio sends mTLS to every sidecar).
 
 Simplifications, named: no tracing/metrics-service/access-log-service clusters (the template's
-optional parts), no ``WORKLOAD_NAME``/``OWNER``/``APP_CONTAINERS``/``POD_PORTS``/``ANNOTATIONS``
-metadata, the profile path under the agent's workdir; the ADS gRPC service has a retry back-off
+optional parts), no ``WORKLOAD_NAME``/``OWNER``/``APP_CONTAINERS``/``POD_PORTS`` metadata, no
+``ProxyConfig.proxyStatsMatcher`` or extra stat tags (the ``sidecar.istio.io/statsInclusion*``
+annotations do work), the profile path under the agent's workdir; the ADS gRPC service has a retry back-off
 of 0.1-1 s (Envoy's default reaches 30 s) so a restarted istiod is picked up quickly.
 """
 
@@ -63,7 +67,7 @@ ENVOY_STATUS_PORT = 15021  # ENVOY_STATUS_PORT: Envoy's /healthz/ready listener
 ENVOY_PROMETHEUS_PORT = 15090  # ENVOY_PROMETHEUS_PORT: Envoy's /stats/prometheus listener
 DELTA_ENV = "ISTIO_DELTA_XDS"  # features.DeltaXds, off by default in 1.19
 
-# extractRuntimeFlags' defaults (config.go#L305-L313)
+# extractRuntimeFlags' defaults (config.go#L307-L312)
 RUNTIME_FLAGS = {
     "overload.global_downstream_max_connections": "2147483647",
     "re2.max_program_size.error_level": "32768",
@@ -94,6 +98,10 @@ STATS_TAGS = [
 INCLUSION_PREFIXES = ["cluster_manager", "listener_manager", "server", "cluster.xds-grpc", "wasm"]
 INCLUSION_SUFFIXES = ["rbac.allowed", "rbac.denied", "shadow_allowed", "shadow_denied"]
 INCLUSION_REGEXPS = [r"vhost\.*\.route\.*"]
+# the pod annotations that add to them (getStatsOptions, config.go#L204-L283)
+STATS_ANNOTATIONS = {"prefix": "sidecar.istio.io/statsInclusionPrefixes",
+                     "suffix": "sidecar.istio.io/statsInclusionSuffixes",
+                     "safe_regex": "sidecar.istio.io/statsInclusionRegexps"}
 
 
 @dataclass
@@ -105,15 +113,16 @@ class PodIdentity:
     domain: str = "cluster.local"
     service_account: str = "default"
     proxy_type: str = "sidecar"  # or "router": an ingress gateway
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pod(cls, pod: dict, proxy_type: str = "sidecar", domain: str = "cluster.local") -> PodIdentity:
         """What pilot-agent learns about its pod (from the downward API): name, namespace, IP,
-        labels, service account."""
+        labels, annotations, service account."""
         meta = pod["metadata"]
         return cls(meta["name"], meta["namespace"], pod["status"]["podIP"], dict(meta.get("labels") or {}),
                    domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName", "default"),
-                   proxy_type=proxy_type)
+                   proxy_type=proxy_type, annotations=dict(meta.get("annotations") or {}))
 
     @property
     def node_id(self) -> str:
@@ -156,7 +165,7 @@ def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_p
             "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
             "type_url": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
             "value": {"buffer_size_kb": 64}}}],
-        "stats_config": _stats_config(),
+        "stats_config": _stats_config(pod),
         "admin": {
             "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -200,6 +209,7 @@ def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: in
         "NAME": pod.name,
         "INSTANCE_IPS": pod.ip,
         "LABELS": dict(pod.labels),
+        "ANNOTATIONS": dict(pod.annotations),
         "SERVICE_ACCOUNT": pod.service_account,
         "ISTIO_VERSION": ISTIO_VERSION,
         "CLUSTER_ID": "Kubernetes",
@@ -215,10 +225,17 @@ def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: in
     }
 
 
-def _stats_config() -> dict:
-    patterns = [{"prefix": "reporter="}, *({"prefix": p} for p in INCLUSION_PREFIXES),
-                *({"suffix": s} for s in INCLUSION_SUFFIXES),
-                *({"safe_regex": {"regex": r}} for r in INCLUSION_REGEXPS),
+def _inclusions(pod: PodIdentity, kind: str, required: list[str]) -> list[str]:
+    """An annotation's comma-separated values, then the required ones; ``{pod_ip}`` filled in
+    (``parseOption`` in getStatsOptions)."""
+    given = [v for v in pod.annotations.get(STATS_ANNOTATIONS[kind], "").split(",") if v]
+    return [v.replace("{pod_ip}", pod.ip) for v in [*given, *required]]
+
+
+def _stats_config(pod: PodIdentity) -> dict:
+    patterns = [{"prefix": "reporter="}, *({"prefix": p} for p in _inclusions(pod, "prefix", INCLUSION_PREFIXES)),
+                *({"suffix": s} for s in _inclusions(pod, "suffix", INCLUSION_SUFFIXES)),
+                *({"safe_regex": {"regex": r}} for r in _inclusions(pod, "safe_regex", INCLUSION_REGEXPS)),
                 {"prefix": "component"}, {"prefix": "istio"}]
     return {"use_all_default_tags": False,
             "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in STATS_TAGS],

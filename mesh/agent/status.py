@@ -4,7 +4,7 @@ Go: the status server https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot
 (``/healthz/ready``, ``/stats/prometheus`` and ``/metrics``), its readiness answer
 (``handleReadyProbe``, server.go#L453-L469: 200, or 503 with the reason logged; here the 503's
 body says the reason too) and the probe
-https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-agent/status/ready/probe.go#L51-L140 :
+https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-agent/status/ready/probe.go#L46-L137 :
 
 1. Envoy has received config: ``cluster_manager.cds.update_success`` and
    ``listener_manager.lds.update_success`` are both above zero (read once from Envoy's admin

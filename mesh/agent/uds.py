@@ -1,6 +1,6 @@
 """Unix sockets the agent listens on for Envoy: the XDS proxy's and SDS's.
 
-Go: ``uds.NewListener`` https://github.com/istio/istio/blob/1.19.0/pkg/uds/listener.go#L26-L53
+Go: ``uds.NewListener`` https://github.com/istio/istio/blob/1.19.0/pkg/uds/listener.go#L26-L54
 — remove a stale socket, create the directory, listen, make the socket ``0666`` so Envoy
 (another user in a pod) can connect.
 

@@ -18,7 +18,7 @@ the namespace has. Without it the pod IP must be a loopback address (the loopbac
 
 ``--delta``, or ``ISTIO_DELTA_XDS=true`` in the environment as for pilot-agent, bootstraps
 Envoy with ``api_type: DELTA_GRPC``
-(https://github.com/istio/istio/blob/1.19.0/pkg/bootstrap/config.go#L85-L89).
+(https://github.com/istio/istio/blob/1.19.0/pkg/bootstrap/config.go#L86-L89).
 """
 
 from __future__ import annotations
