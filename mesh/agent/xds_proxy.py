@@ -99,10 +99,9 @@ class XdsProxy:
                 await downstream.write(response)
             # istiod closed the stream with OK: end Envoy's the same way, so it reconnects
         except grpc.aio.AioRpcError as err:
-            if not pump.done() or pump.exception() is None:
-                self.upstream_errors.append(f"{err.code().name}: {err.details()}")
-                log.info("XDS proxy: istiod ended a %s stream: %s %s", method, err.code().name, err.details())
-                await downstream.abort(err.code(), f"upstream {self.upstream}: {err.details()}")
+            self.upstream_errors.append(f"{err.code().name}: {err.details()}")
+            log.info("XDS proxy: istiod ended a %s stream: %s %s", method, err.code().name, err.details())
+            await downstream.abort(err.code(), f"upstream {self.upstream}: {err.details()}")
         finally:
             self.active -= 1
             pump.cancel()
