@@ -17,7 +17,7 @@ process in the pod would do from a thread that has joined the pod's namespace:
   (https://github.com/istio/istio/blob/1.19.0/tools/istio-iptables/pkg/capture/run.go#L405-L438).
   uid stays 0 so Envoy can read a virtualenv under a directory only root can read.
 
-``setns(2)`` with ``CLONE_NEWNET`` moves only the calling thread, so one dedicated thread per
+``setns(2)`` with ``CLONE_NEWNET`` moves only the calling thread, so a small pool of threads per
 pod lives in its namespace for the agent's lifetime; the loop's threads never move.
 Python 3.11 has no ``os.setns``, hence ``ctypes``.
 
@@ -69,12 +69,14 @@ class PodNetwork:
         self.name = name
         self._pool: ThreadPoolExecutor | None = None
 
-    def _executor(self) -> ThreadPoolExecutor | None:
-        if self.name is None:
-            return None  # the loop's default executor: already on the right network
+    def _executor(self) -> ThreadPoolExecutor:
+        """The pod's own threads (joined to its namespace, if any). More than one: a readiness GET
+        to Envoy's 15021 waits for the status server's own admin calls, which must not queue
+        behind it; and not the loop's shared executor, which many pods would exhaust the same way.
+        Threads start only when needed."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"netns-{self.name}",
-                                            initializer=_join, initargs=(self.name,))
+            joins = {"initializer": _join, "initargs": (self.name,)} if self.name else {}
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix=f"podnet-{self.name or 'root'}", **joins)
         return self._pool
 
     async def call(self, fn: Callable[..., T], *args) -> T:
