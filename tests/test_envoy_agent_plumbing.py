@@ -17,10 +17,13 @@ from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
 from mesh.agent.agent import EnvoyAgent, start_pod_agent
 from mesh.agent.bootstrap import PodIdentity
+from mesh.agent.certs import WorkloadCertConfig
 from mesh.agent.netns import PROXY_GID
 from mesh.agent.status import parse_stats
 from mesh.agent.uds import MAX_PATH, UnixListenPath
 from mesh.agent.xds_proxy import DELTA_METHOD, SOTW_METHOD
+from mesh.bootstrap import Server, ServerArgs
+from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
 from mesh.xds.ads import AdsServer
 from mesh.xds.discovery import DiscoveryServer
@@ -234,5 +237,46 @@ def test_envoy_in_a_network_namespace_syncs_through_the_agents_socket(pod_netns,
             assert code == 200 and ident.node_id in info
 
         await _run(steps(), stop_agent, istiod.stop)
+
+    asyncio.run(scenario())
+
+
+def test_envoy_in_a_network_namespace_gets_its_certificate_over_the_agents_sds_socket(pod_netns):
+    """The whole server on the mtls trace; details' sidecar in a namespace of its own (its
+    127.10.0.x pod IP is the namespace's loopback, nobody else's), its certificate from istiod's CA
+    and served to Envoy over ./var/run/secrets/workload-spiffe-uds/socket."""
+    name, _ip = pod_netns
+
+    async def scenario():
+        server = Server(ServerArgs(trace="mtls", speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
+        server.run_all()
+        await server.start()
+        agents: list[EnvoyAgent] = []
+
+        async def stop_all():
+            for agent in agents:
+                await agent.stop()
+                agent.cleanup()
+            await server.stop()
+
+        async def steps():
+            pods = server.kube_client.informer("pods")
+            await wait_until(lambda: any(p["metadata"]["labels"].get("app") == "details" for p in pods.list("default")),
+                             timeout=30, what="the details pod")
+            pod = next(p for p in pods.list("default") if p["metadata"]["labels"].get("app") == "details")
+            sa = pod["spec"].get("serviceAccountName", "default")
+            certs = WorkloadCertConfig(f"127.0.0.1:{server.bound_ports['secure_xds']}", server.ca.root_pem,
+                                       lambda: server.service_account_tokens.issue("default", sa),
+                                       trust_domain=server.environment.mesh()["trustDomain"])
+            agents.append(await start_pod_agent(pod, "127.0.0.1", server.bound_ports["xds"], netns=name, certs=certs))
+            agent = agents[0]
+            assert (agent.workdir / "var/run/secrets/workload-spiffe-uds/socket").exists()
+            await wait_until(lambda: agent.sds.pushes >= 2, timeout=20, what="Envoy to ask for both secrets")
+            dump = await agent.config_dump()
+            [secrets] = [c for c in dump["configs"] if c["@type"].endswith("SecretsConfigDump")]
+            assert {s["name"] for s in secrets["dynamic_active_secrets"]} == {"default", "ROOTCA"}
+            assert agent.workload_cert.identities == (f"spiffe://{certs.trust_domain}/ns/default/sa/{sa}",)
+
+        await _run(steps(), stop_all)
 
     asyncio.run(scenario())
