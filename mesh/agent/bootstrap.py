@@ -35,7 +35,8 @@ Pod networking decides two template values. In a pod's network namespace (``netn
 they are Istio's: ``localhost`` 127.0.0.1, ``wildcard`` 0.0.0.0, ``INTERCEPTION_MODE``
 REDIRECT. In the loopback fallback every pod shares the root namespace, so **both are the
 pod's loopback IP** (127.10.x.y): admin, status and Prometheus ports of different pods do not
-collide, and the proxy runs in Istio's ``INTERCEPTION_MODE`` NONE.
+collide, and the proxy runs in Istio's ``INTERCEPTION_MODE`` NONE (no capture: the apps use the
+HTTP proxy listener, ``HTTP_PROXY_PORT``). A caller may name the mode itself.
 
 With a workload certificate the node metadata also says ``MESH_WORKLOAD_CERT: SDS`` so istiod
 gives this proxy mTLS clusters and listeners (mesh's signal; Istio sends mTLS to every sidecar).
@@ -145,15 +146,18 @@ def delta_from_env(env: dict[str, str]) -> bool:
     raise ValueError(f"{DELTA_ENV}={value!r}: not a boolean (true/false/1/0)")
 
 
-def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
-                    sds_socket: str | None = None, *, xds_socket: str | None = None, delta: bool = False,
-                    netns: bool = False, concurrency: int = 2) -> dict:
+def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int | None = 15080,
+                    sds_socket: str | None = None, interception_mode: str | None = None, *,
+                    xds_socket: str | None = None, delta: bool = False, netns: bool = False,
+                    concurrency: int = 2) -> dict:
     """The bootstrap for ``pod``. Envoy reaches xDS through ``xds_socket`` (the agent's XDS
     proxy) when given, else straight at ``xds_host:xds_port``; ``sds_socket`` set means the agent
-    serves a workload certificate there."""
+    serves a workload certificate there; ``interception_mode`` None means REDIRECT in a pod's
+    namespace and NONE in the loopback fallback; ``http_proxy_port`` None: no HTTP proxy listener."""
     # Istio's IPv4 values in a pod's namespace; the pod's own loopback IP in the fallback
     localhost, wildcard = ("127.0.0.1", "0.0.0.0") if netns else (pod.ip, pod.ip)
-    metadata = _node_metadata(pod, f"{xds_host}:{xds_port}", http_proxy_port, netns, concurrency)
+    mode = interception_mode or ("REDIRECT" if netns else "NONE")
+    metadata = _node_metadata(pod, f"{xds_host}:{xds_port}", http_proxy_port, mode, concurrency)
     if sds_socket:
         metadata[SDS_METADATA] = "SDS"
     xds_address = {"pipe": {"path": xds_socket}} if xds_socket else _socket_address(xds_host, xds_port)
@@ -200,11 +204,11 @@ def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_p
     }
 
 
-def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: int, netns: bool,
-                   concurrency: int) -> dict:
+def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: int | None,
+                   interception_mode: str, concurrency: int) -> dict:
     """What the injected pod's ``ISTIO_META_*`` environment and pilot-agent's own options put in
     the node (``GetNodeMetaData``, config.go#L563-L680)."""
-    return {
+    metadata = {
         "NAMESPACE": pod.namespace,
         "NAME": pod.name,
         "INSTANCE_IPS": pod.ip,
@@ -214,15 +218,17 @@ def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: in
         "ISTIO_VERSION": ISTIO_VERSION,
         "CLUSTER_ID": "Kubernetes",
         "MESH_ID": pod.domain,  # the injector's default: the trust domain
-        "INTERCEPTION_MODE": "REDIRECT" if netns else "NONE",
+        "INTERCEPTION_MODE": interception_mode,
         "ENVOY_STATUS_PORT": ENVOY_STATUS_PORT,
         "ENVOY_PROMETHEUS_PORT": ENVOY_PROMETHEUS_PORT,
         "PILOT_SAN": ["istiod.istio-system.svc"],
         "PROXY_CONFIG": {"configPath": CONFIG_PATH, "discoveryAddress": discovery_address,
                          "proxyAdminPort": ADMIN_PORT, "statusPort": STATUS_PORT, "concurrency": concurrency,
                          "serviceCluster": pod.service_cluster},
-        "HTTP_PROXY_PORT": str(http_proxy_port),  # mesh's: the apps' outbound HTTP proxy listener
     }
+    if http_proxy_port is not None:
+        metadata["HTTP_PROXY_PORT"] = str(http_proxy_port)  # mesh's: the apps' outbound HTTP proxy listener
+    return metadata
 
 
 def _inclusions(pod: PodIdentity, kind: str, required: list[str]) -> list[str]:
