@@ -6,9 +6,9 @@ host must be a subset of one of the VirtualService's hosts; an IP address as SNI
 
 from __future__ import annotations
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.config.validation.destination import validate_route_destinations
 from mesh.config.validation.primitives import (
-    host_subset_of,
     validate_gateway_names,
     validate_ip_subnet,
     validate_labels,
