@@ -33,6 +33,7 @@ from mesh.config.mesh import (
     read_mesh_config_file,
 )
 from mesh.config.meshnetworks import MeshNetworksError, NetworksWatcher, parse_mesh_networks
+from mesh.kube.addresses import to_loopback
 from mesh.kube.client import KubeClient, ReplayClient
 from mesh.kube.configmapwatcher import watch_configmap
 from mesh.kube.trace import load_trace
@@ -144,6 +145,8 @@ class Server:
             return
         if args.trace is not None:
             trace = load_trace(args.trace)
+            if args.loopback_addresses:
+                trace = to_loopback(trace)
             self.kube_client = ReplayClient(trace, self.clock, speed=args.speed)
         elif args.kubeconfig is not None:
             from mesh.kube.live import LiveClient  # the official client is only loaded when used

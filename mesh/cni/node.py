@@ -90,6 +90,43 @@ def clean_stale() -> list[str]:
     return removed
 
 
+def claim_blackholes(save_state) -> None:
+    """Check the root namespace is contained, install the blackhole routes that are missing
+    (recording them as mesh's), and ``save_state()`` — all under the lock, after removing what dead
+    runs left, so the routes are there before any namespace of this run exists."""
+    clean_stale()
+    with state.locked():
+        exposure = root_exposure()
+        if exposure:
+            raise ContainmentError("the root network namespace already has addresses or routes of the pod/"
+                                   f"Service ranges {', '.join(CONTAINED)}: {'; '.join(exposure)}")
+        present = _installed_blackholes()
+        added = [dst for dst in CONTAINED if dst not in present]
+        for dst in added:
+            ip("route", "add", "blackhole", dst)
+        if added:
+            state.set_blackholes(sorted(set(state.blackholes()) | set(added)))
+        save_state()  # before the first namespace exists, so a crash leaves it findable
+
+
+class Guard:
+    """A run that holds only the blackhole routes, no namespaces: the test suite takes one as root,
+    so a trace address that slipped into the root namespace fails at once instead of leaving."""
+
+    def __init__(self):
+        self.run = f"mesh{os.getpid()}.{next(_counter)}"
+
+    def start(self) -> Guard:
+        claim_blackholes(lambda: state.write(self.run, {"pid": os.getpid(), "started": state.start_time(os.getpid()),
+                                                         "netns": [], "pods": {}}))
+        return self
+
+    def stop(self) -> None:
+        with state.locked():
+            state.path(self.run).unlink(missing_ok=True)
+            _release_blackholes_if_last()
+
+
 class Node:
     """One run's node namespace and pods. ``start()`` before ``add_pod``; ``stop()`` removes all."""
 
@@ -106,19 +143,7 @@ class Node:
                                "pods": {k: {"netns": p.netns, "ip": p.ip} for k, p in self.pods.items()}})
 
     def start(self) -> Node:
-        clean_stale()
-        with state.locked():
-            exposure = root_exposure()
-            if exposure:
-                raise ContainmentError("the root network namespace already has addresses or routes of the pod/"
-                                       f"Service ranges {', '.join(CONTAINED)}: {'; '.join(exposure)}")
-            present = _installed_blackholes()
-            added = [dst for dst in CONTAINED if dst not in present]
-            for dst in added:
-                ip("route", "add", "blackhole", dst)
-            if added:
-                state.set_blackholes(sorted(set(state.blackholes()) | set(added)))
-            self._save()  # before the first namespace exists, so a crash leaves it findable
+        claim_blackholes(self._save)
         self._started = True
         try:
             ip("netns", "add", self.netns)
@@ -129,7 +154,8 @@ class Node:
             # A packet no sidecar captured (a ClusterIP, an outside address) reaches the node and
             # must fail at once, not time out: forwarding on here (only here) turns a "prohibit"
             # route into ICMP "administratively prohibited", which TCP treats as fatal.
-            ip("netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            ip("netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+               "net.ipv4.icmp_ratelimit=0")  # every refused connect gets its answer, not one a second
             ip("route", "add", "prohibit", SERVICE_CIDR, netns=self.netns)
             ip("route", "add", "prohibit", "default", netns=self.netns)
         except NetError:
