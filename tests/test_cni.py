@@ -274,3 +274,16 @@ def test_mesh_exec_runs_a_command_in_the_pod(node):
     done = subprocess.run([sys.executable, "-m", "mesh", "exec", "nosuchpod", "--", "true"], capture_output=True,
                           text=True, env=env, timeout=30, check=False)
     assert done.returncode == 2 and "no running pod nosuchpod" in done.stderr
+
+
+def test_mesh_iptables_applies_istio_init_in_a_running_pod(node):
+    pod = node.add_pod("ratings-v1-abc12", "default", "10.244.0.9")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "mesh", "iptables", "--pod", "ratings", "--", *ISTIO_INIT],
+                          capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    saved = subprocess.run(["ip", "netns", "exec", pod.netns, "iptables-save", "-t", "nat"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001" in saved
+    root = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False).stdout
+    assert "ISTIO_" not in root  # nothing in the root namespace

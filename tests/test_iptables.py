@@ -206,3 +206,19 @@ def test_separate_v4_v6_keeps_each_family_and_skips_junk(capsys):
     assert [str(n) for n in v4.cidrs] == ["10.0.0.0/8", "127.0.0.1/32"] and v4.has_loopback_ip
     assert [str(n) for n in v6.cidrs] == ["fd00::/64"] and not v6.has_loopback_ip
     assert "Ignoring error for bug compatibility" in capsys.readouterr().err
+
+
+def test_cli_dry_run_prints_what_istio_iptables_would_apply(capsys):
+    from mesh.cli import main
+
+    args = injected_init_args()
+    assert main(["iptables", "--dry-run", "--", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["# iptables-restore --noflush", "* nat", "-N ISTIO_INBOUND"] and out[-1] == "COMMIT"
+    # the restore input holds the same rules as the commands, without "iptables -t nat"
+    assert out[2:-1] == [r.removeprefix("iptables -t nat ") for r in TEMPLATE_RULES]
+    assert main(["iptables", "--", *args, "-f=false", "-n"]) == 0  # istio-iptables' own --dry-run, command form
+    assert capsys.readouterr().out.splitlines() == TEMPLATE_RULES
+    assert main(["iptables", "--", *args]) == 2  # applying needs --pod or --netns
+    assert main(["iptables", "--netns", "someone-elses", "--", *args]) == 2
+    assert "not a namespace mesh created" in capsys.readouterr().err

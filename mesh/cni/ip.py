@@ -6,6 +6,7 @@ do the same changes and read the same way in a terminal, which is the point for 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -33,14 +34,15 @@ def ip_json(*args: str, netns: str | None = None) -> list:
     return json.loads(ip("-j", *args, netns=netns) or "[]")
 
 
+@functools.cache
 def unavailable() -> str | None:
-    """Why pods cannot be network namespaces here (None: they can)."""
+    """Why pods cannot be network namespaces here (None: they can); probed once per process."""
     if os.geteuid() != 0:
         return "not root (network namespaces need CAP_NET_ADMIN and CAP_SYS_ADMIN)"
     for tool, package in (("ip", "iproute2"), ("iptables-restore", "iptables"), ("setpriv", "util-linux")):
         if shutil.which(tool) is None:
             return f"{tool} not found (apt-get install -y {package})"
-    probe = f"mesh-probe-{os.getpid()}"
+    probe = f"mesh{os.getpid()}.999999-probe"  # a run name: a killed probe is cleaned as stale
     done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return f"cannot create a network namespace: {done.stderr.strip()}"
