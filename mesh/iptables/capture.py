@@ -211,42 +211,13 @@ class IptablesConfigurator:
                                   "-o", "lo", "-s", c.IP_VERSION_SPECIFIC, "-j", c.RETURN)
 
         no_loopback_include = not v4_include.has_loopback_ip and not v6_include.has_loopback_ip
+        tunnel = ["!", "--dport", cfg.inbound_tunnel_port]
         for uid in split(cfg.proxy_uid):  # run.go L356-L403
-            if redirect_dns:  # run.go L360-L371
-                ipt.append_versioned_rule("127.0.0.1/32", "::1/128", c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
-                                          "-o", "lo", "!", "-d", c.IP_VERSION_SPECIFIC, "-p", "tcp",
-                                          "-m", "multiport", "!", "--dports", "53," + cfg.inbound_tunnel_port,
-                                          "-m", "owner", "--uid-owner", uid, "-j", c.ISTIO_IN_REDIRECT)
-            else:  # run.go L372-L378: app → its own VIP → Envoy → back in through the inbound side
-                ipt.append_versioned_rule("127.0.0.1/32", "::1/128", c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
-                                          "-o", "lo", "!", "-d", c.IP_VERSION_SPECIFIC, "-p", "tcp",
-                                          "!", "--dport", cfg.inbound_tunnel_port,
-                                          "-m", "owner", "--uid-owner", uid, "-j", c.ISTIO_IN_REDIRECT)
-            if no_loopback_include:  # run.go L383-L397: app → itself over lo is not captured
-                if redirect_dns:
-                    ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-o", "lo", "-p", "tcp",
-                                    "!", "--dport", "53", "-m", "owner", "!", "--uid-owner", uid, "-j", c.RETURN)
-                else:
-                    ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
-                                    "-o", "lo", "-m", "owner", "!", "--uid-owner", uid, "-j", c.RETURN)
-            # run.go L401-L402: Envoy's own traffic is never sent back to Envoy
-            ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-m", "owner", "--uid-owner", uid,
-                            "-j", c.RETURN)
-
+            # run.go L360-L371: with DNS capture, the uid's rule also leaves port 53 alone
+            dns_too = ["-m", "multiport", "!", "--dports", "53," + cfg.inbound_tunnel_port]
+            self._proxy_owner_rules("--uid-owner", uid, dns_too if redirect_dns else tunnel, no_loopback_include)
         for gid in split(cfg.proxy_gid):  # run.go L405-L438, the same for the proxy's group
-            ipt.append_versioned_rule("127.0.0.1/32", "::1/128", c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
-                                      "-o", "lo", "!", "-d", c.IP_VERSION_SPECIFIC, "-p", "tcp",
-                                      "!", "--dport", cfg.inbound_tunnel_port,
-                                      "-m", "owner", "--gid-owner", gid, "-j", c.ISTIO_IN_REDIRECT)
-            if no_loopback_include:
-                if redirect_dns:
-                    ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-o", "lo", "-p", "tcp",
-                                    "!", "--dport", "53", "-m", "owner", "!", "--gid-owner", gid, "-j", c.RETURN)
-                else:
-                    ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
-                                    "-o", "lo", "-m", "owner", "!", "--gid-owner", gid, "-j", c.RETURN)
-            ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-m", "owner", "--gid-owner", gid,
-                            "-j", c.RETURN)
+            self._proxy_owner_rules("--gid-owner", gid, tunnel, no_loopback_include)
 
         owner_groups = parse_intercept_filter(cfg.owner_groups_include, cfg.owner_groups_exclude)  # L440
         self.handle_capture_by_owner_group(owner_groups)  # run.go L442
@@ -285,6 +256,23 @@ class IptablesConfigurator:
         if cfg.inbound_interception_mode == c.TPROXY:
             self._tproxy_marks()
         return self
+
+    def _proxy_owner_rules(self, flag: str, owner: str, ports: list[str], no_loopback_include: bool) -> None:
+        """The three ISTIO_OUTPUT rules for one proxy uid or gid (run.go L356-L438)."""
+        ipt, redirect_dns = self.iptables, self.cfg.redirect_dns
+        # run.go L372-L378, L408-L413: app → its own VIP → Envoy → back in through the inbound side
+        ipt.append_versioned_rule("127.0.0.1/32", "::1/128", c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
+                                  "-o", "lo", "!", "-d", c.IP_VERSION_SPECIFIC, "-p", "tcp", *ports,
+                                  "-m", "owner", flag, owner, "-j", c.ISTIO_IN_REDIRECT)
+        if no_loopback_include:  # run.go L383-L397, L418-L433: app → itself over lo is not captured
+            if redirect_dns:  # ...except TCP DNS, which a local DNS server may need captured
+                ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-o", "lo", "-p", "tcp",
+                                "!", "--dport", "53", "-m", "owner", "!", flag, owner, "-j", c.RETURN)
+            else:
+                ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT,
+                                "-o", "lo", "-m", "owner", "!", flag, owner, "-j", c.RETURN)
+        # run.go L401-L402, L437: Envoy's own traffic is never sent back to Envoy
+        ipt.append_rule(c.UNDEFINED_COMMAND, c.ISTIO_OUTPUT, c.NAT, "-m", "owner", flag, owner, "-j", c.RETURN)
 
     def _tproxy_marks(self) -> None:
         """run.go L509-L544: TPROXY's marks, so Envoy's traffic to the app is not captured again."""
