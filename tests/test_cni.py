@@ -287,3 +287,28 @@ def test_mesh_iptables_applies_istio_init_in_a_running_pod(node):
     assert "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001" in saved
     root = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False).stdout
     assert "ISTIO_" not in root  # nothing in the root namespace
+
+
+def test_mesh_port_forward_reaches_a_pod_port_from_loopback(node):
+    pod = node.add_pod("details-v1-abc12", "default", "10.244.0.7")
+    app = pod.spawn([sys.executable, "-c", "import socket\ns = socket.create_server(('10.244.0.7', 9080))\n"
+                     "while True:\n c, _ = s.accept(); c.send(b'details'); c.close()"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    forward = subprocess.Popen([sys.executable, "-m", "mesh", "port-forward", "details", "9080"], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        line = forward.stdout.readline()
+        assert line.startswith("Forwarding from 127.0.0.1:") and "-> 10.244.0.7:9080 in pod details-v1-abc12.default" in line
+        port = int(line.split(":")[1].split()[0])
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                data = c.recv(100)
+            if data:
+                break
+            time.sleep(0.1)
+        assert data == b"details"
+    finally:
+        forward.terminate()
+        assert forward.wait(10) == 0
+        app.terminate()
+        app.wait(5)
