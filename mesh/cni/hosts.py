@@ -2,7 +2,8 @@
 
 CoreDNS answers ``<svc>.<ns>.svc.<domain>`` with the ClusterIP, and the pod's ``resolv.conf``
 search list (``<ns>.svc.<domain> svc.<domain> <domain>``, kubelet's
-https://github.com/kubernetes/kubernetes/blob/v1.28.0/pkg/kubelet/network/dns/dns.go#L178-L186)
+``generateSearchesForDNSClusterFirst`` in
+https://github.com/kubernetes/kubernetes/blob/v1.28.0/pkg/kubelet/network/dns/dns.go)
 makes ``<svc>``, ``<svc>.<ns>`` and ``<svc>.<ns>.svc`` work too. mesh runs no DNS server: the same
 names are written to the pod's hosts file, which ``ip netns exec`` binds over ``/etc/hosts``.
 
