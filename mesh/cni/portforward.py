@@ -60,12 +60,15 @@ class PortForward:
         self.socket_path.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._helper = self.pod.spawn([sys.executable, "-m", "mesh.cni.portforward", "--uds", str(self.socket_path),
-                                       "--to", f"{self.target_ip}:{self.port}"], env=env)
-        for _ in range(200):  # the helper binds its socket within a moment
-            if self.socket_path.exists() or self._helper.poll() is not None:
-                break
-            await asyncio.sleep(0.02)
-        if not self.socket_path.exists():
+                                       "--to", f"{self.target_ip}:{self.port}"], env=env, stdout=subprocess.PIPE,
+                                      text=True)
+        # "ready" once it listens (the socket file exists a moment earlier, at bind, when a connect
+        # would still be refused)
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(self._helper.stdout.readline), 10)
+        except TimeoutError:
+            line = ""
+        if line.strip() != "ready":
             await self.stop()
             raise RuntimeError(f"port-forward helper in {self.pod.netns} did not start")
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.local_port)
@@ -93,6 +96,8 @@ class PortForward:
             except subprocess.TimeoutExpired:
                 self._helper.kill()
                 self._helper.wait()
+            if self._helper.stdout is not None:
+                self._helper.stdout.close()
             self._helper = None
         self.socket_path.unlink(missing_ok=True)
 
@@ -107,6 +112,7 @@ async def _serve_in_pod(uds: str, host: str, port: int) -> None:
         await _splice(reader, writer, r2, w2)
 
     server = await asyncio.start_unix_server(accept, uds)
+    print("ready", flush=True)
     async with server:
         await server.serve_forever()
 

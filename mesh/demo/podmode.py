@@ -107,6 +107,8 @@ class InPodApp:
         except subprocess.TimeoutExpired:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
 
 
