@@ -1,4 +1,4 @@
-"""The demo's pods: which trace pods get an app and a sidecar, and who they are to their Envoy.
+"""The demo's pods: which trace pods get an app and a sidecar, and on which loopback addresses.
 
 A pod's identity for its Envoy is what pilot-agent is given through the downward API (the
 ``POD_NAME``, ``POD_NAMESPACE``, ``INSTANCE_IP`` and ``SERVICE_ACCOUNT`` variables of
@@ -7,11 +7,19 @@ the pod's labels; here it comes straight from the trace's Pod object. Trace pods
 addresses (10.244.0.x); where the demo cannot give pods network namespaces it replays the trace
 with loopback stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x, or another ``/24`` of
 loopback with ``--subnet``, so two demos on one machine do not fight over addresses).
+
+``sidecar_proxies`` models the sidecars of a replay without Envoys, for the push recorder: every pod
+carrying the ``sidecar.istio.io/status`` annotation (the injector put an Envoy in it) is one, named by
+the node a real mini pilot-agent would send for it (``mesh.agent.bootstrap``:
+``sidecar~<ip>~<pod>.<ns>~...`` plus labels, IPs and service account in the metadata), parsed by
+``parse_node_id`` as ADS parses it.
 """
 
 from __future__ import annotations
 
-from mesh.agent.bootstrap import PodIdentity
+from mesh.agent.bootstrap import PodIdentity, build_bootstrap
+from mesh.model.proxy import Proxy, parse_node_id
+from mesh.xds.push_recorder import PushRecorder
 
 
 def is_mesh_pod(pod: dict) -> bool:
@@ -28,3 +36,31 @@ def is_mesh_pod(pod: dict) -> bool:
 
 def pod_identity(pod: dict, domain: str = "cluster.local") -> PodIdentity:
     return PodIdentity.from_pod(pod, domain=domain)
+
+
+# -- the modelled sidecars of a replay (``mesh.xds.push_recorder``) ---------------------------------
+SIDECAR_STATUS = "sidecar.istio.io/status"
+
+
+def proxy_for_pod(pod: dict, domain: str = "cluster.local") -> Proxy:
+    """The node this pod's sidecar would present on its first DiscoveryRequest (the mini pilot-agent's
+    bootstrap), parsed as ADS parses it."""
+    meta = pod.get("metadata") or {}
+    ip = (pod.get("status") or {}).get("podIP") or ""
+    identity = PodIdentity(meta["name"], meta.get("namespace", "default"), ip, dict(meta.get("labels") or {}),
+                           domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName") or "default")
+    node = build_bootstrap(identity, "127.0.0.1", 15010)["node"]  # only the node is used
+    return parse_node_id(node["id"], node["metadata"])
+
+
+def sidecar_proxies(kube_client, domain: str = "cluster.local") -> list[Proxy]:
+    """A Proxy for every injected pod with an IP, sorted by namespace and name."""
+    out = [proxy_for_pod(pod, domain) for pod in kube_client.list_objects("Pod")
+           if SIDECAR_STATUS in ((pod.get("metadata") or {}).get("annotations") or {})
+           and (pod.get("status") or {}).get("podIP")]
+    return sorted(out, key=lambda p: (p.namespace, p.id))
+
+
+def record_pushes(server) -> PushRecorder:
+    """A push recorder on ``server`` whose proxies are the trace's injected pods (``sidecar_proxies``)."""
+    return PushRecorder(server, lambda: sidecar_proxies(server.kube_client, server.ads.domain))

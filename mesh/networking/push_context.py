@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config, ConfigStore
 from mesh.model.proxy import Proxy
 from mesh.model.service import IstioEndpoint, Service, ServiceDiscovery
@@ -37,14 +38,6 @@ def resolve_short_name(host: str, namespace: str, domain: str = "cluster.local")
     if not host or host == "*" or "." in host or is_ip_address(host):
         return host
     return f"{host}.{namespace}.svc.{domain}" if namespace else host
-
-
-def host_matches(pattern: str, hostname: str) -> bool:
-    """Does a (possibly wildcard) host of a rule cover a service hostname? ``*.default.svc.cluster.local``
-    covers ``reviews.default.svc.cluster.local``; ``*`` covers everything."""
-    if pattern == hostname or pattern == "*":
-        return True
-    return pattern.startswith("*.") and hostname.endswith(pattern[1:])
 
 
 @dataclass(frozen=True)
@@ -70,13 +63,18 @@ class PushContext:
     # has a workload certificate): EDS sends their traffic there, over TLS (networking/tls.py).
     mtls_addresses: frozenset[str] = frozenset()
     trust_domain: str = "cluster.local"  # MeshConfig.trustDomain: whose SPIFFE identities inbound mTLS accepts
+    # Pod IPs of connected sidecars that nothing captures (INTERCEPTION_MODE=NONE): EDS sends
+    # their mTLS traffic to their inbound port (networking/endpoints.py).
+    uncaptured_addresses: frozenset[str] = frozenset()
+    outbound_traffic_mode: str = "ALLOW_ANY"  # MeshConfig.outboundTrafficPolicy.mode
     _by_host: dict[str, Service] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, registry: ServiceDiscovery, config_store: ConfigStore | None, version: str = "0",
               domain: str = "cluster.local", mtls_addresses: frozenset[str] = frozenset(),
-              trust_domain: str = "cluster.local") -> PushContext:
+              trust_domain: str = "cluster.local", uncaptured_addresses: frozenset[str] = frozenset(),
+              outbound_traffic_mode: str = "ALLOW_ANY") -> PushContext:
         services = sorted(registry.services(), key=lambda s: s.hostname)
         vss: list[Config] = []
         drs: dict[str, Config] = {}
@@ -91,7 +89,8 @@ class PushContext:
                 drs.setdefault(host, dr)  # the oldest rule for a host wins
         ctx = cls(version=version, services=services, virtual_services=vss, destination_rules=drs,
                   registry=registry, domain=domain, gateways=gateways, peer_authentications=peer_authns,
-                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain)
+                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain,
+                  uncaptured_addresses=frozenset(uncaptured_addresses), outbound_traffic_mode=outbound_traffic_mode)
         ctx._by_host = {s.hostname: s for s in services}
         return ctx
 
@@ -121,7 +120,7 @@ class PushContext:
         rule = self.destination_rules.get(hostname)
         if rule is not None:
             return rule
-        wildcard = [h for h in self.destination_rules if h.startswith("*") and host_matches(h, hostname)]
+        wildcard = [h for h in self.destination_rules if h.startswith("*") and host_subset_of(hostname, h)]
         return self.destination_rules[max(wildcard, key=len)] if wildcard else None  # most specific
 
     def endpoints(self, hostname: str, port: int) -> list[IstioEndpoint]:

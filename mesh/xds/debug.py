@@ -1,4 +1,5 @@
-"""Debug views of the ADS server: ``/debug/syncz``, ``/debug/adsz``, ``/debug/config_dump``.
+"""Debug views of the ADS server (``/debug/syncz``, ``/debug/adsz``, ``/debug/config_dump``) and
+the one "is this proxy synced" check the demo, the notebooks and the Envoy tests wait on.
 
 Go: ``Syncz`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/debug.go#L268-L295 (and
 its ``SyncStatus`` fields, debug.go#L117-L133), ``adsz`` (debug.go#L561-L604), ``ConfigDump``
@@ -12,20 +13,34 @@ something newer was sent than was ACKed (a NACK leaves it so), NOT SENT when not
 
 from __future__ import annotations
 
-from mesh.model.push_request import PushRequest, TriggerReason
-from mesh.xds.generator import WatchedResource
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE
+import betterproto2
 
-_SYNC_FIELDS = {CLUSTER: "cluster", LISTENER: "listener", ROUTE: "route", ENDPOINT: "endpoint"}
+from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.xds.fastpath import without_pydantic_validation
+from mesh.xds.generator import WatchedResource, xds_status
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE, TYPES
+
 _ADMIN = "type.googleapis.com/envoy.admin.v3."
 
 
-def xds_status(sent: str, acked: str) -> str:
-    if not sent:
-        return "NOT SENT"
-    if sent == acked:
-        return "SYNCED"
-    return "STALE (Never Acknowledged)" if not acked else "STALE"
+def proxy_synced(ads, proxy_id: str) -> bool:
+    """Is this proxy caught up: has it asked for clusters and listeners, has the current push
+    reached it, and has it ACKed everything sent to it (every type SYNCED)?
+
+    Not "every type at the current version": a push sends only the types it concerns (a
+    VirtualService change sends no EDS, as in istiod), so the others keep older versions."""
+    con = ads.connection(proxy_id)
+    if con is None or CLUSTER not in con.watched or LISTENER not in con.watched:
+        return False
+    return con.push_version == ads.push_context.version and con.synced() and con.pending_push is None
+
+
+def proxy_answered(ads, proxy_id: str) -> bool:
+    """Has this proxy answered the last response of every type it watches — ACK or NACK?"""
+    con = ads.connection(proxy_id)
+    if con is None or not con.watched:
+        return False
+    return all(w.answered() for t, w in con.watched.items() if t in PUSH_ORDER)
 
 
 def syncz(ads, namespace: str | None = None) -> list[dict]:
@@ -36,8 +51,8 @@ def syncz(ads, namespace: str | None = None) -> list[dict]:
         proxy = con.state.proxy
         row = {"cluster_id": proxy.metadata.get("CLUSTER_ID", "Kubernetes"), "proxy": proxy.id,
                "proxy_type": proxy.type, "istio_version": proxy.istio_version}
-        for type_url, name in _SYNC_FIELDS.items():
-            w = con.watched.get(type_url)
+        for t in TYPES:
+            name, w = t.sync_field, con.watched.get(t.url)
             if w is not None and w.nonce_sent:
                 row[f"{name}_sent"] = w.nonce_sent
             if w is not None and w.nonce_acked:
@@ -51,9 +66,8 @@ def proxy_status(ads) -> list[dict]:
     rows = []
     for s in syncz(ads):
         row = {"NAME": s["proxy"], "CLUSTER": s["cluster_id"]}
-        for name in ("cluster", "listener", "endpoint", "route"):
-            row[{"cluster": "CDS", "listener": "LDS", "endpoint": "EDS", "route": "RDS"}[name]] = \
-                xds_status(s.get(f"{name}_sent", ""), s.get(f"{name}_acked", ""))
+        for t in TYPES:
+            row[t.short] = xds_status(s.get(f"{t.sync_field}_sent", ""), s.get(f"{t.sync_field}_acked", ""))
         row["ISTIOD"] = "mesh"
         row["VERSION"] = s["istio_version"]
         rows.append(row)
@@ -79,8 +93,12 @@ def adsz(ads, push: bool = False) -> dict:
     return {"totalClients": len(clients), "clients": clients}
 
 
-def config_dump(ads, proxy_id: str) -> dict | None:
-    """What istiod would send this proxy now, in the shape of Envoy's ``/config_dump``.
+def config_dump(ads, proxy_id: str, include_eds: bool = False) -> dict | None:
+    """What istiod would send this proxy now, in the shape and field names of Envoy's own
+    ``/config_dump`` (``connectionConfigDump``, debug.go#L761-L893): the sections in Envoy's order —
+    an empty bootstrap (istiod never sees it), clusters, endpoints only with ``include_eds``,
+    listeners, (scoped) routes, secrets (none: the agent serves them) and ECDS — each resource
+    in protobuf JSON with the proto's own snake_case names, as Envoy prints them.
     None when the proxy is not connected."""
     con = ads.connection(proxy_id)
     if con is None or con.state is None:
@@ -88,21 +106,37 @@ def config_dump(ads, proxy_id: str) -> dict | None:
     push = ads.push_context
     generated = {}
     for type_url in PUSH_ORDER:
+        if type_url == ENDPOINT and not include_eds:
+            continue
         watched = con.watched.get(type_url) or WatchedResource(type_url)
         resources = ads.generators[type_url].generate(con.state, push, watched, None) or []
-        generated[type_url] = [dict(r.body, **{"@type": type_url}) for r in resources]
+        generated[type_url] = [envoy_json(type_url, r.body) for r in resources]
     version = push.version
-    return {"configs": [
-        {"@type": _ADMIN + "ClustersConfigDump",
-         "dynamicActiveClusters": [{"versionInfo": version, "cluster": c} for c in generated[CLUSTER]]},
-        {"@type": _ADMIN + "ListenersConfigDump",
-         "dynamicListeners": [{"name": li["name"], "activeState": {"versionInfo": version, "listener": li}}
-                              for li in generated[LISTENER]]},
-        {"@type": _ADMIN + "RoutesConfigDump",
-         "dynamicRouteConfigs": [{"versionInfo": version, "routeConfig": r} for r in generated[ROUTE]]},
-        {"@type": _ADMIN + "EndpointsConfigDump",
-         "dynamicEndpointConfigs": [{"versionInfo": version, "endpointConfig": e} for e in generated[ENDPOINT]]},
-    ]}
+    configs = [
+        {"@type": _ADMIN + "BootstrapConfigDump"},
+        {"@type": _ADMIN + "ClustersConfigDump", "version_info": version,
+         "dynamic_active_clusters": [{"cluster": c} for c in generated[CLUSTER]]},
+    ]
+    if include_eds:
+        configs.append({"@type": _ADMIN + "EndpointsConfigDump", "dynamic_endpoint_configs": [
+            {"version_info": version, "endpoint_config": e} for e in generated[ENDPOINT]]})
+    configs += [
+        {"@type": _ADMIN + "ListenersConfigDump", "version_info": version, "dynamic_listeners": [
+            {"name": li["name"], "active_state": {"version_info": version, "listener": li}} for li in generated[LISTENER]]},
+        {"@type": _ADMIN + "ScopedRoutesConfigDump"},
+        {"@type": _ADMIN + "RoutesConfigDump", "dynamic_route_configs": [
+            {"version_info": version, "route_config": r} for r in generated[ROUTE]]},
+        {"@type": _ADMIN + "SecretsConfigDump"},
+        {"@type": _ADMIN + "EcdsConfigDump"},
+    ]
+    return {"configs": configs}
+
+
+def envoy_json(type_url: str, body: dict) -> dict:
+    """A resource as Envoy's admin API prints it: through its message class, snake_case, ``@type`` first."""
+    with without_pydantic_validation():
+        message = MESSAGE_CLASSES[type_url].from_dict(body)
+    return {"@type": type_url, **message.to_dict(casing=betterproto2.Casing.SNAKE)}
 
 
 def push_status(ads) -> dict:
