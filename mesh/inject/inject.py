@@ -36,6 +36,7 @@ import yaml
 from mesh.inject import merge, probes
 from mesh.inject.config import InjectorConfig
 from mesh.inject.template import InjectionTemplateError, proxy_image, render
+from mesh.inject.validate import AnnotationError, validate_annotations
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,10 @@ def select_templates(params: InjectionParams) -> list[str]:
 
 def run_templates(params: InjectionParams, proxy_config: dict) -> tuple[dict, dict, list[str], dict[str, str]]:
     """``RunTemplate``: returns (merged pod, template-only pod, template names, rendered YAML)."""
+    try:
+        validate_annotations((params.pod.get("metadata") or {}).get("annotations"))
+    except AnnotationError as err:
+        raise InjectionError(str(err)) from err
     glob = params.values.get("global") or {}
     labels = (params.pod.get("metadata") or {}).get("labels") or {}
     cluster = params.proxy_envs.get("ISTIO_META_CLUSTER_ID") or (glob.get("multiCluster") or {}).get("clusterName", "")
