@@ -173,7 +173,7 @@ def write_settings(case: Case, folder: Path) -> list[str]:
     go_config = yaml.safe_load(istio_src.show(f"{INPUTS}/{prefix}.template.gen.yaml"))
     default_go = yaml.safe_load(istio_src.show(f"{INPUTS}/default.template.gen.yaml"))
     config = yaml.safe_load(builtin_paths()[0].read_text(encoding="utf-8"))
-    for name, text in (go_config.get("templates") or {}).items():
+    for name in go_config.get("templates") or {}:
         if name not in default_go["templates"]:  # (a changed built-in one mesh has not ported is left out)
             config["templates"][name] = CUSTOM_TEMPLATES[name]
     for key in ("defaultTemplates", "policy", "aliases", "neverInjectSelector", "alwaysInjectSelector",
@@ -283,7 +283,7 @@ def differences(want, got, path: str = "") -> list[str]:
         return out
     if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
         out = []
-        for i, (w, g) in enumerate(zip(want, got)):
+        for i, (w, g) in enumerate(zip(want, got, strict=True)):
             name = w.get("name") if isinstance(w, dict) and "name" in w else i
             out += differences(w, g, f"{path}[{name}]")
         return out

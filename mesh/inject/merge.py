@@ -12,9 +12,9 @@ field by field; a ``volumes`` entry with a new ``name`` is added. The keys below
 replaced whole, maps merge recursively, and ``null`` in the patch deletes the field.
 
 Simplifications, named: the ``$patch``/``$setElementOrder`` directives are not supported (no
-injection template uses them); merged keyed lists put the patch's items first, in the patch's
-order, then the original's remaining items — which is the order Kubernetes produces for the
-patches injection makes (the injected volumes come before the app's own).
+injection template uses them). Merged keyed lists are ordered as Kubernetes orders them (see
+``_merge_keyed_list``): the injected volumes come before the app's own, and a user's
+``istio-proxy`` volume mount re-applied over the injected container stays after the injected ones.
 """
 
 from __future__ import annotations
@@ -61,18 +61,33 @@ def _merge_into(target: dict, patch: dict, path: tuple[str, ...]) -> dict:
 
 
 def _merge_keyed_list(original: list, patch: list, key: str, path: tuple[str, ...]) -> list:
-    """Patch items first (merged with the original item of the same key), then the rest."""
+    """Merge by ``key``, then order as Kubernetes' ``mergeSortedSlice`` does: the patch's items in
+    patch order and the original's other items in their order, interleaved so that two items both
+    found in the original keep their original order — a patch item the original lacks goes first.
+
+    (``normalizeElementOrder``/``mergeSortedSlice`` in
+    https://github.com/kubernetes/apimachinery/blob/v0.28.0/pkg/util/strategicpatch/patch.go)
+    """
     by_key = {item.get(key): item for item in original if isinstance(item, dict)}
+    position = {k: i for i, k in enumerate(by_key)}
     merged, used = [], set()
     for item in patch:
         k = item.get(key) if isinstance(item, dict) else None
         if k is not None and k in by_key:
-            merged.append(_merge_into(by_key[k], item, path))
+            merged.append((position[k], _merge_into(by_key[k], item, path)))
             used.add(k)
         else:
-            merged.append(clone(item))
-    merged += [i for i in original if not (isinstance(i, dict) and i.get(key) in used)]
-    return merged
+            merged.append((None, clone(item)))
+    rest = [(position.get(i.get(key)) if isinstance(i, dict) else None, i)
+            for i in original if not (isinstance(i, dict) and i.get(key) in used)]
+    out = []
+    while merged or rest:
+        if rest and (not merged or (rest[0][0] is not None and merged[0][0] is not None
+                                    and rest[0][0] < merged[0][0])):
+            out.append(rest.pop(0)[1])
+        else:
+            out.append(merged.pop(0)[1])
+    return out
 
 
 MOVE_FIRST, MOVE_LAST, REMOVE = "first", "last", "remove"
