@@ -20,6 +20,7 @@ Read at test time from ``ISTIO_SRC`` (``tests/istio_src.py``); nothing of it is 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -30,10 +31,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import istio_src
+import jsonpatch
 import yaml
 
 from mesh.cli import main
-from mesh.inject.config import builtin_paths
+from mesh.config.mesh import read_mesh_config_file
+from mesh.inject.config import InjectorConfigWatcher, builtin_paths, load_files
+from mesh.inject.webhook import Webhook
 
 TESTDATA = "pkg/kube/inject/testdata/inject"
 INPUTS = "pkg/kube/inject/testdata/inputs"
@@ -193,6 +197,20 @@ def write_settings(case: Case, folder: Path) -> list[str]:
             "--mesh-config", str(folder / "mesh.yaml")]
 
 
+@contextlib.contextmanager
+def native_sidecars(on: bool):
+    """``ENABLE_NATIVE_SIDECARS`` set for the block (the Go test's ``SetEnvForTest``)."""
+    saved = os.environ.get("ENABLE_NATIVE_SIDECARS")
+    os.environ["ENABLE_NATIVE_SIDECARS"] = "true" if on else "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("ENABLE_NATIVE_SIDECARS", None)
+        else:
+            os.environ["ENABLE_NATIVE_SIDECARS"] = saved
+
+
 def run(case: Case, folder: Path) -> Outcome:
     """``mesh inject`` on the case's input with the case's settings."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -201,16 +219,8 @@ def run(case: Case, folder: Path) -> Outcome:
     out = folder / "out.yaml"
     flags = write_settings(case, folder)
     err = io.StringIO()
-    saved = os.environ.get("ENABLE_NATIVE_SIDECARS")
-    os.environ["ENABLE_NATIVE_SIDECARS"] = "true" if case.native else "false"
-    try:
-        with contextlib.redirect_stderr(err):
-            status = main(["inject", "-f", str(source), "-o", str(out), *flags])
-    finally:
-        if saved is None:
-            os.environ.pop("ENABLE_NATIVE_SIDECARS", None)
-        else:
-            os.environ["ENABLE_NATIVE_SIDECARS"] = saved
+    with native_sidecars(case.native), contextlib.redirect_stderr(err):
+        status = main(["inject", "-f", str(source), "-o", str(out), *flags])
     outcome = Outcome(case, status, out.read_text(encoding="utf-8") if out.exists() else "", err.getvalue())
     if status == 0 and case.want:
         want = normalize(istio_src.show(f"{TESTDATA}/{case.want}"))
@@ -295,3 +305,70 @@ def differences(want, got, path: str = "") -> list[str]:
 def _short(value) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) < 160 else text[:157] + "..."
+
+
+# -- the webhook half of TestInjection ---------------------------------------------------------------
+# The Go test also turns each input workload into the pod kube-apiserver would send (objectToPod:
+# the pod template, with an owner reference to its controller, and for a Deployment the
+# ReplicaSet's name and pod-template-hash), runs the webhook on it, applies the patch, and compares
+# with the golden's pod the same way, leaving out the sidecar.istio.io/status annotation.
+# https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/webhook_test.go#L528-L586
+WEBHOOK_SKIPPED = ("hello-service.yaml", "cronjob.yaml")  # skipWebhook in the Go table
+_POD_TEMPLATE = {"CronJob": ("spec", "jobTemplate", "spec", "template")}
+_INJECTABLE = ("Deployment", "DeploymentConfig", "DaemonSet", "StatefulSet", "Job", "ReplicaSet",
+               "ReplicationController", "CronJob", "Pod")
+
+
+def injectable_documents(docs: list) -> list[dict]:
+    """``getInjectableYamlDocs``: the workloads, with List items taken out of their list."""
+    out = []
+    for doc in docs:
+        if doc.get("kind") == "List":
+            out += injectable_documents(doc.get("items") or [])
+        elif doc.get("kind") in _INJECTABLE:
+            out.append(doc)
+    return out
+
+
+def object_to_pod(obj: dict) -> dict:
+    """``objectToPod``."""
+    if obj["kind"] == "Pod":
+        return obj
+    template = obj
+    for step in _POD_TEMPLATE.get(obj["kind"], ("spec", "template")):
+        template = template[step]
+    meta = json.loads(json.dumps(template.get("metadata") or {}))
+    owner_kind, owner_version, name = obj["kind"], obj["apiVersion"], obj["metadata"]["name"]
+    if obj["kind"] == "Deployment":
+        owner_kind, owner_version, name = "ReplicaSet", "apps/v1", name + "-fake"
+        meta.setdefault("labels", {})["pod-template-hash"] = "fake"
+    meta["generateName"] = name + ("-" if obj["kind"] == "Deployment" else "")
+    meta["ownerReferences"] = [{"apiVersion": owner_version, "kind": owner_kind, "name": name, "controller": True}]
+    return {"metadata": meta, "spec": template.get("spec") or {}}
+
+
+def run_webhook(case: Case, folder: Path) -> list[list[str]]:
+    """The webhook on every injectable part of the input; per part, the differences from the golden."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flags = write_settings(case, folder)
+    config, values = load_files(flags[1], flags[3])
+    mesh = read_mesh_config_file(flags[5])
+    webhook = Webhook(InjectorConfigWatcher(config, values), lambda: mesh, revision="default")
+    inputs = injectable_documents([d for d in yaml.safe_load_all(istio_src.show(f"{TESTDATA}/{case.input}")) if d])
+    wants = injectable_documents([d for d in yaml.safe_load_all(istio_src.show(f"{TESTDATA}/{case.want}")) if d])
+    results = []
+    with native_sidecars(case.native):
+        for obj, want_obj in zip(inputs, wants, strict=True):
+            pod = object_to_pod(obj)
+            review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                      "request": {"uid": "u", "object": pod, "namespace": obj["metadata"].get("namespace", "")}}
+            response = webhook.review(review)["response"]
+            assert response.get("allowed"), response
+            got = pod
+            if response.get("patch"):
+                got = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+            want = object_to_pod(want_obj)
+            for p in (got, want):
+                (p["metadata"].get("annotations") or {}).pop("sidecar.istio.io/status", None)
+            results.append(differences(_clean(want), _clean(got)))
+    return results
