@@ -6,7 +6,8 @@ running ``IntoResourceFile`` https://github.com/istio/istio/blob/1.19.0/pkg/kube
 The injector config and values default to the ones the bookinfo trace installs
 (``traces/src/istio-system/``); the mesh config defaults to Istio's defaults. Pods, Deployments,
 ReplicaSets, ReplicationControllers, StatefulSets, DaemonSets, Jobs, CronJobs and DeploymentConfigs
-are injected, also inside a ``v1 List``; other documents are printed unchanged. Output is YAML with sorted keys, one document per input document.
+are injected, also inside a ``v1 List``; other documents are printed unchanged. Output is YAML
+with sorted keys, one document per input document.
 """
 
 from __future__ import annotations
