@@ -47,7 +47,7 @@ class ConflictError(ValueError):
     pass
 
 
-def _as_kind(kind: Kind | str) -> Kind:
+def as_kind(kind: Kind | str) -> Kind:
     if isinstance(kind, Kind):
         return kind
     found = kinds.resolve(kind)
@@ -121,7 +121,7 @@ class ReplayClient(KubeClient):
 
     # -- the interface --------------------------------------------------------------------
     def informer(self, kind: Kind | str) -> Informer:
-        kind = _as_kind(kind)
+        kind = as_kind(kind)
         key = (kind.group, kind.kind)
         if key not in self._informers:
             informer = Informer(kind)
@@ -134,7 +134,7 @@ class ReplayClient(KubeClient):
 
     def list_objects(self, kind: Kind | str | None = None) -> list[dict]:
         """Every object in the replayed cluster now (of one kind, if given), sorted."""
-        k = _as_kind(kind) if kind is not None else None
+        k = as_kind(kind) if kind is not None else None
         found = [o for key, o in self._objects.items() if k is None or (key.group, key.kind) == (k.group, k.kind)]
         return sorted(found, key=lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
@@ -149,7 +149,7 @@ class ReplayClient(KubeClient):
         return self._write("MODIFIED", obj)
 
     def delete(self, kind: Kind | str, name: str, namespace: str = "") -> None:
-        k = _as_kind(kind)
+        k = as_kind(kind)
         key = ObjectKey(k.group, k.kind, namespace if k.namespaced else "", name)
         if key not in self._objects:
             raise NotFoundError(str(key))
