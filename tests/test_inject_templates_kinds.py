@@ -241,3 +241,42 @@ def test_bad_annotation_through_the_cli_names_the_document_and_writes_nothing(tm
     err = capsys.readouterr().err
     assert "document 2" in err and "Deployment bad" in err and "excludeInboundPorts invalid" in err
     assert not out.exists()
+
+
+# -- strategic merge directives in templates ----------------------------------------------------------
+def test_patch_replace_in_a_template_replaces_the_pods_map():
+    """Istio's TestStrategicMerge: ``$patch: replace`` on labels drops the pod's own labels."""
+    config = parse_injector_config(yaml.safe_dump({"templates": {"sidecar": (
+        "metadata:\n  labels:\n    $patch: replace\n    foo: bar\n"
+        "spec:\n  containers:\n  - name: injected\n    image: injected:1.1\n")}}), "test")
+    p = pod()
+    p["metadata"]["labels"] = {"key": "value"}
+    out = inject(p, config)
+    assert out["metadata"]["labels"] == {"foo": "bar"}
+    assert names(out["spec"]["containers"]) == ["injected", "app"]
+
+
+def test_patch_delete_directives():
+    original = {"spec": {"containers": [{"name": "a"}, {"name": "b"}], "dnsConfig": {"options": []},
+                         "volumes": [{"name": "v"}]}}
+    patch = {"spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "c"}],
+                      "dnsConfig": {"$patch": "delete"}, "volumes": [{"$patch": "replace"}, {"name": "w"}]}}
+    merged = merge.strategic_merge(original, patch)
+    assert names(merged["spec"]["containers"]) == ["c", "b"]
+    assert "dnsConfig" not in merged["spec"]
+    assert merged["spec"]["volumes"] == [{"name": "w"}]
+    assert "$patch" not in json.dumps(merged)
+
+
+def test_multiple_templates_and_an_alias_give_the_same_pod():
+    """Istio's TestMultipleInjectionTemplates: ``sidecar,init`` and an alias ``both`` for them."""
+    config = parse_injector_config(yaml.safe_dump({
+        "templates": {"sidecar": "spec:\n  containers:\n  - name: istio-proxy\n    image: proxy\n",
+                      "init": "spec:\n  initContainers:\n  - name: istio-init\n    image: proxy\n"},
+        "aliases": {"both": ["sidecar", "init"]}}), "test")
+    listed, aliased = (inject(pod({"inject.istio.io/templates": t}), config) for t in ("sidecar,init", "both"))
+    for out in (listed, aliased):
+        assert names(out["spec"]["initContainers"]) == ["istio-init"]
+        assert names(out["spec"]["containers"]) == ["app", "istio-proxy"]
+        assert status(out)["initContainers"] == ["istio-init"] and status(out)["containers"] == ["istio-proxy"]
+    assert listed["spec"] == aliased["spec"]

@@ -11,8 +11,11 @@ field by field; a ``volumes`` entry with a new ``name`` is added. The keys below
 ``patchMergeKey`` tags of ``k8s.io/api/core/v1`` for the lists a Pod has; every other list is
 replaced whole, maps merge recursively, and ``null`` in the patch deletes the field.
 
-Simplifications, named: the ``$patch``/``$setElementOrder`` directives are not supported (no
-injection template uses them). Merged keyed lists are ordered as Kubernetes orders them (see
+Templates may use the ``$patch`` directive as in a strategic merge patch: ``$patch: replace`` in a
+map replaces the pod's map instead of merging into it, ``$patch: delete`` removes it, and in a
+keyed list ``{name: x, $patch: delete}`` removes item ``x`` and ``{$patch: replace}`` replaces the
+list. Simplifications, named: the rarer directives (``$setElementOrder``, ``$retainKeys``,
+``$deleteFromPrimitiveList``) are not supported. Merged keyed lists are ordered as Kubernetes orders them (see
 ``_merge_keyed_list``): the injected volumes come before the app's own, and a user's
 ``istio-proxy`` volume mount re-applied over the injected container stays after the injected ones.
 """
@@ -46,17 +49,40 @@ def clone(value):
     return json.loads(json.dumps(value))
 
 
+PATCH = "$patch"  # strategic merge's directive key: "replace" or "delete" (a map or a list item)
+
+
+def _plain(value):
+    """A copy of patch data with the directives taken out (new data carries none into the pod)."""
+    text = json.dumps(value)
+    return json.loads(text) if PATCH not in text else _strip(value)  # the common case stays one copy
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k != PATCH}
+    if isinstance(value, list):
+        return [_strip(v) for v in value if not (isinstance(v, dict) and PATCH in v and len(v) == 1)]
+    return value
+
+
 def _merge_into(target: dict, patch: dict, path: tuple[str, ...]) -> dict:
     for key, value in patch.items():
         here = path + (key,)
-        if value is None:
+        directive = value.get(PATCH) if isinstance(value, dict) else None
+        if value is None or directive == "delete":
             target.pop(key, None)
+        elif directive == "replace":
+            target[key] = _plain(value)  # this map instead of the original's, not merged into it
         elif isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge_into(target[key], value, here)
         elif isinstance(value, list) and here in MERGE_KEYS and isinstance(target.get(key), list):
-            target[key] = _merge_keyed_list(target[key], value, MERGE_KEYS[here], here)
+            if any(isinstance(i, dict) and i.get(PATCH) == "replace" for i in value):
+                target[key] = _plain(value)  # [{$patch: replace}, ...]: the list is replaced whole
+            else:
+                target[key] = _merge_keyed_list(target[key], value, MERGE_KEYS[here], here)
         else:
-            target[key] = clone(value)
+            target[key] = _plain(value)
     return target
 
 
@@ -73,11 +99,14 @@ def _merge_keyed_list(original: list, patch: list, key: str, path: tuple[str, ..
     merged, used = [], set()
     for item in patch:
         k = item.get(key) if isinstance(item, dict) else None
+        if isinstance(item, dict) and item.get(PATCH) == "delete":
+            used.add(k)  # {name: x, $patch: delete}: the original's item x goes
+            continue
         if k is not None and k in by_key:
             merged.append((position[k], _merge_into(by_key[k], item, path)))
             used.add(k)
         else:
-            merged.append((None, clone(item)))
+            merged.append((None, _plain(item)))
     rest = [(position.get(i.get(key)) if isinstance(i, dict) else None, i)
             for i in original if not (isinstance(i, dict) and i.get(key) in used)]
     out = []
