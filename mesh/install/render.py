@@ -20,9 +20,8 @@ What is rendered, by component:
   RoleBinding, a Deployment, a Service, a PodDisruptionBudget and (autoscaling) an HPA.
 
 Simplifications, named: the CRDs carry no OpenAPI schema (``x-kubernetes-preserve-unknown-fields``;
-Istio's ``crd-all.gen.yaml`` has the full one), and there are 13 of them, one per Istio kind mesh
-knows: 1.19 ships 15 (14 in ``crd-all.gen.yaml`` plus IstioOperator), the two mesh lacks being
-ProxyConfig and WasmPlugin; the telemetry-v2 EnvoyFilters and the CNI, ztunnel and remote-istiod
+Istio's ``crd-all.gen.yaml`` has the full one); there are 15 of them, as 1.19 ships (14 in
+``crd-all.gen.yaml`` plus IstioOperator); the telemetry-v2 EnvoyFilters and the CNI, ztunnel and remote-istiod
 components are not rendered; nor are the two webhook configurations ``istioctl install`` applies
 after the charts through ``ProcessDefaultWebhook``
 (https://github.com/istio/istio/blob/1.19.0/operator/pkg/helmreconciler/reconciler.go#L610-L642,
