@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 
 from mesh.bootstrap import Server, ServerArgs
@@ -20,7 +21,7 @@ from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.cli import UsageError
 from mesh.clock import RealClock
 from mesh.kube.trace import TraceError
-from mesh.util.net import is_loopback
+from mesh.util.net import PortInUse, is_loopback
 
 log = logging.getLogger("mesh.serve")
 
@@ -58,7 +59,10 @@ def run(args) -> int:
     try:
         return asyncio.run(_serve(args))
     except TraceError as err:
-        print(f"error: the trace cannot be replayed; nothing was applied:\n{err}")
+        print(f"error: the trace cannot be replayed; nothing was applied:\n{err}", file=sys.stderr)
+        return 2
+    except PortInUse as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
