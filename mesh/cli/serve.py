@@ -83,7 +83,11 @@ async def _serve(args) -> int:
 
     server.run_all(skip_unimplemented=True)
     _log_replay(server)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()  # what did start is stopped before the error is reported
+        raise
     log.info("mesh is up: ports %s; %d/16 stages implemented", json.dumps(server.bound_ports),
              len(server.completed))
     if args.ready_file:

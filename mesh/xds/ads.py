@@ -244,7 +244,8 @@ class AdsServer:
         try:
             self.port = add_port(self._server, host_port(host, port), "xDS")
         except PortInUse:
-            self._server = None
+            server, self._server = self._server, None
+            await server.stop(None)  # not left for the garbage collector, after the loop has gone
             raise
         await self._server.start()
         log.info("ADS listening on %s:%d", host, self.port)
