@@ -457,6 +457,7 @@ class AdsServer:
         """``conn.send``: write one response within SEND_TIMEOUT; a push that stalls gives its
         throttle slot back first, so other proxies' pushes go on."""
         write = asyncio.ensure_future(context.write(data))
+        write.add_done_callback(_retrieve)
         con.writing = True
         deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT if SEND_TIMEOUT > 0 else None
         try:
@@ -495,3 +496,10 @@ class AdsServer:
             if con.state is not None and con.state.proxy.id == proxy_id:
                 return con
         return None
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A write abandoned with its stream fails later inside gRPC; that is expected, not worth a
+    "Task exception was never retrieved" report."""
+    if not task.cancelled():
+        task.exception()
