@@ -164,8 +164,9 @@ def expanded_size(node: yaml.Node) -> int:
 def yaml_documents(text: str, path: str) -> Iterator[tuple[int, object]]:
     """Each non-empty YAML document of ``text`` as (1-based start line, value); InputError on
     bad YAML, over-deep nesting or too many nodes after alias expansion."""
-    loader = _BoundedLoader(text, path)
+    loader = None
     try:
+        loader = _BoundedLoader(text, path)  # the reader checks the characters here already
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -184,7 +185,8 @@ def yaml_documents(text: str, path: str) -> Iterator[tuple[int, object]]:
     except RecursionError:
         raise InputError(path, f"nested more than {MAX_DEPTH} levels deep: refused") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(text: str, path: str) -> object:
