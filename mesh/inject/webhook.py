@@ -195,7 +195,7 @@ class Webhook:
         record = AdmissionDecision(t=self._now(), namespace=meta["namespace"], pod=name, injected=False,
                                    reason=decision.reason, via=via, before=copy.deepcopy(pod))
         if not decision:
-            log.info("skipping %s/%s: %s", meta["namespace"], name, decision.reason)
+            log.info("skipping %s/%s: %s", clip(meta["namespace"]), clip(name), decision.reason)
             self.counts["skipped"] += 1
             self._record(record)
             return {"allowed": True}, record
@@ -220,7 +220,7 @@ class Webhook:
         return {"allowed": True, "patch": patch, "patchType": "JSONPatch"}, record
 
     def _malformed(self, message: str) -> dict:
-        log.error("could not decode admission review: %s", message)
+        log.error("could not decode admission review: %s", clip(message))
         self.counts["failed"] += 1
         # istiod answers in v1beta1 when it could not even tell which version it was asked in.
         return {"response": {"uid": "", "allowed": False, "status": {"message": message}}}

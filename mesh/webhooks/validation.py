@@ -80,7 +80,7 @@ def admit(request: dict) -> dict:
         return _denied(f"error decoding configuration: {clip(str(err))}")
     message = validation.istiod_message(obj, problems)
     if message is not None:
-        log.info("%s%s", message, dry_run)
+        log.info("%s%s", clip(message, 1000), dry_run)
         return _denied(message)
     meta = obj.get("metadata") or {}
     for key in obj:
