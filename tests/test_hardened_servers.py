@@ -79,6 +79,18 @@ def test_a_body_that_never_arrives_gets_408():
 DEEP = "DEEP-PLACEHOLDER"
 
 
+async def post_review(path: str, body: str) -> dict:
+    """POST one AdmissionReview to a fresh server; it must answer 200 with a review."""
+    served, port = await start()
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 200
+            return await resp.json()
+    finally:
+        await served.cleanup()
+
+
 INJECT_CASES = [
     ("containers", {"spec": {"containers": "x"}}, "request.object.spec.containers: must be a list"),
     ("labels", {"metadata": {"name": "p", "labels": 5}}, "request.object.metadata.labels: must be a mapping"),
@@ -96,20 +108,10 @@ def test_wrongly_typed_pods_get_a_denial_naming_the_field(name, change, message)
     for key, value in change.items():
         obj[key] = {**obj[key], **value} if isinstance(obj.get(key), dict) and isinstance(value, dict) else value
 
-    async def scenario():
-        served, port = await start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                body = json.dumps(review(obj)).replace(f'"{DEEP}"', '{"a":' * 5000 + "1" + "}" * 5000)
-                async with session.post(f"http://127.0.0.1:{port}/inject", data=body,
-                                        headers={"Content-Type": "application/json"}) as resp:
-                    assert resp.status == 200
-                    answer = await resp.json()
-            assert answer["response"]["allowed"] is False
-            assert message in answer["response"]["status"]["message"]
-        finally:
-            await served.cleanup()
-    run(scenario())
+    body = json.dumps(review(obj)).replace(f'"{DEEP}"', '{"a":' * 5000 + "1" + "}" * 5000)
+    answer = run(post_review("/inject", body))
+    assert answer["response"]["allowed"] is False
+    assert message in answer["response"]["status"]["message"]
 
 
 VS = {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
@@ -130,20 +132,10 @@ VALIDATE_CASES = [
 def test_wrongly_typed_configs_are_denied_not_500(name, change, message):
     obj = {**VS, **change}
 
-    async def scenario():
-        served, port = await start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                body = review(obj) | {"request": {**review(obj)["request"], "kind": {"kind": "VirtualService"}}}
-                async with session.post(f"http://127.0.0.1:{port}/validate", data=json.dumps(body),
-                                        headers={"Content-Type": "application/json"}) as resp:
-                    assert resp.status == 200
-                    answer = await resp.json()
-            assert answer["response"]["allowed"] is False
-            assert message in answer["response"]["status"]["message"]
-        finally:
-            await served.cleanup()
-    run(scenario())
+    body = review(obj) | {"request": {**review(obj)["request"], "kind": {"kind": "VirtualService"}}}
+    answer = run(post_review("/validate", json.dumps(body)))
+    assert answer["response"]["allowed"] is False
+    assert message in answer["response"]["status"]["message"]
 
 
 # -- `serve` as a process ----------------------------------------------------------------------------------
