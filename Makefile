@@ -63,8 +63,14 @@ test: lint unit nbval
 notebooks: $(STAMP)
 	$(PY) -m mesh.teach.run_notebooks notebooks/
 
+# As root (the default in many containers) JupyterLab refuses to start without --allow-root; the
+# settings override turns off the first-run "news" prompt and the update check.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	@mkdir -p $(dir $(LAB_SETTINGS))
+	@test -f $(LAB_SETTINGS) || echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $(LAB_SETTINGS)
+	$(VENV)/bin/jupyter lab notebooks/ --no-browser --LabApp.news_url=None \
+	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 diagrams: $(STAMP)
 	$(PY) -m mesh diagrams

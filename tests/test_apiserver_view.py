@@ -81,9 +81,9 @@ def test_newest_version_names_kinds_as_kubectl_does(server):
 def test_registries_compared_says_where_two_servers_differ():
     from mesh.bootstrap import Server, ServerArgs
 
-    full = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers", skip_unimplemented=True)
-    same = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers", skip_unimplemented=True)
-    early = Server(ServerArgs(trace="bookinfo")).run_until("init_controllers", skip_unimplemented=True)  # t = 0
+    full = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers")
+    same = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers")
+    early = Server(ServerArgs(trace="bookinfo")).run_until("init_controllers")  # t = 0
     assert {r[-1] for r in rows(apiserver_view.registries_compared(full, same))} == {"yes"}
     compared = {r[0]: r for r in rows(apiserver_view.registries_compared(full, early))}
     assert compared["istiod.istio-system.svc.cluster.local"][-1] == "yes"

@@ -1,7 +1,10 @@
+import re
+
+import istio_src
 import pytest
 from tracehelpers import configmap, write_trace
 
-from mesh.bootstrap import Server, ServerArgs, StageNotImplemented
+from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.stages import STAGES
 from mesh.kube.client import ReplayClient
 
@@ -124,17 +127,49 @@ def test_networks_file(tmp_path):
     assert server.environment.networks() == {"networks": {}}
 
 
-def test_unimplemented_stage_fails_loudly_or_is_skipped_on_request(mesh_change_trace):
-    class HalfServer(Server):  # a server whose stage 8 is not written yet
-        def init_generators(self) -> None:
-            raise StageNotImplemented("init_generators")
+def test_a_failing_stage_stops_the_run_and_runs_again_next_time(mesh_change_trace):
+    class FlakyServer(Server):  # stage 8 fails once, as a stage with bad input would
+        failures = 1
 
-    with pytest.raises(StageNotImplemented, match=r"stage 8 init_generators .* see issue #5"):
-        HalfServer(ServerArgs(trace=str(mesh_change_trace))).run_until("init_generators")
-    server = HalfServer(ServerArgs(trace=str(mesh_change_trace), registries=()))
-    server.run_until("init_registry_event_handlers", skip_unimplemented=True)
-    assert server.skipped == ["init_generators"]
-    assert server.completed == [n for n in ISTIOD_ORDER[:15] if n != "init_generators"]
+        def init_generators(self) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("generators unavailable")
+            super().init_generators()
+
+    server = FlakyServer(ServerArgs(trace=str(mesh_change_trace)))
+    with pytest.raises(RuntimeError, match="generators unavailable"):
+        server.run_until("init_registry_event_handlers")
+    assert server.completed == ISTIOD_ORDER[:7]  # nothing after the failed stage ran
+    server.run_until("init_registry_event_handlers")
+    assert server.completed == ISTIOD_ORDER[:15]
+
+
+def test_every_stage_method_links_the_go_lines_of_the_stage_table():
+    for s in STAGES:
+        doc = getattr(Server, s.name).__doc__
+        links = re.findall(r"https://github\.com/istio/istio/blob/1\.19\.0/\S+#L\d+-L\d+", doc)
+        assert links and links[0] == s.go_url, (s.name, links[:1], s.go_url)
+
+
+@istio_src.needed
+def test_the_stage_table_holds_istios_lines():
+    server_go = istio_src.show("pilot/pkg/bootstrap/server.go").splitlines()
+    for s in STAGES:
+        go = istio_src.show(s.go_path).splitlines()
+        first, last = s.go_lines
+        func = s.go_name.rsplit(".", 1)[-1]
+        assert go[first - 1].startswith("func ") and f" {func}(" in go[first - 1], (s.name, go[first - 1])
+        assert go[last - 1] == "}", (s.name, last, go[last - 1])
+        assert f"{func}(" in server_go[s.call_line - 1], (s.name, s.call_line, server_go[s.call_line - 1])
+
+
+def test_every_attribute_is_set_in_init(mesh_change_trace):
+    server = Server(ServerArgs(trace=str(mesh_change_trace)))
+    before = set(vars(server))
+    server.run_all()
+    assert set(vars(server)) == before
+
 
 def test_bad_mesh_networks_key_skips_the_whole_configmap_update(tmp_path):
     trace = write_trace(tmp_path / "t.jsonl", [

@@ -10,9 +10,14 @@ from registryhelpers import istio, replay, service
 
 from mesh.bootstrap.args import ServerArgs
 from mesh.bootstrap.server import Server
-from mesh.config.aggregate import AggregateConfigStore, ConvertedStore, gateway_api_store, ingress_store
-from mesh.config.crdclient import CrdClient, labels_in_revision, needs_push
-from mesh.config.filesource import FileSource, FileSourceError, parse_documents
+from mesh.configcontroller.aggregate import (
+    AggregateConfigStore,
+    ConvertedStore,
+    gateway_api_store,
+    ingress_store,
+)
+from mesh.configcontroller.crdclient import CrdClient, labels_in_revision, needs_push
+from mesh.configcontroller.filesource import FileSource, FileSourceError, parse_documents
 from mesh.model.config import Config
 
 VS_SPEC = {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}
@@ -257,7 +262,7 @@ def test_ingress_becomes_gateway_and_virtual_service():
     client = replay(service("reviews"))
     store = ingress_store(client, lambda: {}, "cluster.local")
     if store is None:
-        pytest.skip("mesh.config.ingress is not available")
+        pytest.skip("mesh.configcontroller.ingress is not available")
     assert store.list("Gateway") == []
     client.create(INGRESS)
     [gw] = store.list("Gateway")
@@ -270,7 +275,7 @@ def test_ingress_becomes_gateway_and_virtual_service():
 def test_gateway_api_store_is_empty_without_gateway_api_objects():
     store = gateway_api_store(replay(service("reviews")), "cluster.local")
     if store is None:
-        pytest.skip("mesh.config.gateway_api is not available")
+        pytest.skip("mesh.configcontroller.gateway_api is not available")
     assert store.list("Gateway") == [] and store.conversions == 1
 
 

@@ -157,11 +157,11 @@ def eds_ips(d: BookinfoDemo, con) -> set[str]:
     istiod would generate them now (the debug view; Envoy has ACKed it when synced)."""
     from mesh.xds.debug import config_dump
 
-    dump = config_dump(d.server.ads, con.state.proxy.id)
+    dump = config_dump(d.server.ads, con.state.proxy.id, include_eds=True)
     ips = set()
-    for entry in dump["configs"][3]["dynamicEndpointConfigs"]:
-        cla = entry["endpointConfig"]
-        if cla["clusterName"] == "outbound|9080||reviews.default.svc.cluster.local":
+    for entry in dump["configs"][2]["dynamic_endpoint_configs"]:  # bootstrap, clusters, endpoints, ...
+        cla = entry["endpoint_config"]
+        if cla["cluster_name"] == "outbound|9080||reviews.default.svc.cluster.local":
             for group in cla["endpoints"]:
-                ips |= {lb["endpoint"]["address"]["socketAddress"]["address"] for lb in group["lbEndpoints"]}
+                ips |= {lb["endpoint"]["address"]["socket_address"]["address"] for lb in group["lb_endpoints"]}
     return ips

@@ -225,8 +225,8 @@ def test_destination_rule_change_adds_a_subset_that_envoy_warms_and_uses(mesh):
     assert mesh.lt.run(split(proxy, "reviews:9080", 20)) == {"reviews-v3": 20}
     clusters = mesh.lt.run(mesh.agent.admin("/clusters?format=json"))
     assert f"outbound|9080|odd|{REVIEWS}" in clusters and f"{NET}.4" in clusters
-    # istiod's view of the proxy (/debug/config_dump) agrees with Envoy's own.
-    ours = config_dump(mesh.ads, PROXY_ID)["configs"][0]["dynamicActiveClusters"]
+    # istiod's view of the proxy (/debug/config_dump) agrees with Envoy's own, section by section.
+    ours = config_dump(mesh.ads, PROXY_ID)["configs"][1]["dynamic_active_clusters"]
     envoys = mesh.lt.run(mesh.agent.config_dump())["configs"][1]["dynamic_active_clusters"]
     assert {c["cluster"]["name"] for c in ours} == {c["cluster"]["name"] for c in envoys}
 

@@ -6,7 +6,7 @@ from mesh.bootstrap import Server, ServerArgs
 
 
 def _server(trace: str) -> Server:
-    return Server(ServerArgs(trace=trace)).run_until("init_registry_event_handlers", skip_unimplemented=True)
+    return Server(ServerArgs(trace=trace)).run_until("init_registry_event_handlers")
 
 
 def test_canary_config_edits_become_full_config_pushes():
@@ -46,7 +46,7 @@ def test_endpoints_known_at_startup_are_not_new_services():
     from mesh.bootstrap import Server, ServerArgs
 
     server = Server(ServerArgs(trace="scale-out", speed=0)).run_until(
-        "init_registry_event_handlers", skip_unimplemented=True)  # the whole trace applied before stage 15
+        "init_registry_event_handlers")  # the whole trace applied before stage 15
     assert ("reviews.default.svc.cluster.local", "default") in server.xds.endpoint_index
     server.xds.eds_update("reviews.default.svc.cluster.local", "default",
                           server.environment.service_discovery.endpoints("reviews.default.svc.cluster.local", 9080))

@@ -1,4 +1,4 @@
-"""Gateway API → Istio Gateway/VirtualService conversion and status (mesh.config.gateway_api).
+"""Gateway API → Istio Gateway/VirtualService conversion and status (mesh.configcontroller.gateway_api).
 
 Each ``tests/golden/gateway_api/<case>.yaml`` explains in its header comment the 1.19 rule it
 pins down; it is converted together with ``_base.yaml`` (a GatewayClass, a Gateway, Services).
@@ -20,7 +20,7 @@ import yaml
 
 from mesh.cli import main
 from mesh.cli._documents import dump_documents
-from mesh.config.gateway_api import GatewayAPIError, convert, reconcile
+from mesh.configcontroller.gateway_api import GatewayAPIError, convert, reconcile
 
 GOLDEN = Path(__file__).parent / "golden" / "gateway_api"
 HTTPROUTE = "gateway.networking.k8s.io/v1beta1"

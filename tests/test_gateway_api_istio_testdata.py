@@ -1,4 +1,4 @@
-"""mesh.config.gateway_api against Istio 1.19's own conversion test cases.
+"""mesh.configcontroller.gateway_api against Istio 1.19's own conversion test cases.
 
 Istio's unit test for this code (pilot/pkg/config/kube/gateway/conversion_test.go, TestConvertResources)
 converts each ``testdata/<case>.yaml`` and compares with ``<case>.yaml.golden`` and
@@ -16,7 +16,7 @@ import istio_src
 import pytest
 import yaml
 
-from mesh.config.gateway_api import reconcile
+from mesh.configcontroller.gateway_api import reconcile
 
 TESTDATA = "pilot/pkg/config/kube/gateway/testdata"
 DOMAIN = "domain.suffix"

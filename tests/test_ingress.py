@@ -1,4 +1,4 @@
-"""Ingress → Gateway/VirtualService conversion against golden files (mesh.config.ingress).
+"""Ingress → Gateway/VirtualService conversion against golden files (mesh.configcontroller.ingress).
 
 Each input under tests/golden/ingress/ explains in its header comment the rule it pins down;
 the matching ``<case>.golden.yaml`` holds the objects Istio 1.19 generates for it. To rewrite
@@ -16,7 +16,7 @@ import yaml
 
 from mesh.cli import main
 from mesh.cli._documents import dump_documents
-from mesh.config import ingress
+from mesh.configcontroller import ingress
 
 GOLDEN = Path(__file__).parent / "golden" / "ingress"
 
@@ -158,7 +158,7 @@ def test_cli_convert_gateway_api_uses_gateway_api_module(monkeypatch, capsys):
     import sys
     import types
 
-    fake = types.ModuleType("mesh.config.gateway_api")
+    fake = types.ModuleType("mesh.configcontroller.gateway_api")
     seen = {}
 
     def convert(objects, domain_suffix="cluster.local"):
@@ -169,7 +169,7 @@ def test_cli_convert_gateway_api_uses_gateway_api_module(monkeypatch, capsys):
                  "metadata": {"name": "a", "namespace": "y"}, "spec": {}}]
 
     fake.convert = convert
-    monkeypatch.setitem(sys.modules, "mesh.config.gateway_api", fake)
+    monkeypatch.setitem(sys.modules, "mesh.configcontroller.gateway_api", fake)
     assert main(["convert", "gateway-api", "-f", str(GOLDEN / "selector.yaml"), "--domain-suffix", "d.s"]) == 0
     docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert [d["kind"] for d in docs] == ["Gateway", "VirtualService"]

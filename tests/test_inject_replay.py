@@ -32,7 +32,7 @@ def bookinfo_objects() -> dict[str, dict]:
 
 def run(trace_path, until="init_sidecar_injector") -> Server:
     server = Server(ServerArgs(trace=str(trace_path)))
-    server.run_until(until, skip_unimplemented=True)
+    server.run_until(until)
     server.clock.run()
     return server
 
@@ -47,7 +47,7 @@ def containers(pod: dict) -> list[str]:
 
 def test_bookinfo_pods_are_injected_on_replay():
     server = Server(ServerArgs(trace="bookinfo"))
-    server.run_until("init_sidecar_injector", skip_unimplemented=True)
+    server.run_until("init_sidecar_injector")
     assert "init_sidecar_injector" in server.completed
     server.clock.run()
     rows = describe_decisions(server.injection_webhook.decisions)
@@ -127,7 +127,7 @@ def test_bad_configmap_at_startup_stops_the_stage(tmp_path):
     path = write_trace(tmp_path / "t.jsonl", [(0, "ADDED", bad)])
     server = Server(ServerArgs(trace=str(path)))
     with pytest.raises(InjectorConfigError, match="istio-system/istio-sidecar-injector key config: invalid YAML"):
-        server.run_until("init_sidecar_injector", skip_unimplemented=True)
+        server.run_until("init_sidecar_injector")
 
 
 def test_config_files_win_over_the_configmap(tmp_path):
@@ -138,7 +138,7 @@ def test_config_files_win_over_the_configmap(tmp_path):
     args = ServerArgs(trace=str(path))
     args.inject_config_file = str(config)  # what --inject-config would set
     server = Server(args)
-    server.run_until("init_sidecar_injector", skip_unimplemented=True)
+    server.run_until("init_sidecar_injector")
     assert server.injection_webhook.watcher.config.policy == "disabled"
     assert server.injection_webhook.watcher.source == f"file {config}"
 

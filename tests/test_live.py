@@ -138,10 +138,10 @@ def test_serve_with_a_kubeconfig_reaches_the_same_registry_as_serve_with_the_tra
     from mesh.bootstrap.args import ServerArgs
     from mesh.bootstrap.server import Server
 
-    replayed = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers", skip_unimplemented=True)
+    replayed = Server(ServerArgs(trace="bookinfo", speed=0)).run_until("init_controllers")
     with ApiServer(load_trace("bookinfo"), speed=0) as api:
         live = Server(ServerArgs(kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig"))))
-        live.run_until("init_controllers", skip_unimplemented=True)
+        live.run_until("init_controllers")
         try:
             assert live.kube_client.has_synced()
             registries = [s.environment.service_discovery for s in (replayed, live)]

@@ -34,7 +34,7 @@ from mesh.model.service import IstioEndpoint, Port, Service
 from mesh.networking.authn import DISABLE, PERMISSIVE, STRICT, mtls_mode
 from mesh.networking.cluster import build_outbound_clusters
 from mesh.networking.endpoints import locality_lb_endpoints
-from mesh.networking.listener import build_inbound_listener
+from mesh.networking.listener_inbound import build_bound_inbound_listener
 from mesh.networking.push_context import PushContext, ServiceInstance
 from mesh.networking.tls import SDS_METADATA
 from mesh.security.ca import IstioCA, key_to_pem, make_csr, verify_chain
@@ -117,7 +117,8 @@ def push_with(policies=(), mtls_addresses=frozenset()) -> PushContext:
 
 
 def sidecar(with_cert: bool) -> Proxy:
-    metadata = {"NAMESPACE": "default", **({SDS_METADATA: "SDS"} if with_cert else {})}
+    """A sidecar of mesh's loopback demo: no capture (INTERCEPTION_MODE=NONE)."""
+    metadata = {"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE", **({SDS_METADATA: "SDS"} if with_cert else {})}
     return Proxy("sidecar", ["127.10.0.3"], "details-v1.default", "default.svc.cluster.local", metadata,
                  labels={"app": "details"})
 
@@ -132,7 +133,11 @@ def test_outbound_clusters_use_auto_mtls_only_for_a_proxy_with_a_certificate():
     ctx = tls_match["transportSocket"]["typedConfig"]
     common = ctx["commonTlsContext"]
     assert ctx["sni"] == "outbound_.9080_._.details.default.svc.cluster.local"
-    assert common["alpnProtocols"] == ["istio"]
+    # ALPNInMeshWithMxc: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/util/util.go#L112-L115,
+    # chosen for a non-HTTP/2 cluster at cluster_builder.go#L1094-L1100
+    assert common["alpnProtocols"] == ["istio-peer-exchange", "istio"]
+    # https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L1390-L1398
+    assert common["tlsParams"] == {"tlsMinimumProtocolVersion": "TLSv1_2", "tlsMaximumProtocolVersion": "TLSv1_3"}
     assert [s["name"] for s in common["tlsCertificateSdsSecretConfigs"]] == ["default"]
     validation = common["combinedValidationContext"]
     assert validation["validationContextSdsSecretConfig"]["name"] == "ROOTCA"
@@ -142,9 +147,15 @@ def test_outbound_clusters_use_auto_mtls_only_for_a_proxy_with_a_certificate():
 
 
 def test_endpoints_with_a_certified_sidecar_go_to_its_inbound_port_marked_for_tls():
+    """Without capture (the loopback demo) a certified sidecar's endpoint moves to its 15006; with
+    capture it keeps the app's port and only the TLS marker is added."""
     assert [e["endpoint"]["address"]["socketAddress"]["portValue"]
             for g in locality_lb_endpoints([DETAILS_EP, PLAIN_EP]) for e in g["lbEndpoints"]] == [9080, 9080]
-    groups = locality_lb_endpoints([DETAILS_EP, PLAIN_EP], frozenset({"127.10.0.3", "127.10.0.9"}))
+    both = frozenset({"127.10.0.3", "127.10.0.9"})
+    captured = locality_lb_endpoints([DETAILS_EP, PLAIN_EP], both)
+    assert [(e["endpoint"]["address"]["socketAddress"]["portValue"], "envoy.transport_socket_match" in e["metadata"][
+        "filterMetadata"]) for g in captured for e in g["lbEndpoints"]] == [(9080, True), (9080, False)]
+    groups = locality_lb_endpoints([DETAILS_EP, PLAIN_EP], both, uncaptured=both)
     by_ip = {e["endpoint"]["address"]["socketAddress"]["address"]: e for g in groups for e in g["lbEndpoints"]}
     sidecar_ep, plain_ep = by_ip["127.10.0.3"], by_ip["127.10.0.9"]
     assert sidecar_ep["endpoint"]["address"]["socketAddress"]["portValue"] == 15006
@@ -158,14 +169,14 @@ def test_inbound_listener_chains_follow_the_mode():
     instances = [ServiceInstance(DETAILS, 9080, DETAILS_EP)]
     strict = [pa("default", "istio-system", STRICT, "2023-01-01T00:00:00Z")]
 
-    no_cert = build_inbound_listener(sidecar(False), instances, strict)
+    no_cert = build_bound_inbound_listener(sidecar(False), instances, strict, "cluster.local")
     assert [c.get("transportSocket") for c in no_cert["filterChains"]] == [None]  # nothing to serve TLS with
 
-    permissive = build_inbound_listener(sidecar(True), instances, [])
+    permissive = build_bound_inbound_listener(sidecar(True), instances, [], "cluster.local")
     assert [c["filterChainMatch"]["transportProtocol"] for c in permissive["filterChains"]] == ["tls", "raw_buffer"]
     assert permissive["listenerFilters"][0]["name"] == "envoy.filters.listener.tls_inspector"
 
-    listener = build_inbound_listener(sidecar(True), instances, strict, trust_domain="example.org")
+    listener = build_bound_inbound_listener(sidecar(True), instances, strict, "example.org")
     (chain,) = listener["filterChains"]
     tls = chain["transportSocket"]["typedConfig"]
     assert chain["filterChainMatch"] == {"transportProtocol": "tls"} and tls["requireClientCertificate"] is True
@@ -176,7 +187,7 @@ def test_inbound_listener_chains_follow_the_mode():
     to_bytes(LISTENER, listener)
 
     disabled = [*strict, pa("d", "default", DISABLE, "2023-01-02T00:00:00Z")]
-    assert "listenerFilters" not in build_inbound_listener(sidecar(True), instances, disabled)
+    assert "listenerFilters" not in build_bound_inbound_listener(sidecar(True), instances, disabled, "cluster.local")
 
 
 def test_bootstrap_and_secrets_for_sds():

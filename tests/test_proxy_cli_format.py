@@ -52,8 +52,8 @@ def test_cluster_names_split_like_parse_subset_key():
 
 
 def test_cluster_rows_name_the_destination_rule_and_sort_by_service():
-    dr = {"filterMetadata": {"istio": {"config": "/apis/networking.istio.io/v1alpha3/namespaces/default/"
-                                                 "destination-rule/reviews"}}}
+    dr = {"filter_metadata": {"istio": {"config": "/apis/networking.istio.io/v1alpha3/namespaces/default/"
+                                                  "destination-rule/reviews"}}}
     clusters = [{"name": f"outbound|9080|v2|{REVIEWS}", "type": "EDS", "metadata": dr},
                 {"name": "BlackHoleCluster"},
                 {"name": f"outbound|9080|v1|{REVIEWS}", "type": "EDS", "metadata": dr}]
@@ -62,7 +62,7 @@ def test_cluster_rows_name_the_destination_rule_and_sort_by_service():
     assert rows == [["BlackHoleCluster", "-", "-", "-", "STATIC", ""],
                     [REVIEWS, "9080", "v1", "outbound", "EDS", "reviews.default"],
                     [REVIEWS, "9080", "v2", "outbound", "EDS", "reviews.default"]]
-    assert describe_management({"filterMetadata": {"istio": {"config": "/elsewhere"}}}) == "<unknown>"
+    assert describe_management({"filter_metadata": {"istio": {"config": "/elsewhere"}}}) == "<unknown>"
     assert describe_management(None) == ""
 
 
@@ -70,7 +70,7 @@ def test_filters_apply_to_every_kind():
     assert wanted("clusters", {"name": f"outbound|9080||{REVIEWS}"}, flags(fqdn=REVIEWS, port=9080))
     assert not wanted("clusters", {"name": f"outbound|9080||{REVIEWS}"}, flags(port=80))
     assert not wanted("routes", {"name": "http_proxy"}, flags(name="80"))
-    assert wanted("endpoints", {"clusterName": "c"}, flags(cluster="c"))
+    assert wanted("endpoints", {"cluster_name": "c"}, flags(cluster="c"))
 
 
 def test_route_domains_and_matches_are_shortened_as_istioctl_does():
@@ -80,27 +80,31 @@ def test_route_domains_and_matches_are_shortened_as_istioctl_does():
     assert describe_domains(["reviews", REVIEWS, "reviews.default"]) == "reviews, reviews.default"
     assert describe_domains(["*"]) == "*"
     assert describe_match({"prefix": "/"}) == "/*"
-    assert describe_match({"safeRegex": {"regex": "^/a$"}}) == "regex ^/a$"
+    assert describe_match({"safe_regex": {"regex": "^/a$"}}) == "regex ^/a$"
 
 
 def test_listener_and_endpoint_rows():
-    listener = {"address": {"socketAddress": {"address": "127.10.0.8", "portValue": 15080}}, "filterChains": [
+    listener = {"address": {"socket_address": {"address": "127.10.0.8", "port_value": 15080}}, "filter_chains": [
         {"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                      "typedConfig": {"rds": {"routeConfigName": "http_proxy"}}}]},
-        {"filterChainMatch": {"destinationPort": 3306},
-         "filters": [{"name": "envoy.filters.network.tcp_proxy", "typedConfig": {"cluster": "db"}}]}]}
+                      "typed_config": {"rds": {"route_config_name": "http_proxy"}}}]},
+        {"filter_chain_match": {"destination_port": 3306},
+         "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {"cluster": "db"}}]}],
+        "default_filter_chain": {"filter_chain_match": {}, "name": "PassthroughFilterChain", "filters": [
+            {"name": "envoy.filters.network.tcp_proxy", "typed_config": {"cluster": "PassthroughCluster"}}]}}
     _, rows = listener_rows([listener], flags())
     assert rows == [["127.10.0.8", "15080", "ALL", "Route: http_proxy"],
-                    ["127.10.0.8", "15080", "port=3306", "Cluster: db"]]
-    cla = {"clusterName": "c", "endpoints": [{"locality": {"region": "r", "zone": "z"}, "lbEndpoints": [
-        {"endpoint": {"address": {"socketAddress": {"address": "127.10.0.5", "portValue": 9080}}}}]}]}
+                    ["127.10.0.8", "15080", "port=3306", "Cluster: db"],
+                    ["127.10.0.8", "15080", "ALL", "Cluster: PassthroughCluster"]]
+    cla = {"cluster_name": "c", "endpoints": [{"locality": {"region": "r", "zone": "z"}, "lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.10.0.5", "port_value": 9080}}}}]}]}
     assert endpoint_rows([cla], flags())[1] == [["127.10.0.5:9080", "UNKNOWN", "r/z", "c"]]
 
 
 def test_section_reads_the_config_dump_shape():
     dump = {"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-                         "dynamicListeners": [{"name": "x", "activeState": {"listener": {"name": "x"}}}]}]}
-    assert section(dump, "listeners") == [{"name": "x"}]
+                         "static_listeners": [{"listener": {"name": "s"}}],
+                         "dynamic_listeners": [{"name": "x", "active_state": {"listener": {"name": "x"}}}]}]}
+    assert section(dump, "listeners") == [{"name": "s"}, {"name": "x"}]
     assert section(dump, "routes") == []
 
 

@@ -13,13 +13,13 @@ from mesh.xds.debounce import Debouncer
 
 
 def _run_until_15(trace: str) -> Server:
-    return Server(ServerArgs(trace=trace)).run_until("init_registry_event_handlers", skip_unimplemented=True)
+    return Server(ServerArgs(trace=trace)).run_until("init_registry_event_handlers")
 
 
 def test_stage_15_adds_one_handler_per_source_and_leaves_service_entries_alone():
-    server = Server(ServerArgs(trace="canary")).run_until("init_config_validation", skip_unimplemented=True)
+    server = Server(ServerArgs(trace="canary")).run_until("init_config_validation")
     before = push_view.handler_counts(server)
-    server.run_until("init_registry_event_handlers", skip_unimplemented=True)
+    server.run_until("init_registry_event_handlers")
     after = push_view.handler_counts(server)
     added = {key for key in after if after[key] > before.get(key, 0)}
     assert ("service registry", push_view.SERVICE_EVENTS) in added

@@ -19,7 +19,7 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 
 def _replay(trace: str) -> tuple[Server, push_timeline.PushRecorder]:
-    server = Server(ServerArgs(trace=trace)).run_all(skip_unimplemented=True)
+    server = Server(ServerArgs(trace=trace)).run_all()
     recorder = push_timeline.PushRecorder(server)
     server.xds.start()
     server.clock.run()

@@ -26,7 +26,7 @@ ISTIO_KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
 
 @pytest.fixture(scope="module")
 def replayed():
-    server = Server(ServerArgs(trace="bad-config")).run_until("init_config_validation", skip_unimplemented=True)
+    server = Server(ServerArgs(trace="bad-config")).run_until("init_config_validation")
     trace = load_trace("bad-config")
     server.clock.advance_to(trace.duration)
     yield server, trace
@@ -112,7 +112,7 @@ def test_a_trace_without_the_validating_configuration_stores_everything(tmp_path
                                           if e.object["kind"] != "ValidatingWebhookConfiguration"]
     path = tmp_path / "unvalidated.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    server = Server(ServerArgs(trace=str(path))).run_until("init_config_validation", skip_unimplemented=True)
+    server = Server(ServerArgs(trace=str(path))).run_until("init_config_validation")
     server.clock.advance_to(trace.duration)
     client = server.kube_client
     assert client.denied == [] and server.config_validation.decisions == []
@@ -122,7 +122,7 @@ def test_a_trace_without_the_validating_configuration_stores_everything(tmp_path
 
 
 def test_before_stage_14_nothing_is_validated():
-    server = Server(ServerArgs(trace="bad-config")).run_until("init_sidecar_injector", skip_unimplemented=True)
+    server = Server(ServerArgs(trace="bad-config")).run_until("init_sidecar_injector")
     server.clock.advance_to(90)
     assert server.kube_client.denied == []
     assert server.kube_client.informer("Gateway").get("bookinfo-gateway", "default") is not None

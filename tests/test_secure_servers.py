@@ -23,7 +23,7 @@ PORTS = ("xds", "secure_xds", "monitoring", "webhook", "debug")
 
 def new_server(**kw) -> Server:
     server = Server(ServerArgs(trace="bookinfo", ports={p: 0 for p in PORTS}, **kw))
-    server.run_all(skip_unimplemented=True)
+    server.run_all()
     return server
 
 
@@ -218,7 +218,7 @@ def test_with_tls_files_not_signed_by_the_mesh_ca_nothing_is_patched(tmp_path):
 def test_without_a_cluster_there_is_no_webhook_server_but_the_ca_still_serves():
     async def main():
         server = Server(ServerArgs(registries=(), ports={p: 0 for p in PORTS}))
-        server.run_all(skip_unimplemented=True)
+        server.run_all()
         await server.start()
         try:
             csr, _ = make_csr(REVIEWS)
@@ -282,7 +282,7 @@ def test_against_an_api_server_the_patch_goes_through_the_rest_api(tmp_path):
     with ApiServer(load_trace("bookinfo"), speed=0) as api:
         kubeconfig = str(api.write_kubeconfig(tmp_path / "kubeconfig"))
         server = Server(ServerArgs(kubeconfig=kubeconfig, ports={p: 0 for p in PORTS}))
-        server.run_until("init_secure_webhook_server", skip_unimplemented=True)
+        server.run_until("init_secure_webhook_server")
         observer = LiveClient(kubeconfig)
         try:
             want = base64.b64encode(server.ca.root_pem.encode()).decode()

@@ -22,7 +22,7 @@ from mesh.security.ca import (
 )
 from mesh.security.istiod_cert import dns_names
 from mesh.security.spiffe import identity, parse_identity
-from mesh.security.trustbundle import TrustBundle
+from mesh.trustbundle import TrustBundle
 
 SPIFFE = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
 
@@ -135,7 +135,7 @@ def test_stages_6_9_10_on_a_replayed_cluster(tmp_path):
     trace = write_trace(tmp_path / "t.jsonl", [(0, "ADDED", _ns("istio-system")), (0, "ADDED", _ns("default")),
                                                 (0, "ADDED", _ns("kube-system")), (5, "ADDED", _ns("later"))])
     server = Server(ServerArgs(trace=str(trace), multi_root_mesh=True))
-    server.run_until("init_istiod_certs", skip_unimplemented=True)
+    server.run_until("init_istiod_certs")
     secret = server.kube_client.get("secrets", CA_SECRET, "istio-system")
     assert secret["type"] == "istio.io/ca-root"
     stored = load_pem_certs(base64.b64decode(secret["data"]["ca-cert.pem"]))[0]
@@ -158,9 +158,9 @@ def test_stages_6_9_10_on_a_replayed_cluster(tmp_path):
 
 def test_restart_reuses_the_ca_secret(tmp_path):
     first = Server(ServerArgs(trace=str(write_trace(tmp_path / "a.jsonl", [(0, "ADDED", _ns("istio-system"))]))))
-    first.run_until("maybe_create_ca", skip_unimplemented=True)
+    first.run_until("maybe_create_ca")
     secret = first.kube_client.get("secrets", CA_SECRET, "istio-system")
     trace = write_trace(tmp_path / "b.jsonl", [(0, "ADDED", _ns("istio-system")), (0, "ADDED", secret)])
-    second = Server(ServerArgs(trace=str(trace))).run_until("maybe_create_ca", skip_unimplemented=True)
+    second = Server(ServerArgs(trace=str(trace))).run_until("maybe_create_ca")
     assert second.ca.bundle.root_certs[0] == first.ca.bundle.root_certs[0]
     assert "loaded from" in second.ca.source

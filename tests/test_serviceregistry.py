@@ -7,7 +7,7 @@ from registryhelpers import endpoint_slice, istio, namespace, node, pod, replay,
 
 from mesh.bootstrap.args import ServerArgs
 from mesh.bootstrap.server import Server
-from mesh.config.crdclient import CrdClient
+from mesh.configcontroller.crdclient import CrdClient
 from mesh.kube.trace import load_trace
 from mesh.model.push_request import ConfigKey, PushRequest
 from mesh.model.service import HealthStatus, Resolution, ServiceProtocol

@@ -45,9 +45,10 @@ def world():
     return reg, store
 
 
-def sidecar(ip="127.10.0.1", pod="productpage-v1-x.default", labels=None):
+def sidecar(ip="127.10.0.1", pod="productpage-v1-x.default", labels=None, mode="NONE"):
+    """A sidecar of mesh's loopback demo (no capture) unless ``mode`` says otherwise."""
     return parse_node_id(f"sidecar~{ip}~{pod}~default.svc.cluster.local",
-                         {"LABELS": labels or {"app": "productpage"}, "NAMESPACE": "default"})
+                         {"LABELS": labels or {"app": "productpage"}, "NAMESPACE": "default", "INTERCEPTION_MODE": mode})
 
 
 def ctx(world):
@@ -64,7 +65,7 @@ def test_short_names_and_wildcards():
 def test_clusters_have_istio_names_subsets_and_policies(world):
     push = ctx(world)
     proxy = sidecar()
-    clusters = {c["name"]: c for c in build_sidecar_clusters(push, push.service_instances(proxy))}
+    clusters = {c["name"]: c for c in build_sidecar_clusters(push, push.service_instances(proxy), captured=False)}
     assert {"outbound|9080||reviews.default.svc.cluster.local", "outbound|9080|v1|reviews.default.svc.cluster.local",
             "outbound|9080|v2|reviews.default.svc.cluster.local", "outbound|9090||ratings.other.svc.cluster.local",
             "inbound|9080||", "BlackHoleCluster", "PassthroughCluster"} <= set(clusters)
@@ -107,11 +108,17 @@ def test_endpoints_follow_subset_labels_and_group_by_locality(world):
 
 def test_domains_depend_on_the_callers_namespace(world):
     svc = world[0].get_service(REVIEWS)
-    same = virtual_host_domains(svc, 9080, "default.svc.cluster.local", with_bare=False)
-    assert {"reviews:9080", "reviews.default:9080", "reviews.default.svc:9080", f"{REVIEWS}:9080",
-            "10.0.0.9:9080"} == set(same)
+    # generateVirtualHostDomains and generateAltVirtualHostsForKubernetesService:
+    # https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/httproute.go#L553-L655
+    # for http_proxy (listener port 0) every name comes bare and with its port ...
+    same = virtual_host_domains(svc, 9080, "default.svc.cluster.local")
+    assert same == [REVIEWS, f"{REVIEWS}:9080", "reviews", "reviews:9080", "reviews.default.svc",
+                    "reviews.default.svc:9080", "reviews.default", "reviews.default:9080", "10.0.0.9", "10.0.0.9:9080"]
     other = virtual_host_domains(svc, 9080, "other.svc.cluster.local")
     assert "reviews:9080" not in other and "reviews.default:9080" in other and "reviews.default" in other
+    # ... for a per-port route config bare only, as it ignores the port (httproute.go#L554-L557)
+    assert virtual_host_domains(svc, 9080, "default.svc.cluster.local", listener_port=9080) == [
+        REVIEWS, "reviews", "reviews.default.svc", "reviews.default", "10.0.0.9"]
 
 
 def test_route_config_without_virtual_services(world):
@@ -192,24 +199,28 @@ def test_match_fault_retry_translation():
 def test_listeners_bind_the_pod_ip(world):
     push = ctx(world)
     proxy = sidecar()
-    listeners = {li["name"]: li for li in build_sidecar_listeners(proxy, push.service_instances(proxy))}
+    listeners = {li["name"]: li for li in build_sidecar_listeners(proxy, push, push.service_instances(proxy))}
     assert set(listeners) == {"127.10.0.1_15080", "virtualInbound"}
     out = listeners["127.10.0.1_15080"]
     hcm = out["filterChains"][0]["filters"][0]["typedConfig"]
     assert hcm["rds"]["routeConfigName"] == HTTP_PROXY_ROUTE
-    assert [f["name"] for f in hcm["httpFilters"]] == ["envoy.filters.http.fault", "envoy.filters.http.router"]
+    # listener_builder.go#L387-L414 without istio-proxy's own filters
+    assert [f["name"] for f in hcm["httpFilters"]] == ["envoy.filters.http.grpc_stats", "envoy.filters.http.fault",
+                                                      "envoy.filters.http.cors", "envoy.filters.http.router"]
     inbound = listeners["virtualInbound"]
     assert inbound["address"]["socketAddress"] == {"address": "127.10.0.1", "portValue": 15006}
     for li in listeners.values():
         assert from_bytes(LISTENER, to_bytes(LISTENER, li))["name"] == li["name"]
     # A pod that backs no service gets no inbound listener.
     lonely = sidecar(ip="127.10.0.99", pod="client.default")
-    assert [li["name"] for li in build_sidecar_listeners(lonely, push.service_instances(lonely))] == ["127.10.0.99_15080"]
+    assert [li["name"] for li in build_sidecar_listeners(lonely, push, push.service_instances(lonely))] == [
+        "127.10.0.99_15080"]
 
 
 def gateway_proxy(labels=None):
     return parse_node_id("router~127.10.0.50~ingress-1.istio-system~istio-system.svc.cluster.local",
-                         {"LABELS": labels or {"istio": "ingressgateway"}, "NAMESPACE": "istio-system"})
+                         {"LABELS": labels or {"istio": "ingressgateway"}, "NAMESPACE": "istio-system",
+                          "INTERCEPTION_MODE": "NONE"})
 
 
 def test_gateway_listeners_and_routes(world):

@@ -8,7 +8,9 @@ node id comes from ``ServiceNode`` (https://github.com/istio/istio/blob/1.19.0/p
 Everything a sidecar will ever route comes over ADS; the bootstrap holds only
 
 * the **node**: ``sidecar~<pod-ip>~<pod>.<ns>~<ns>.svc.cluster.local`` plus metadata istiod reads
-  (namespace, labels, instance IPs, the HTTP proxy port mesh uses instead of iptables);
+  (namespace, labels, instance IPs, the HTTP proxy port, and ``INTERCEPTION_MODE``: ``NONE`` unless
+  the caller says iptables captures the pod — Istio's injector writes ``REDIRECT`` there by
+  default, mesh's loopback demo has no capture);
 * one static cluster, ``xds-grpc``, reaching istiod over HTTP/2;
 * ``dynamic_resources`` saying "clusters and listeners come from ADS". ``set_node_on_first_message_only``
   keeps the node out of every later request, as Istio does.
@@ -61,8 +63,8 @@ class PodIdentity:
         return f"{app}.{self.namespace}"
 
 
-def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
-                    sds_socket: str | None = None) -> dict:
+def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int | None = 15080,
+                    sds_socket: str | None = None, interception_mode: str = "NONE") -> dict:
     metadata = {
         "NAMESPACE": pod.namespace,
         "NAME": pod.name,
@@ -71,8 +73,10 @@ def build_bootstrap(pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_p
         "SERVICE_ACCOUNT": pod.service_account,
         "ISTIO_VERSION": ISTIO_VERSION,
         "CLUSTER_ID": "Kubernetes",
-        "HTTP_PROXY_PORT": str(http_proxy_port),
+        "INTERCEPTION_MODE": interception_mode,
     }
+    if http_proxy_port is not None:
+        metadata["HTTP_PROXY_PORT"] = str(http_proxy_port)
     clusters = [_xds_cluster(xds_host, xds_port)]
     if sds_socket:
         metadata[SDS_METADATA] = "SDS"

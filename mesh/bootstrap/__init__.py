@@ -4,6 +4,6 @@ https://github.com/istio/istio/tree/1.19.0/pilot/pkg/bootstrap
 """
 
 from mesh.bootstrap.args import ServerArgs
-from mesh.bootstrap.server import Server, StageNotImplemented
+from mesh.bootstrap.server import Server
 
-__all__ = ["Server", "ServerArgs", "StageNotImplemented"]
+__all__ = ["Server", "ServerArgs"]

@@ -33,9 +33,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mesh.config.aggregate import AggregateConfigStore, ConvertedStore, gateway_api_store, ingress_store
-from mesh.config.crdclient import CrdClient
-from mesh.config.filesource import FileSource
+from mesh.configcontroller.aggregate import (
+    AggregateConfigStore,
+    ConvertedStore,
+    gateway_api_store,
+    ingress_store,
+)
+from mesh.configcontroller.crdclient import CrdClient
+from mesh.configcontroller.filesource import FileSource
 from mesh.serviceregistry.aggregate import AggregateRegistry
 from mesh.serviceregistry.kube.controller import KubeRegistry
 from mesh.serviceregistry.serviceentry.controller import ServiceEntryRegistry

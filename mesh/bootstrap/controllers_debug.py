@@ -102,3 +102,12 @@ def configz(config_store) -> list[dict]:
     if config_store is None:
         return []
     return [c.to_object() for c in config_store.all_configs()]
+
+
+def routes(env) -> dict:
+    """The routes stage 7 adds, reading the Environment's stores at request time."""
+    return {
+        "/debug/configz": lambda q: configz(env.config_store),
+        "/debug/registryz": lambda q: registryz(env.service_discovery),
+        "/debug/endpointz": lambda q: endpointz(env.service_discovery, q),
+    }

@@ -41,8 +41,9 @@ def server_url(args) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def get_json(base: str, path: str, query: dict | None = None, timeout: float = 10.0):
-    """GET a debug endpoint; a server that is not there, or says no, is a UsageError naming it."""
+def get_json(base: str, path: str, query: dict | None = None, timeout: float = 10.0, unreachable: str = ""):
+    """GET a debug endpoint; a server that is not there, or says no, is a UsageError naming it
+    (``unreachable``: what to say when nothing answers, for something other than a mesh server)."""
     url = base + path + ("?" + urllib.parse.urlencode(query) if query else "")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -55,6 +56,8 @@ def get_json(base: str, path: str, query: dict | None = None, timeout: float = 1
         raise UsageError(f"{url}: {err.code} {detail or err.reason}".rstrip()) from err
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
+        if unreachable:
+            raise UsageError(f"{unreachable} ({reason})") from err
         raise UsageError(f"no mesh server answers at {base} ({reason}); start one with `python -m mesh serve` "
                          "or `python -m mesh demo`, or pass --debug-port/--server") from err
     except ValueError as err:

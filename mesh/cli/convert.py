@@ -37,7 +37,7 @@ def sort_output(objects: list[dict]) -> list[dict]:
 
 
 def _convert_ingress(objects: list[dict], args) -> list[dict]:
-    from mesh.config import ingress
+    from mesh.configcontroller import ingress
 
     mesh_config = None
     if args.mesh_config:
@@ -55,9 +55,9 @@ def _convert_ingress(objects: list[dict], args) -> list[dict]:
 
 def _convert_gateway_api(objects: list[dict], args) -> list[dict]:
     try:
-        from mesh.config.gateway_api import convert
+        from mesh.configcontroller.gateway_api import convert
     except ImportError as err:
-        raise UsageError("convert gateway-api: not implemented yet (mesh.config.gateway_api.convert is "
+        raise UsageError("convert gateway-api: not implemented yet (mesh.configcontroller.gateway_api.convert is "
                          "missing)") from err
     try:
         return convert(objects, domain_suffix=args.domain_suffix)

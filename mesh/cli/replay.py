@@ -72,7 +72,7 @@ def run(args) -> int:
 
 def _replay(args, trace, views) -> int:
     server = Server(ServerArgs(trace=trace.path))
-    server.run_all(skip_unimplemented=True)
+    server.run_all()
     recorder = MeshChangeRecorder(server)
     # Views that watch the replay as it happens hook in before the clock moves.
     watching = {view: WATCHERS[view](server) for view in views if view in WATCHERS}
@@ -85,8 +85,7 @@ def _replay(args, trace, views) -> int:
                       soft_wrap=False)
     console.print(f"trace [bold]{trace.name}[/bold]: {len(trace.events)} events over {trace.duration:g}s "
                   f"(virtual time), replayed until t={until:g}s")
-    console.print(f"stages run: {len(server.completed)}/16; not implemented yet: "
-                  f"{', '.join(server.skipped) or 'none'}")
+    console.print(f"stages run: {len(server.completed)}/16")
     for view in views:
         VIEWS[view](server, watching.get(view, recorder), console)
     server.close()
@@ -125,10 +124,6 @@ def _mesh_view(server: Server, recorder: MeshChangeRecorder, console: Console) -
 
 def _registry_view(server: Server, _recorder, console: Console) -> None:
     registry = server.environment.service_discovery
-    if registry is None:
-        console.print("the service registry arrives with stage 7 init_controllers (issue #4), "
-                      "which is not implemented yet")
-        return
     table = Table(title="services and endpoints")
     for column in ("hostname", "ports", "endpoints"):
         table.add_column(column, overflow="fold")

@@ -1,10 +1,10 @@
-"""``python -m mesh serve``: run the mini istiod — every implemented stage, then Server.start.
+"""``python -m mesh serve``: run the mini istiod — all 16 stages, then Server.start.
 
 Like ``pilot-discovery discovery``
 (https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-discovery/app/cmd.go#L93-L115):
 build the server, start it, wait for a signal, shut down cleanly. The cluster is the embedded
 bookinfo trace unless ``--trace`` or ``--kubeconfig`` says otherwise; the trace replays on the
-real clock at ``--speed``. Stages not implemented yet are logged and skipped.
+real clock at ``--speed``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def _serve(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    server.run_all(skip_unimplemented=True)
+    server.run_all()
     _log_replay(server)
     try:
         await server.start()

@@ -50,7 +50,7 @@ class ConflictError(ValueError):
     pass
 
 
-def _as_kind(kind: Kind | str) -> Kind:
+def as_kind(kind: Kind | str) -> Kind:
     if isinstance(kind, Kind):
         return kind
     found = kinds.resolve(kind)
@@ -129,7 +129,7 @@ class ReplayClient(KubeClient):
 
     # -- the interface --------------------------------------------------------------------
     def informer(self, kind: Kind | str) -> Informer:
-        kind = _as_kind(kind)
+        kind = as_kind(kind)
         key = (kind.group, kind.kind)
         if key not in self._informers:
             informer = Informer(kind)
@@ -142,7 +142,7 @@ class ReplayClient(KubeClient):
 
     def list_objects(self, kind: Kind | str | None = None) -> list[dict]:
         """Every object in the replayed cluster now (of one kind, if given), sorted."""
-        k = _as_kind(kind) if kind is not None else None
+        k = as_kind(kind) if kind is not None else None
         found = list(self._objects.values() if k is None else self._by_kind.get((k.group, k.kind), {}).values())
         return sorted(found, key=lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
@@ -157,7 +157,7 @@ class ReplayClient(KubeClient):
         return self._write("MODIFIED", obj)
 
     def delete(self, kind: Kind | str, name: str, namespace: str = "") -> None:
-        k = _as_kind(kind)
+        k = as_kind(kind)
         key = ObjectKey(k.group, k.kind, namespace if k.namespaced else "", name)
         if key not in self._objects:
             raise NotFoundError(str(key))

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 import kubernetes
 
 from mesh.kube import kinds
-from mesh.kube.client import ConflictError, KubeClient, NotFoundError, _as_kind
+from mesh.kube.client import ConflictError, KubeClient, NotFoundError, as_kind
 from mesh.kube.informer import Informer
 from mesh.kube.kinds import Kind
 
@@ -185,7 +185,7 @@ class LiveClient(KubeClient):
 
     # -- informers ------------------------------------------------------------------------
     def informer(self, kind: Kind | str) -> Informer:
-        kind = _as_kind(kind)
+        kind = as_kind(kind)
         key = (kind.group, kind.kind)
         with self._lock:
             if key in self._informers:
@@ -292,14 +292,14 @@ class LiveClient(KubeClient):
 
     def patch(self, kind: Kind | str, name: str, namespace: str, patch: dict | list,
               patch_type: str = "application/merge-patch+json") -> dict:
-        k = _as_kind(kind)
+        k = as_kind(kind)
         try:
             return self.api.json("PATCH", item_path(k, name, namespace), body=patch, content_type=patch_type)
         except ApiError as err:
             raise _translate(err) from err
 
     def delete(self, kind: Kind | str, name: str, namespace: str = "") -> None:
-        k = _as_kind(kind)
+        k = as_kind(kind)
         try:
             self.api.json("DELETE", item_path(k, name, namespace))
         except ApiError as err:

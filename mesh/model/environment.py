@@ -15,7 +15,7 @@ from typing import Any
 from mesh.config.mesh import MeshWatcher
 from mesh.config.meshnetworks import NetworksWatcher
 from mesh.model.network import NetworkManager
-from mesh.security.trustbundle import TrustBundle
+from mesh.trustbundle import TrustBundle
 
 
 @dataclass

@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from mesh.util.net import is_ip_address
 
 NODE_TYPES = ("sidecar", "router")
+# How the pod's traffic reaches its proxy (node metadata ``INTERCEPTION_MODE``, which the
+# injector sets from ``sidecar.istio.io/interceptionMode``): iptables REDIRECT (the default),
+# TPROXY, or NONE (no capture: the app talks to the proxy's listeners itself).
+# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L1182-L1197
+INTERCEPTION_REDIRECT = "REDIRECT"
+INTERCEPTION_TPROXY = "TPROXY"
+INTERCEPTION_NONE = "NONE"
 
 
 class NodeIdError(ValueError):
@@ -40,6 +47,17 @@ class Proxy:
     @property
     def namespace(self) -> str:
         return self.metadata.get("NAMESPACE") or (self.id.rsplit(".", 1)[1] if "." in self.id else "")
+
+    @property
+    def interception_mode(self) -> str:
+        """``GetInterceptionMode``: REDIRECT unless the metadata says TPROXY or NONE."""
+        mode = str(self.metadata.get("INTERCEPTION_MODE") or "")
+        return mode if mode in (INTERCEPTION_TPROXY, INTERCEPTION_NONE) else INTERCEPTION_REDIRECT
+
+    @property
+    def captured(self) -> bool:
+        """Does iptables send the pod's traffic to this proxy (any mode but NONE)?"""
+        return self.interception_mode != INTERCEPTION_NONE
 
     @property
     def node_id(self) -> str:

@@ -18,9 +18,26 @@ serves it a workload certificate over SDS, every EDS cluster of an in-mesh servi
 ``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``, plaintext to the
 rest — checking the server against the service's SPIFFE identities (``networking/tls.py``).
 
+Quiet defaults, as istiod writes them: every cluster carries ``common_lb_config``
+(``buildDefaultCluster``, cluster_builder.go#L362-L370), and outbound ones
+``locality_weighted_lb_config`` because the mesh's ``localityLbSetting`` is enabled by default
+(``applyLoadBalancer``, cluster.go#L847-L860); ``metadata.filter_metadata.istio.services`` names the
+service(s) of outbound and inbound clusters (``addTelemetryMetadata``, cluster.go#L997-L1040).
+
+Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
+
+* REDIRECT: ``inbound|<targetPort>||`` is ORIGINAL_DST — the connection already carries the
+  pod's own address and the app's port — and binds its upstream side to 127.0.0.6
+  (``buildInboundClusterForPortOrUDS``, cluster_builder.go#L449-L528), the address the pod's
+  iptables lets through without a second redirect; ``InboundPassthroughClusterIpv4`` does the
+  same for ports no Service names (``buildInboundPassthroughClusters``, cluster_builder.go#L647-L680).
+* NONE: nothing to recover the destination from, so ``inbound|<port>||`` is a STATIC cluster
+  pointing at the app on the pod IP (as Istio's Sidecar ``ingress`` with a ``defaultEndpoint``).
+
+Gateways get no PassthroughCluster: they have no original-destination listener (cluster.go#L266-L269).
+
 Simplifications, named: no DestinationRule ``tls`` settings, no outlier detection, no locality
-failover settings, no port-level traffic policies, and inbound clusters are STATIC clusters
-pointing at the app on the pod IP (there is no iptables redirect to undo here, DESIGN §6).
+failover settings, no port-level traffic policies, IPv4 only.
 """
 
 from __future__ import annotations
@@ -35,6 +52,8 @@ UINT32_MAX = 4294967295
 DEFAULT_CONNECT_TIMEOUT = "10s"  # MeshConfig.connectTimeout
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
+INBOUND_PASSTHROUGH_IPV4 = "InboundPassthroughClusterIpv4"
+INBOUND_PASSTHROUGH_BIND_IPV4 = "127.0.0.6"  # listener_address.go#L36
 
 _LB_POLICIES = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST",
                 "RANDOM": "RANDOM", "PASSTHROUGH": "CLUSTER_PROVIDED"}
@@ -56,15 +75,23 @@ def parse_cluster_name(name: str) -> tuple[str, int, str, str]:
     return parts[0], int(parts[1]), parts[2], parts[3]
 
 
-def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance]) -> list[dict]:
-    """Every cluster a sidecar gets: outbound for all services, inbound for its own, and the two
-    catch-alls. Sorted by name so a push's output is stable."""
+def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance], captured: bool = True) -> list[dict]:
+    """Every cluster a sidecar gets: outbound for all services, the two catch-alls, inbound for its
+    own ports (and the inbound passthrough under capture). Sorted by name so a push's output is stable."""
     clusters = []
     for service in push.services:
         clusters.extend(build_outbound_clusters(push, service))
-    clusters.extend(build_inbound_cluster(i) for i in unique_ports(instances))
     clusters.extend([blackhole_cluster(), passthrough_cluster()])
+    clusters.extend(build_inbound_clusters(instances, captured))
     return sorted(clusters, key=lambda c: c["name"])
+
+
+def build_inbound_clusters(instances: list[ServiceInstance], captured: bool) -> list[dict]:
+    """``buildInboundClusters``: one per target port, then the passthrough (capture only)."""
+    if captured:
+        return [build_inbound_cluster(i, True) for i in unique_target_ports(instances)] + [
+            inbound_passthrough_cluster()]
+    return [build_inbound_cluster(i, False) for i in unique_ports(instances)]
 
 
 def build_outbound_clusters(push: PushContext, service: Service, auto_mtls: bool = False) -> list[dict]:
@@ -103,7 +130,8 @@ def merge_traffic_policy(base: dict, subset: dict) -> dict:
 def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, rule: Config | None,
                       mtls_identities: list[str] | None = None) -> dict:
     name = outbound_cluster_name(port.port, subset, service.hostname)
-    cluster: dict = {"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT}
+    cluster: dict = {"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
+                     "commonLbConfig": {"localityWeightedLbConfig": {}}}
     if service.resolution == Resolution.CLIENT_SIDE_LB:
         cluster["type"] = "EDS"
         cluster["edsClusterConfig"] = {"edsConfig": {"ads": {}, "initialFetchTimeout": "0s",
@@ -164,31 +192,64 @@ def _thresholds(pool: dict) -> dict:
     }
 
 
-def build_inbound_cluster(instance: ServiceInstance) -> dict:
+def build_inbound_cluster(instance: ServiceInstance, captured: bool = True) -> dict:
+    """``inbound|<port>||``: under capture named by the target port, ORIGINAL_DST with the
+    127.0.0.6 upstream bind; without, by the service port, STATIC to the app on the pod IP."""
     ep = instance.endpoint
-    name = inbound_cluster_name(instance.port)
-    return {
-        "name": name, "type": "STATIC", "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
-        "loadAssignment": {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
-            "address": {"socketAddress": {"address": ep.address, "portValue": ep.endpoint_port}}}}]}]},
-        "circuitBreakers": {"thresholds": [_thresholds({})]},
-    }
+    target = ep.endpoint_port or instance.port
+    name = inbound_cluster_name(target if captured else instance.port)
+    cluster: dict = {"name": name, "type": "ORIGINAL_DST" if captured else "STATIC",
+                     "connectTimeout": DEFAULT_CONNECT_TIMEOUT, "commonLbConfig": {}}
+    if captured:
+        cluster["lbPolicy"] = "CLUSTER_PROVIDED"
+        cluster["upstreamBindConfig"] = _bind_127_0_0_6()
+    else:
+        cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
+            "address": {"socketAddress": {"address": ep.address, "portValue": ep.endpoint_port}}}}]}]}
+    cluster["circuitBreakers"] = {"thresholds": [_thresholds({})]}
+    service = instance.service
+    cluster["metadata"] = {"filterMetadata": {"istio": {"services": [
+        {"host": service.hostname, "name": service.name, "namespace": service.namespace}]}}}
+    return cluster
+
+
+def _bind_127_0_0_6() -> dict:
+    return {"sourceAddress": {"address": INBOUND_PASSTHROUGH_BIND_IPV4, "portValue": 0}}
 
 
 def blackhole_cluster() -> dict:
     """Where traffic for unknown destinations goes when the mesh allows only registered services."""
-    return {"name": BLACKHOLE, "type": "STATIC", "connectTimeout": DEFAULT_CONNECT_TIMEOUT}
+    return {"name": BLACKHOLE, "type": "STATIC", "connectTimeout": DEFAULT_CONNECT_TIMEOUT, "lbPolicy": "ROUND_ROBIN"}
 
 
 def passthrough_cluster() -> dict:
-    """Forward to the address the app asked for (``ORIGINAL_DST``). mesh's routes never use it —
-    traffic must stay on loopback — but it is part of every sidecar's CDS, as in Istio."""
+    """Forward to the address the app asked for (``ORIGINAL_DST``), in the protocol it spoke
+    (``passthroughHttpProtocolOptions``, cluster_builder.go#L76-L86). Without capture mesh's routes
+    never use it — traffic must stay on loopback — but it is part of every sidecar's CDS, as in Istio."""
     return {"name": PASSTHROUGH, "type": "ORIGINAL_DST", "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
-            "lbPolicy": "CLUSTER_PROVIDED", "circuitBreakers": {"thresholds": [_thresholds({})]}}
+            "lbPolicy": "CLUSTER_PROVIDED", "circuitBreakers": {"thresholds": [_thresholds({})]},
+            "typedExtensionProtocolOptions": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": HTTP_PROTOCOL_OPTIONS_TYPE, "commonHttpProtocolOptions": {"idleTimeout": "300s"},
+                "useDownstreamProtocolConfig": {"httpProtocolOptions": {}, "http2ProtocolOptions": {}}}}}
+
+
+def inbound_passthrough_cluster() -> dict:
+    """``InboundPassthroughClusterIpv4``: to the pod's own address and the port that was asked for."""
+    cluster = passthrough_cluster()
+    cluster["name"] = INBOUND_PASSTHROUGH_IPV4
+    cluster["upstreamBindConfig"] = _bind_127_0_0_6()
+    return cluster
 
 
 def unique_ports(instances: list[ServiceInstance]) -> list[ServiceInstance]:
     seen: dict[int, ServiceInstance] = {}
     for inst in instances:
         seen.setdefault(inst.port, inst)
+    return [seen[p] for p in sorted(seen)]
+
+
+def unique_target_ports(instances: list[ServiceInstance]) -> list[ServiceInstance]:
+    seen: dict[int, ServiceInstance] = {}
+    for inst in instances:
+        seen.setdefault(inst.endpoint.endpoint_port or inst.port, inst)
     return [seen[p] for p in sorted(seen)]

@@ -23,7 +23,8 @@ A VirtualService reaches the gateway by naming it in ``gateways``
 routes are served for the hosts that both the server and the VirtualService name, each host a
 virtual host ``<host>:<port>`` whose only domain is the host (ports are ignored in matching).
 
-Simplifications, named: HTTP servers only (HTTPS/TLS/TCP servers are skipped: mesh has no
+Simplifications, named: a gateway proxy whose metadata says INTERCEPTION_MODE=NONE (mesh's
+loopback demo) binds its pod IP instead of 0.0.0.0; HTTP servers only (HTTPS/TLS/TCP servers are skipped: mesh has no
 certificates for them), gateways are not scoped to their namespace, and a port served by
 several Gateways merges their hosts without Istio's conflict rules. The port translation reads
 the proxy's Service instances of the push being built, so (as in istiod, which recomputes a
@@ -38,9 +39,14 @@ from dataclasses import dataclass
 
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
-from mesh.networking.listener import http_connection_manager
+from mesh.networking.listener_builder import WILDCARD, address, hcm_filter, http_connection_manager
+from mesh.networking.listener_inbound import ENVOY_SERVER_NAME
 from mesh.networking.push_context import PushContext, ServiceInstance, host_matches
-from mesh.networking.route import build_routes_for_virtual_service, resolve_gateway_name
+from mesh.networking.route import (
+    MAX_DIRECT_RESPONSE_BODY_BYTES,
+    build_routes_for_virtual_service,
+    resolve_gateway_name,
+)
 
 HTTP_SERVER_PROTOCOLS = {"HTTP", "HTTP2", "GRPC"}
 
@@ -88,18 +94,29 @@ def http_servers(push: PushContext, proxy: Proxy) -> dict[int, list[GatewayServe
     return out
 
 
+def gateway_hcm(port: int) -> dict:
+    """A gateway's HCM: the edge of the mesh (``buildGatewayConnectionManager``, gateway.go#L653-L698)
+    — the peer's address is the client's, no ``x-forwarded-for`` hop is trusted (``xff_num_trusted_hops``
+    0: proto3 JSON leaves a zero out), client certificate details are sanitized then set."""
+    hcm = http_connection_manager(f"outbound_0.0.0.0_{port}", rds=route_name(port), use_remote_address=True)
+    hcm.update(xffNumTrustedHops=0, forwardClientCertDetails="SANITIZE_SET",
+               setCurrentClientCertDetails={"subject": True, "cert": True, "uri": True, "dns": True},
+               serverName=ENVOY_SERVER_NAME, httpProtocolOptions={})
+    return hcm
+
+
 def build_gateway_listeners(push: PushContext, proxy: Proxy) -> list[dict]:
-    ip = proxy.ip_addresses[0]
+    # A gateway pod has no capture; it binds its ports on the wildcard, or (mesh's loopback demo,
+    # INTERCEPTION_MODE=NONE) on its pod IP, since there all pods share one network namespace.
+    ip = WILDCARD if proxy.captured else proxy.ip_addresses[0]
     listeners = []
     for port in sorted(http_servers(push, proxy)):
-        hcm = http_connection_manager(f"outbound_0.0.0.0_{port}", rds=route_name(port))
-        hcm["useRemoteAddress"] = True  # the edge of the mesh: the client's address is the peer's
         listeners.append({
             "name": f"{ip}_{port}",
-            "address": {"socketAddress": {"address": ip, "portValue": port}},
+            "address": address(ip, port),
             "trafficDirection": "OUTBOUND",
-            "filterChains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                           "typedConfig": hcm}]}],
+            "continueOnListenerFiltersTimeout": True,
+            "filterChains": [{"filters": [hcm_filter(gateway_hcm(port))]}],
         })
     return listeners
 
@@ -127,7 +144,7 @@ def build_gateway_route_config(push: PushContext, proxy: Proxy, name: str) -> di
     else:
         virtual_hosts = [vhosts[h] for h in sorted(vhosts)]
     return {"name": name, "virtualHosts": virtual_hosts, "validateClusters": False,
-            "ignorePortInHostMatching": True}
+            "ignorePortInHostMatching": True, "maxDirectResponseBodySizeBytes": MAX_DIRECT_RESPONSE_BODY_BYTES}
 
 
 def virtual_services_for_gateway(push: PushContext, gateway: str) -> list[Config]:

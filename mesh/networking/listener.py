@@ -1,148 +1,144 @@
-"""Listener builder: LDS for a sidecar — an HTTP proxy listener outbound, one inbound listener.
+"""Outbound listeners of a sidecar: one per service port (REDIRECT), or the HTTP proxy (NONE).
 
 Go: ``buildSidecarListeners``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/listener.go#L223-L233,
-the HTTP proxy listener ``buildHTTPProxy`` (listener.go#L558-L619) whose routes are the
-``http_proxy`` route config, the HTTP connection manager
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/listener_builder.go#L289,
-and the listener names ``virtualInbound`` / ``virtualOutbound``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/listener.go#L21-L33.
+``buildSidecarOutboundListeners`` (#L296-L556), per port ``buildSidecarOutboundListenerForPortOrUDS``
+(#L784-L1000) with its HTTP and TCP options (#L621-L782), ``buildListener`` (#L1102-L1272),
+the fall-through chain ``appendListenerFallthroughRouteForCompleteListener`` (#L1286-L1315), and
+the HTTP proxy listener ``buildHTTPProxy`` (#L558-L619).
 
-In a real pod, iptables sends every outbound connection to port 15001 and every inbound one to
-15006, and Envoy recovers the original destination. mesh has no iptables (DESIGN §6), so it
-uses what Istio offers for apps that opt out of capture:
+**REDIRECT** (iptables captures the pod's traffic; ``Proxy.captured``). Nothing here binds a
+socket (``bind_to_port: false``): ``virtualOutbound`` on 15001 receives each captured connection
+and hands it to the listener whose address is the connection's original destination.
 
-* **outbound** — Istio's HTTP proxy listener (mesh config ``proxyHttpPort`` or the proxy's
-  ``HTTP_PROXY_PORT`` metadata), bound to the pod IP: the app sends ``GET /`` with
-  ``Host: reviews:9080`` to ``<pod-ip>:15080`` and the ``http_proxy`` routes pick the cluster;
-* **inbound** — ``virtualInbound`` on ``<pod-ip>:15006``, forwarding to the app's own port
-  through the ``inbound|<port>||`` cluster, the port chosen by the ``Host`` header's port.
+* An HTTP port (``http``, ``http2``, ``grpc`` ...) gets ``0.0.0.0_<port>``, shared by every
+  service on that port: a chain for plaintext HTTP (``transport_protocol: raw_buffer``,
+  ``application_protocols: [http/1.1, h2c]``, found by the TLS and HTTP inspectors) whose HCM
+  takes its routes from RDS ``"<port>"`` — the Host header picks the service there — and a
+  default chain, ``PassthroughFilterChain``, for anything else.
+* A TCP port gets ``<ClusterIP>_<port>``: the connection's destination address alone says which
+  service it is, and a ``tcp_proxy`` sends it to ``outbound|<port>||<host>``.
+* A port without a protocol (sniffed) gets ``<ClusterIP>_<port>`` too, with both: HTTP (routes
+  ``<host>:<port>``) when the inspectors see HTTP, else the TCP proxy as the default chain.
 
-Mutual TLS on the inbound side (for a proxy whose agent serves it a workload certificate):
-the PeerAuthentication mode of the workload (``networking/authn.py``) picks the filter chains
-— STRICT: only a TLS chain requiring a client certificate from the trust domain, so plaintext
-finds no chain and the connection is closed; PERMISSIVE: that chain plus a plaintext one, told
-apart by the TLS inspector's ``transportProtocol``; DISABLE: plaintext only (the chains per mode
-``getFilterChainMatchOptions``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/filterchain_options.go#L189-L219,
-built by ``inboundChainForOpts``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/listener_inbound.go#L303-L325,
-and the TLS inspector it needs, listener_inbound.go#L599-L655). Over TLS the app is told who
-called in the ``x-forwarded-client-cert`` header (listener_inbound.go#L765-L778).
+**NONE** (no capture): Istio's HTTP proxy listener only, bound to the pod's loopback IP on
+``proxyHttpPort``; the apps send ``GET /`` with ``Host: reviews:9080`` to it and the ``http_proxy``
+routes pick the cluster.
 
-Simplifications, named: HTTP only (no TCP proxying, no protocol sniffing), the HTTP proxy
-listener is on by default (port 15080) because it is the only outbound path here, and one
-inbound listener serves all the workload's ports, so per-port mTLS modes collapse to the
-strictest of them; TLS from outside the mesh (no ``istio`` ALPN) is not sent to a passthrough
-chain under PERMISSIVE.
+Simplifications, named: no Sidecar resource (every service port gets a listener); when an HTTP
+and a TCP port collide on one address the first (by host name) wins instead of Istio's merged
+listener; a headless TCP service gets one wildcard listener instead of one per endpoint; TLS
+ports get a plain TCP proxy (no SNI chains from VirtualService ``tls`` routes). In NONE mode the
+HTTP proxy listener is on by default (port 15080, it is the only outbound path there), binds the
+pod's loopback IP instead of 127.0.0.1, and Istio's per-port listeners bound to 127.0.0.1 are
+left out (each pod has no loopback of its own there, and the apps do not use them).
 """
 
 from __future__ import annotations
 
-from mesh.model.config import Config
 from mesh.model.proxy import Proxy
-from mesh.networking.authn import DISABLE, PERMISSIVE, STRICT, mtls_mode
-from mesh.networking.cluster import inbound_cluster_name
-from mesh.networking.extensions import FAULT_TYPE, HCM_TYPE, ROUTER_TYPE
-from mesh.networking.push_context import ServiceInstance
+from mesh.model.service import Service, ServiceProtocol
+from mesh.networking.cluster import outbound_cluster_name
+from mesh.networking.filterchain_options import HTTP, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, TCP, listener_protocol
+from mesh.networking.listener_builder import (
+    WILDCARD,
+    address,
+    build_virtual_outbound_listener,
+    hcm_filter,
+    http_connection_manager,
+    passthrough_filter_chain,
+    tcp_proxy_filter,
+)
+from mesh.networking.listener_inbound import build_inbound_listeners, http_inspector
 from mesh.networking.route import HTTP_PROXY_ROUTE
-from mesh.networking.tls import has_workload_cert, istio_mutual_downstream, tls_inspector
+from mesh.networking.tls import tls_inspector
 
 DEFAULT_HTTP_PROXY_PORT = 15080
-INBOUND_PORT = 15006
-VIRTUAL_INBOUND = "virtualInbound"
+LOCALHOST = "127.0.0.1"
 
 
-def http_proxy_port(proxy: Proxy) -> int:
+def build_sidecar_listeners(proxy: Proxy, push, instances, peer_authentications=None,
+                            trust_domain: str | None = None) -> list[dict]:
+    """``getListeners``' order: outbound listeners, the HTTP proxy, virtualOutbound, inbound."""
+    peer_authentications = push.peer_authentications if peer_authentications is None else peer_authentications
+    trust_domain = trust_domain or push.trust_domain
+    listeners: list[dict] = []
+    if proxy.captured:
+        listeners += build_outbound_listeners(push, proxy)
+    http_proxy = build_http_proxy_listener(proxy)
+    if http_proxy is not None:
+        listeners.append(http_proxy)
+    if proxy.captured:
+        listeners.append(build_virtual_outbound_listener(push.outbound_traffic_mode))
+    return listeners + build_inbound_listeners(proxy, instances, peer_authentications, trust_domain)
+
+
+def http_proxy_port(proxy: Proxy) -> int | None:
+    """The proxy's ``HTTP_PROXY_PORT`` metadata; without it, mesh's default in NONE mode (the apps'
+    only way out) and none under capture (MeshConfig ``proxyHttpPort`` is 0 by default)."""
     value = str(proxy.metadata.get("HTTP_PROXY_PORT") or "")
-    return int(value) if value.isdigit() else DEFAULT_HTTP_PROXY_PORT
+    if value.isdigit():
+        return int(value)
+    return None if proxy.captured else DEFAULT_HTTP_PROXY_PORT
 
 
-def build_sidecar_listeners(proxy: Proxy, instances: list[ServiceInstance],
-                            peer_authentications: list[Config] | None = None,
-                            trust_domain: str = "cluster.local") -> list[dict]:
-    listeners = [build_http_proxy_listener(proxy)]
-    if instances:
-        listeners.append(build_inbound_listener(proxy, instances, peer_authentications, trust_domain))
-    return listeners
+def service_address(service: Service) -> str:
+    vip = service.cluster_vip
+    return vip if vip and vip not in ("None", "0.0.0.0") else WILDCARD
 
 
-def inbound_mtls_mode(proxy: Proxy, instances: list[ServiceInstance], peer_authentications: list[Config]) -> str:
-    """The mode the inbound listener runs in: the strictest over the workload's ports; DISABLE
-    when the proxy has no certificate to serve TLS with."""
-    if not has_workload_cert(proxy.metadata):
-        return DISABLE
-    modes = {mtls_mode(peer_authentications, proxy.namespace, proxy.labels, i.endpoint.endpoint_port)
-             for i in instances}
-    return next((m for m in (STRICT, PERMISSIVE) if m in modes), DISABLE)
+def build_outbound_listeners(push, proxy: Proxy) -> list[dict]:
+    """One listener per address and port, TCP listeners first then HTTP (as Istio collates them)."""
+    mode = push.outbound_traffic_mode
+    built: dict[str, tuple[str, dict]] = {}  # "<bind>:<port>" → (protocol, listener)
+    for service in push.services:
+        for port in service.ports:
+            if port.protocol in (ServiceProtocol.UDP, ServiceProtocol.HTTP_PROXY):
+                continue
+            proto = listener_protocol(port.protocol)
+            bind = WILDCARD if proto == HTTP else service_address(service)
+            key = f"{bind}:{port.port}"
+            if key in built:
+                continue  # a later service on an HTTP port shares the listener (its routes are in RDS)
+            built[key] = (proto, _outbound_listener(service, port.port, proto, bind, mode))
+    tcp = [li for proto, li in built.values() if proto == TCP]
+    http = [li for proto, li in built.values() if proto != TCP]
+    return tcp + http
 
 
-def build_http_proxy_listener(proxy: Proxy) -> dict:
-    ip, port = proxy.ip_addresses[0], http_proxy_port(proxy)
+def _outbound_listener(service: Service, port: int, proto: str, bind: str, mode: str) -> dict:
+    name = f"{bind}_{port}"
+    listener: dict = {"name": name, "address": address(bind, port), "trafficDirection": "OUTBOUND",
+                      "bindToPort": False, "continueOnListenerFiltersTimeout": True,
+                      "listenerFiltersTimeout": "0s"}  # MeshConfig.protocolDetectionTimeout
+    cluster = outbound_cluster_name(port, "", service.hostname)
+    if proto == TCP:
+        listener["filterChains"] = [{"filters": [tcp_proxy_filter(cluster)]}]
+        return listener
+    rds = str(port) if bind == WILDCARD else f"{service.hostname}:{port}"
+    http_chain = {"filterChainMatch": {"transportProtocol": RAW_BUFFER, "applicationProtocols": list(PLAINTEXT_HTTP_ALPNS)},
+                  "filters": [hcm_filter(http_connection_manager(f"outbound_{name}", rds=rds))]}
+    listener["listenerFilters"] = [tls_inspector(), http_inspector()]
+    listener["filterChains"] = [http_chain]
+    # The chain for everything that is not plaintext HTTP: the egress cluster, or for a sniffed
+    # port the service's own TCP proxy (it matched everything, so it becomes the default).
+    listener["defaultFilterChain"] = (passthrough_filter_chain(mode) if proto == HTTP
+                                      else {"filters": [tcp_proxy_filter(cluster)]})
+    return listener
+
+
+def build_http_proxy_listener(proxy: Proxy) -> dict | None:
+    port = http_proxy_port(proxy)
+    if port is None:
+        return None
+    ip = LOCALHOST if proxy.captured else proxy.ip_addresses[0]
     hcm = http_connection_manager(f"outbound_{ip}_{port}", rds=HTTP_PROXY_ROUTE)
     hcm["httpProtocolOptions"] = {"allowAbsoluteUrl": True}  # a proxy may be asked for http://host/path
     return {
         "name": f"{ip}_{port}",
-        "address": _address(ip, port),
+        "address": address(ip, port),
         "trafficDirection": "OUTBOUND",
-        "filterChains": [{"filters": [_hcm_filter(hcm)]}],
+        "continueOnListenerFiltersTimeout": True,
+        "filterChains": [{"filters": [hcm_filter(hcm)]}],
     }
 
-
-def build_inbound_listener(proxy: Proxy, instances: list[ServiceInstance],
-                           peer_authentications: list[Config] | None = None,
-                           trust_domain: str = "cluster.local") -> dict:
-    ip = proxy.ip_addresses[0]
-    ports = sorted({i.port for i in instances})
-    vhosts = [{"name": f"inbound|http|{p}", "domains": [f"*:{p}"], "routes": [_inbound_route(p)]} for p in ports]
-    vhosts.append({"name": "inbound|http|default", "domains": ["*"], "routes": [_inbound_route(ports[0])]})
-    route_config = {"name": "inbound|http", "virtualHosts": vhosts, "validateClusters": False}
-    hcm = http_connection_manager(f"inbound_0.0.0.0_{INBOUND_PORT}", route_config=route_config)
-    listener: dict = {
-        "name": VIRTUAL_INBOUND,
-        "address": _address(ip, INBOUND_PORT),
-        "trafficDirection": "INBOUND",
-        "filterChains": [{"name": "inbound|http", "filters": [_hcm_filter(hcm)]}],
-    }
-    mode = inbound_mtls_mode(proxy, instances, peer_authentications or [])
-    if mode == DISABLE:
-        return listener
-    mtls_hcm = dict(hcm, forwardClientCertDetails="APPEND_FORWARD",
-                    setCurrentClientCertDetails={"subject": True, "dns": True, "uri": True})
-    chains = [{"name": "inbound|http|mtls", "filterChainMatch": {"transportProtocol": "tls"},
-               "transportSocket": istio_mutual_downstream(trust_domain), "filters": [_hcm_filter(mtls_hcm)]}]
-    if mode == PERMISSIVE:
-        chains.append({"name": "inbound|http", "filterChainMatch": {"transportProtocol": "raw_buffer"},
-                       "filters": [_hcm_filter(hcm)]})
-    listener["listenerFilters"] = [tls_inspector()]
-    listener["filterChains"] = chains
-    return listener
-
-
-def _inbound_route(port: int) -> dict:
-    return {"name": "default", "match": {"prefix": "/"},
-            "route": {"cluster": inbound_cluster_name(port), "timeout": "0s"}}
-
-
-def http_connection_manager(stat_prefix: str, rds: str | None = None, route_config: dict | None = None) -> dict:
-    """The HTTP filter chain every Istio HCM ends with: fault injection (driven per route by
-    VirtualService ``fault``), then the router."""
-    hcm: dict = {"@type": HCM_TYPE, "statPrefix": stat_prefix, "useRemoteAddress": False,
-                 "httpFilters": [
-                     {"name": "envoy.filters.http.fault", "typedConfig": {"@type": FAULT_TYPE}},
-                     {"name": "envoy.filters.http.router", "typedConfig": {"@type": ROUTER_TYPE}},
-                 ]}
-    if rds is not None:
-        hcm["rds"] = {"configSource": {"ads": {}, "initialFetchTimeout": "0s", "resourceApiVersion": "V3"},
-                      "routeConfigName": rds}
-    else:
-        hcm["routeConfig"] = route_config
-    return hcm
-
-
-def _hcm_filter(hcm: dict) -> dict:
-    return {"name": "envoy.filters.network.http_connection_manager", "typedConfig": hcm}
-
-
-def _address(ip: str, port: int) -> dict:
-    return {"socketAddress": {"address": ip, "portValue": port}}

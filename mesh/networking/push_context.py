@@ -70,13 +70,18 @@ class PushContext:
     # has a workload certificate): EDS sends their traffic there, over TLS (networking/tls.py).
     mtls_addresses: frozenset[str] = frozenset()
     trust_domain: str = "cluster.local"  # MeshConfig.trustDomain: whose SPIFFE identities inbound mTLS accepts
+    # Pod IPs of connected sidecars that nothing captures (INTERCEPTION_MODE=NONE): EDS sends
+    # their mTLS traffic to their inbound port (networking/endpoints.py).
+    uncaptured_addresses: frozenset[str] = frozenset()
+    outbound_traffic_mode: str = "ALLOW_ANY"  # MeshConfig.outboundTrafficPolicy.mode
     _by_host: dict[str, Service] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, registry: ServiceDiscovery, config_store: ConfigStore | None, version: str = "0",
               domain: str = "cluster.local", mtls_addresses: frozenset[str] = frozenset(),
-              trust_domain: str = "cluster.local") -> PushContext:
+              trust_domain: str = "cluster.local", uncaptured_addresses: frozenset[str] = frozenset(),
+              outbound_traffic_mode: str = "ALLOW_ANY") -> PushContext:
         services = sorted(registry.services(), key=lambda s: s.hostname)
         vss: list[Config] = []
         drs: dict[str, Config] = {}
@@ -91,7 +96,8 @@ class PushContext:
                 drs.setdefault(host, dr)  # the oldest rule for a host wins
         ctx = cls(version=version, services=services, virtual_services=vss, destination_rules=drs,
                   registry=registry, domain=domain, gateways=gateways, peer_authentications=peer_authns,
-                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain)
+                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain,
+                  uncaptured_addresses=frozenset(uncaptured_addresses), outbound_traffic_mode=outbound_traffic_mode)
         ctx._by_host = {s.hostname: s for s in services}
         return ctx
 

@@ -23,8 +23,8 @@ http entry (``<http.name>.<match.name>`` when both are set); a route Istio made 
 Istio also sets the deprecated ``max_grpc_timeout``; Envoy 1.40 warns about it, so mesh leaves it out.
 
 Simplifications, named: no mirroring, CORS, consistent-hash routing or destination-level headers;
-the catch-all virtual host always blocks (``block_all``, 502) — mesh must never forward traffic to
-an address it does not know, since only loopback is allowed here.
+without capture (INTERCEPTION_MODE=NONE, the loopback demo) the catch-all virtual host always
+blocks (``block_all``, 502) — there mesh must never forward traffic to an address it does not know.
 """
 
 from __future__ import annotations
@@ -40,36 +40,61 @@ HTTP_PROXY_ROUTE = "http_proxy"  # model.RDSHttpProxy
 MESH = "mesh"  # the gateway name that means "every sidecar"
 DEFAULT_ROUTE_NAME = "default"
 BLOCK_ALL = "block_all"
+ALLOW_ANY = "allow_any"
+MAX_DIRECT_RESPONSE_BODY_BYTES = 1024 * 1024  # route.DefaultMaxDirectResponseBodySizeBytes
 
 
 def build_sidecar_route_config(push: PushContext, proxy: Proxy, route_name: str) -> dict | None:
-    """The RouteConfiguration called ``route_name``: ``http_proxy`` (all HTTP ports) or a port
-    number like ``9080``. None for a name mesh does not build."""
+    """The RouteConfiguration called ``route_name``: ``http_proxy`` (all HTTP ports), a port number
+    like ``9080`` (the ``0.0.0.0_9080`` listener), or ``<host>:<port>`` (a sniffed port's own
+    listener). None for a name mesh does not build."""
+    sniffed = ""
     if route_name == HTTP_PROXY_ROUTE:
         ports = None
     elif route_name.isdigit():
         ports = {int(route_name)}
+    elif route_name.rpartition(":")[2].isdigit() and route_name.rpartition(":")[0]:
+        sniffed, ports = route_name, {int(route_name.rpartition(":")[2])}
     else:
         return None
     vhosts = build_sidecar_virtual_hosts(push, proxy, ports)
     vhosts.sort(key=lambda v: v["name"])
-    vhosts.append(catch_all_virtual_host())
+    if sniffed:
+        vhosts = sniffed_virtual_hosts(vhosts, sniffed)
+    else:
+        vhosts.append(catch_all_virtual_host(proxy, push.outbound_traffic_mode))
     return {
         "name": route_name,
         "virtualHosts": vhosts,
         "validateClusters": False,
-        # One route config for many ports: the port in Host picks the virtual host. A per-port
-        # config can ignore it, as Istio's sidecars do.
+        "maxDirectResponseBodySizeBytes": MAX_DIRECT_RESPONSE_BODY_BYTES,
+        # Per-port route configs match hosts without their port (the listener already fixed it).
+        # Istio sets this on http_proxy too; there the domains carry ports, so mesh leaves it off.
         "ignorePortInHostMatching": ports is not None,
     }
 
 
+def sniffed_virtual_hosts(vhosts: list[dict], route_name: str) -> list[dict]:
+    """``getVirtualHostsForSniffedServicePort``: the listener is the service's own, so its one
+    virtual host answers any Host."""
+    host = route_name.rpartition(":")[0]
+    mine = [v for v in vhosts if route_name in v["domains"] or host in v["domains"]]
+    if len(mine) == 1:
+        mine[0] = dict(mine[0], domains=["*"])
+    return mine
+
+
 def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int] | None) -> list[dict]:
+    """Per port route configs hold every service with that port (whatever it speaks, as
+    ``BuildSidecarOutboundVirtualHosts``); ``http_proxy`` the HTTP ports of all services."""
     out = []
     vss = push.sidecar_virtual_services()
     for service in push.services:
         for port in service.ports:
-            if not port.protocol.is_http() or port.protocol == "HTTP_PROXY" or (ports is not None and port.port not in ports):
+            if ports is None:
+                if not port.protocol.is_http() or port.protocol == "HTTP_PROXY":
+                    continue
+            elif port.port not in ports or port.protocol == "UDP":
                 continue
             vs = _virtual_service_for(push, vss, service.hostname)
             if vs is not None:
@@ -79,9 +104,12 @@ def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int]
                                         f"{service.hostname}:{port.port}/*")]
             if not routes:
                 continue
+            domains = virtual_host_domains(service, port.port, proxy.dns_domain, 0 if ports is None else port.port)
+            if ports is None:  # ``mergeAllVirtualHosts``: one config for all ports keeps the port-bearing names
+                domains = [d for d in domains if ":" in d] if port.port != 80 else domains
             out.append({
                 "name": f"{service.hostname}:{port.port}",
-                "domains": virtual_host_domains(service, port.port, proxy.dns_domain, with_bare=ports is not None),
+                "domains": domains,
                 "routes": routes,
                 "includeRequestAttemptCount": True,
             })
@@ -97,12 +125,12 @@ def _virtual_service_for(push: PushContext, vss: list[Config], hostname: str) ->
     return wild[0] if wild else None
 
 
-def virtual_host_domains(service: Service, port: int, proxy_domain: str, with_bare: bool = True) -> list[str]:
-    """Every Host header that means this service and port, from the caller's namespace.
-
-    A caller in the same namespace may say ``reviews``; from elsewhere ``reviews.default``;
-    anyone may use the FQDN or the ClusterIP. On a route config shared by many ports, only the
-    ``name:port`` spellings are kept (``mergeAllVirtualHosts``), so ports cannot be confused."""
+def virtual_host_domains(service: Service, port: int, proxy_domain: str, listener_port: int = 0) -> list[str]:
+    """``generateVirtualHostDomains``: every Host header that means this service, from the caller's
+    namespace. A caller in the same namespace may say ``reviews``; from elsewhere
+    ``reviews.default``; anyone may use the FQDN or the ClusterIP. For a per-port route config
+    (``listener_port`` set) the names come bare, since it ignores the port in matching
+    (httproute.go#L553-L557); for ``http_proxy`` (0) each name comes bare and with ``:<port>``."""
     hostname = service.hostname
     names = [hostname]
     ih = hostname.find(".svc.")
@@ -113,18 +141,26 @@ def virtual_host_domains(service: Service, port: int, proxy_domain: str, with_ba
             names += [short, ns_qualified + ".svc", ns_qualified]
         else:
             names += [ns_qualified, ns_qualified + ".svc"]
+    if service.resolution == "Passthrough" and service.registry == "Kubernetes":
+        names += ["*." + n for n in names]  # a headless service's pods by name (httproute.go#L562-L567)
     if service.cluster_vip and service.cluster_vip not in ("None", "0.0.0.0"):
         names.append(service.cluster_vip)
     domains = []
     for name in names:
-        if with_bare or port == 80:
-            domains.append(name)
-        domains.append(f"{name}:{port}")
+        domains.append(name)
+        if not listener_port:
+            domains.append(f"{name}:{port}")
     return domains
 
 
-def catch_all_virtual_host() -> dict:
-    return {"name": BLOCK_ALL, "domains": ["*"], "routes": [{
+def catch_all_virtual_host(proxy: Proxy | None = None, outbound_traffic_mode: str = "ALLOW_ANY") -> dict:
+    """``buildCatchAllVirtualHost`` (httproute.go#L766-L825): ``allow_any`` to PassthroughCluster, or
+    ``block_all`` (502) under REGISTRY_ONLY. Without capture mesh always blocks: there the
+    original destination would be an address in the root network namespace."""
+    if proxy is not None and proxy.captured and outbound_traffic_mode != "REGISTRY_ONLY":
+        return {"name": ALLOW_ANY, "domains": ["*"], "includeRequestAttemptCount": True, "routes": [{
+            "name": ALLOW_ANY, "match": {"prefix": "/"}, "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}]}
+    return {"name": BLOCK_ALL, "domains": ["*"], "includeRequestAttemptCount": True, "routes": [{
         "name": BLOCK_ALL, "match": {"prefix": "/"}, "directResponse": {"status": 502}}]}
 
 

@@ -18,9 +18,22 @@ plaintext one for all others. The client checks that the server's certificate ho
 destination service's SPIFFE identities; the server checks only that the client's certificate
 chains to the mesh root and lies in the trust domain.
 
-Simplifications, named: no ``istio-peer-exchange`` ALPN (mesh has no metadata-exchange filter),
-no DestinationRule ``tls`` settings (every in-mesh destination gets auto mTLS), and no trust
-domain aliases.
+Versions, ciphers and ALPN, as Istio sets them: both sides speak TLS 1.2 to 1.3
+(``defaultUpstreamCommonTLSContext``, cluster_builder.go#L1390-L1398, and ``BuildInboundTLS``,
+utils.go#L70-L77); the server offers Istio's cipher suites (``SupportedCiphers``, utils.go#L30-L37;
+Istio leaves the client's list to Envoy's defaults). The client's ALPN says "in-mesh" —
+``istio-peer-exchange, istio`` (plus ``h2`` for an HTTP/2 cluster: ``ALPNInMeshWithMxc`` /
+``ALPNInMeshH2WithMxc``, util.go#L103-L115, picked in cluster_builder.go#L1087-L1101) — which the
+inbound filter chains match on; the server answers ``h2, http/1.1`` for HTTP chains and
+``istio-peer-exchange, h2, http/1.1`` for TCP ones (utils.go#L52-L67, util.go#L117-L124).
+
+Simplifications, named: no DestinationRule ``tls`` settings (every in-mesh destination gets auto
+mTLS), and no trust domain aliases. Istio 1.19 writes the peer's SANs in Envoy's deprecated
+``match_subject_alt_names`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/security/model/authentication.go#L228-L240,
+cluster_builder.go#L1076); mesh writes the same check in its replacement,
+``match_typed_subject_alt_names`` with ``san_type: URI``, which current Envoy expects. Stock Envoy has no ``istio.alpn`` filter (see
+``networking/listener_builder.py``), so a client never offers ``istio-http/1.1``: an mTLS connection
+to an unnamed (sniffed) port lands on the inbound TCP-over-mTLS chain instead of the HTTP one.
 """
 
 from __future__ import annotations
@@ -36,9 +49,15 @@ UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.
 DOWNSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 RAW_BUFFER_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 TLS_INSPECTOR_TYPE = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
-ALPN_IN_MESH = ["istio"]
-ALPN_IN_MESH_H2 = ["istio", "h2"]
-ALPN_DOWNSTREAM = ["h2", "http/1.1"]
+ALPN_IN_MESH = ["istio-peer-exchange", "istio"]  # util.ALPNInMeshWithMxc
+ALPN_IN_MESH_H2 = ["istio-peer-exchange", "istio", "h2"]  # util.ALPNInMeshH2WithMxc
+ALPN_DOWNSTREAM = ["h2", "http/1.1"]  # util.ALPNHttp: inbound HTTP chains
+ALPN_DOWNSTREAM_TCP = ["istio-peer-exchange", "h2", "http/1.1"]  # util.ALPNDownstreamWithMxc: TCP chains
+# authn/utils.SupportedCiphers: what an inbound chain accepts over TLS 1.2.
+SUPPORTED_CIPHERS = [
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-GCM-SHA256",
+]
 INBOUND_CAPTURE_PORT = 15006  # the sidecar's inbound listener (virtualInbound)
 # Endpoint metadata Envoy matches ``transportSocketMatches`` against.
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
@@ -53,15 +72,18 @@ def sds_secret(name: str) -> dict:
         "initialFetchTimeout": "0s", "resourceApiVersion": "V3"}}
 
 
-def _common_context(san_matchers: list[dict], alpn: list[str]) -> dict:
+def _common_context(san_matchers: list[dict], alpn: list[str], ciphers: list[str] | None = None) -> dict:
+    params: dict = {"tlsMinimumProtocolVersion": "TLSv1_2", "tlsMaximumProtocolVersion": "TLSv1_3"}
+    if ciphers:
+        params["cipherSuites"] = list(ciphers)
     return {
         "tlsCertificateSdsSecretConfigs": [sds_secret(SDS_DEFAULT)],
         "combinedValidationContext": {
             "defaultValidationContext": {"matchTypedSubjectAltNames": san_matchers},
             "validationContextSdsSecretConfig": sds_secret(SDS_ROOT),
         },
-        "alpnProtocols": alpn,
-        "tlsParams": {"tlsMinimumProtocolVersion": "TLSv1_2"},
+        "alpnProtocols": list(alpn),
+        "tlsParams": params,
     }
 
 
@@ -88,12 +110,14 @@ def outbound_sni(port: int, subset: str, hostname: str) -> str:
     return f"outbound_.{port}_.{subset}_.{hostname}"
 
 
-def istio_mutual_downstream(trust_domain: str) -> dict:
-    """The server side: present our certificate, require the client's, from this trust domain."""
+def istio_mutual_downstream(trust_domain: str, tcp: bool = False) -> dict:
+    """The server side: present our certificate, require the client's, from this trust domain.
+    ``tcp``: for a TCP filter chain, whose ALPN also offers ``istio-peer-exchange``."""
     matchers = [{"sanType": "URI", "matcher": {"prefix": f"spiffe://{trust_domain}/"}}]
     return {"name": TLS_SOCKET, "typedConfig": {
         "@type": DOWNSTREAM_TLS_TYPE, "requireClientCertificate": True,
-        "commonTlsContext": _common_context(matchers, ALPN_DOWNSTREAM)}}
+        "commonTlsContext": _common_context(matchers, ALPN_DOWNSTREAM_TCP if tcp else ALPN_DOWNSTREAM,
+                                            SUPPORTED_CIPHERS)}}
 
 
 def tls_inspector() -> dict:

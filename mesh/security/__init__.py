@@ -1,6 +1,7 @@
-"""Certificates: the CA that signs workload identities, trust bundles, istiod's own certificate.
+"""Certificates: the CA that signs workload identities, istiod's own certificate.
 
-istio/istio: ``security/pkg/pki`` (the CA), ``security/pkg/server/ca`` (the CSR service),
-``pilot/pkg/trustbundle``, and the bootstrap glue in ``pilot/pkg/bootstrap/{istio_ca,certcontroller}.go``.
+istio/istio: ``security/pkg/pki`` (the CA), ``security/pkg/server/ca`` (the CSR service); the
+bootstrap glue of ``pilot/pkg/bootstrap/{istio_ca,certcontroller}.go`` is in ``mesh.bootstrap``,
+and the workload trust bundle (``pilot/pkg/trustbundle``, which the model holds) is ``mesh.trustbundle``.
 https://github.com/istio/istio/tree/1.19.0/security/pkg
 """

@@ -87,11 +87,7 @@ def as_yaml(obj: Any) -> TextView:
 # -- the bootstrap stages -----------------------------------------------------------------------
 def _stage_state(name: str, server, implemented: set[str]) -> str:
     if server is not None:
-        if name in server.completed:
-            return "done"
-        if name in server.skipped:
-            return "skipped"
-        return "pending"
+        return "done" if name in server.completed else "pending"
     return "implemented" if name in implemented else "planned"
 
 

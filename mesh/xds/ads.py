@@ -168,6 +168,7 @@ class AdsServer:
         self.metrics = metrics or XdsMetrics()
         self.connections: dict[int, Connection] = {}
         self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
+        self.outbound_traffic_mode: Callable[[], str] = lambda: "ALLOW_ANY"  # and outboundTrafficPolicy.mode
         self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
         self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type (known types only)
         self.generate_errors: Counter = Counter()
@@ -195,7 +196,8 @@ class AdsServer:
         t0 = time.perf_counter()
         push = PushContext.build(self.registry, self.config_store, version=str(next(self._versions)),
                                  domain=self.domain, mtls_addresses=self._mtls_addresses(),
-                                 trust_domain=self.trust_domain())
+                                 trust_domain=self.trust_domain(), uncaptured_addresses=self._uncaptured_addresses(),
+                                 outbound_traffic_mode=self.outbound_traffic_mode())
         self.metrics.on_push_context(time.perf_counter() - t0)
         return push
 
@@ -203,6 +205,12 @@ class AdsServer:
         """Pod IPs of connected sidecars that have a workload certificate: they can terminate mTLS."""
         return frozenset(ip for con in list(self.connections.values())
                          if con.state is not None and has_workload_cert(con.state.proxy.metadata)
+                         for ip in con.state.proxy.ip_addresses)
+
+    def _uncaptured_addresses(self) -> frozenset[str]:
+        """Pod IPs of connected sidecars in INTERCEPTION_MODE=NONE (``networking/endpoints.py``)."""
+        return frozenset(ip for con in list(self.connections.values())
+                         if con.state is not None and not con.state.proxy.captured
                          for ip in con.state.proxy.ip_addresses)
 
     def _mtls_sidecar_changed(self, con: Connection) -> None:

@@ -5,17 +5,20 @@ Clusters change only on full pushes; a full push about kinds that no cluster dep
 Outbound clusters are the same for every sidecar (mesh has no Sidecar scoping), so they are built
 once per push and shared — in two variants, with auto mTLS for proxies that have a workload
 certificate (``networking/tls.py``) and without for the others; only the inbound ones are per proxy.
+A gateway gets no PassthroughCluster (it has no original-destination listener), a captured sidecar
+also gets ``InboundPassthroughClusterIpv4`` (``BuildClusters``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster.go#L233-L272).
 """
 
 from __future__ import annotations
 
 from mesh.model.push_request import PushRequest
 from mesh.networking.cluster import (
+    PASSTHROUGH,
     blackhole_cluster,
-    build_inbound_cluster,
+    build_inbound_clusters,
     build_outbound_clusters,
     passthrough_cluster,
-    unique_ports,
 )
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
@@ -29,9 +32,9 @@ class CdsGenerator:
             return None
         mtls = has_workload_cert(state.proxy.metadata)
         shared = push.memo(("cds-outbound", mtls), lambda: _outbound(push, mtls))  # alike for every proxy
-        if state.proxy.type == "router":
-            return shared  # a gateway only sends traffic out
-        inbound = [Resource(c["name"], c) for c in map(build_inbound_cluster, unique_ports(state.instances))]
+        if state.proxy.type == "router":  # a gateway only sends traffic out, never to an original destination
+            return [r for r in shared if r.name != PASSTHROUGH]
+        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(state.instances, state.proxy.captured)]
         return shared + inbound
 
 

@@ -12,7 +12,10 @@ something newer was sent than was ACKed (a NACK leaves it so), NOT SENT when not
 
 from __future__ import annotations
 
+import betterproto2
+
 from mesh.model.push_request import PushRequest, TriggerReason
+from mesh.xds.fastpath import without_pydantic_validation
 from mesh.xds.generator import WatchedResource
 from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE
 
@@ -79,8 +82,12 @@ def adsz(ads, push: bool = False) -> dict:
     return {"totalClients": len(clients), "clients": clients}
 
 
-def config_dump(ads, proxy_id: str) -> dict | None:
-    """What istiod would send this proxy now, in the shape of Envoy's ``/config_dump``.
+def config_dump(ads, proxy_id: str, include_eds: bool = False) -> dict | None:
+    """What istiod would send this proxy now, in the shape and field names of Envoy's own
+    ``/config_dump`` (``connectionConfigDump``, debug.go#L761-L893): the sections in Envoy's order —
+    an empty bootstrap (istiod never sees it), clusters, endpoints only with ``include_eds``,
+    listeners, (scoped) routes, secrets (none: the agent serves them) and ECDS — each resource
+    in protobuf JSON with the proto's own snake_case names, as Envoy prints them.
     None when the proxy is not connected."""
     con = ads.connection(proxy_id)
     if con is None or con.state is None:
@@ -88,21 +95,37 @@ def config_dump(ads, proxy_id: str) -> dict | None:
     push = ads.push_context
     generated = {}
     for type_url in PUSH_ORDER:
+        if type_url == ENDPOINT and not include_eds:
+            continue
         watched = con.watched.get(type_url) or WatchedResource(type_url)
         resources = ads.generators[type_url].generate(con.state, push, watched, None) or []
-        generated[type_url] = [dict(r.body, **{"@type": type_url}) for r in resources]
+        generated[type_url] = [envoy_json(type_url, r.body) for r in resources]
     version = push.version
-    return {"configs": [
-        {"@type": _ADMIN + "ClustersConfigDump",
-         "dynamicActiveClusters": [{"versionInfo": version, "cluster": c} for c in generated[CLUSTER]]},
-        {"@type": _ADMIN + "ListenersConfigDump",
-         "dynamicListeners": [{"name": li["name"], "activeState": {"versionInfo": version, "listener": li}}
-                              for li in generated[LISTENER]]},
-        {"@type": _ADMIN + "RoutesConfigDump",
-         "dynamicRouteConfigs": [{"versionInfo": version, "routeConfig": r} for r in generated[ROUTE]]},
-        {"@type": _ADMIN + "EndpointsConfigDump",
-         "dynamicEndpointConfigs": [{"versionInfo": version, "endpointConfig": e} for e in generated[ENDPOINT]]},
-    ]}
+    configs = [
+        {"@type": _ADMIN + "BootstrapConfigDump"},
+        {"@type": _ADMIN + "ClustersConfigDump", "version_info": version,
+         "dynamic_active_clusters": [{"cluster": c} for c in generated[CLUSTER]]},
+    ]
+    if include_eds:
+        configs.append({"@type": _ADMIN + "EndpointsConfigDump", "dynamic_endpoint_configs": [
+            {"version_info": version, "endpoint_config": e} for e in generated[ENDPOINT]]})
+    configs += [
+        {"@type": _ADMIN + "ListenersConfigDump", "version_info": version, "dynamic_listeners": [
+            {"name": li["name"], "active_state": {"version_info": version, "listener": li}} for li in generated[LISTENER]]},
+        {"@type": _ADMIN + "ScopedRoutesConfigDump"},
+        {"@type": _ADMIN + "RoutesConfigDump", "dynamic_route_configs": [
+            {"version_info": version, "route_config": r} for r in generated[ROUTE]]},
+        {"@type": _ADMIN + "SecretsConfigDump"},
+        {"@type": _ADMIN + "EcdsConfigDump"},
+    ]
+    return {"configs": configs}
+
+
+def envoy_json(type_url: str, body: dict) -> dict:
+    """A resource as Envoy's admin API prints it: through its message class, snake_case, ``@type`` first."""
+    with without_pydantic_validation():
+        message = MESSAGE_CLASSES[type_url].from_dict(body)
+    return {"@type": type_url, **message.to_dict(casing=betterproto2.Casing.SNAKE)}
 
 
 def push_status(ads) -> dict:

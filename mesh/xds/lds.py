@@ -20,6 +20,5 @@ class LdsGenerator:
         if state.proxy.type == "router":
             listeners = build_gateway_listeners(push, state.proxy)
         else:
-            listeners = build_sidecar_listeners(state.proxy, state.instances, push.peer_authentications,
-                                                push.trust_domain)
+            listeners = build_sidecar_listeners(state.proxy, push, state.instances)
         return [Resource(li["name"], li) for li in listeners]

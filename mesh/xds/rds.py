@@ -18,9 +18,10 @@ class RdsGenerator:
         if not needs_push(request, SKIPPED_RDS_CONFIGS):
             return None
         proxy = state.proxy
-        # Routes depend on who asks only through its namespace (short host names) and labels
-        # (``sourceLabels`` matches): proxies alike in both share one built resource.
-        who = (proxy.type, proxy.dns_domain, proxy.namespace, tuple(sorted(proxy.labels.items())))
+        # Routes depend on who asks only through its namespace (short host names), labels
+        # (``sourceLabels`` matches) and capture (the catch-all virtual host): proxies alike in
+        # these share one built resource.
+        who = (proxy.type, proxy.dns_domain, proxy.namespace, tuple(sorted(proxy.labels.items())), proxy.captured)
         if proxy.type == "router":  # and, for a gateway, which port its Services send where
             who += (_port_translation(push, proxy),)
         out = []

@@ -4,9 +4,10 @@ Go: ``v3.ClusterType`` and friends,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/v3/model.go#L23-L46, their short names
 (#L48-L60) and the push order https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L768.
 
-mesh's builders (``mesh/networking``) produce resources as plain dicts in protobuf-JSON form —
-exactly what ``istioctl proxy-config -o json`` and Envoy's ``/config_dump`` print — so a notebook
-can show them as they are. ``to_bytes`` turns one into the binary form Envoy reads, through the
+mesh's builders (``mesh/networking``) produce resources as plain dicts in protobuf-JSON form
+(camelCase), so a notebook can show them as they are; ``mesh.xds.debug.envoy_json`` renders one
+with the proto's snake_case names, as Envoy's ``/config_dump`` and ``istioctl proxy-config -o json``
+print it. ``to_bytes`` turns one into the binary form Envoy reads, through the
 ``envoy-data-plane`` (betterproto2) message classes. Every module whose messages may appear
 inside an ``Any`` (``typed_config``) is imported here: betterproto2 finds the class of an
 ``@type`` only once its module is loaded.
@@ -17,10 +18,16 @@ from __future__ import annotations
 import betterproto2
 
 # Imported for their side effect: they register the message classes that ``Any`` fields name.
+import envoy_data_plane.envoy.extensions.filters.http.cors.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.http.fault.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.http.grpc_stats.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.http.router.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.listener.http_inspector.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.listener.original_dst.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.listener.tls_inspector.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3  # noqa: F401
+import envoy_data_plane.envoy.extensions.request_id.uuid.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.transport_sockets.raw_buffer.v3  # noqa: F401
 import envoy_data_plane.envoy.extensions.transport_sockets.tls.v3  # noqa: F401

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mesh.config.gateway_api.resources import GATEWAY_GROUP, MANAGED_GATEWAY_CONTROLLER
+from mesh.configcontroller.gateway_api.resources import GATEWAY_GROUP, MANAGED_GATEWAY_CONTROLLER
 
 # Parent (binding) errors, reported on the route's Accepted condition.
 NO_MATCHING_PARENT = "NoMatchingParent"  # port or sectionName did not match

@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mesh.config.gateway_api import conditions as c
-from mesh.config.gateway_api.resources import (
+from mesh.configcontroller.gateway_api import conditions as c
+from mesh.configcontroller.gateway_api.resources import (
     ALIAS_FOR_ANNOTATION,
     ANNOTATION_GATEWAY_SERVICE,
     ANNOTATION_PARENTS,

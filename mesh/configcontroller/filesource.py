@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from mesh.clock import Clock, Timer
-from mesh.config.crdclient import EVENT_ADD, EVENT_DELETE, EVENT_UPDATE, ISTIO_KINDS
+from mesh.configcontroller.crdclient import EVENT_ADD, EVENT_DELETE, EVENT_UPDATE, ISTIO_KINDS
 from mesh.model.config import Config, ConfigHandler
 
 log = logging.getLogger(__name__)

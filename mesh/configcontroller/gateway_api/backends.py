@@ -18,8 +18,8 @@ traffic to that backend fails at runtime).
 
 from __future__ import annotations
 
-from mesh.config.gateway_api import conditions as c
-from mesh.config.gateway_api.resources import AllowedReferences, GatewayResources
+from mesh.configcontroller.gateway_api import conditions as c
+from mesh.configcontroller.gateway_api.resources import AllowedReferences, GatewayResources
 
 MCS_GROUP = "multicluster.x-k8s.io"
 ISTIO_GROUP = "networking.istio.io"

@@ -28,17 +28,22 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from mesh.config.gateway_api import conditions as c
-from mesh.config.gateway_api.backends import Context, build_destinations, convert_http_rule, weight_sum
-from mesh.config.gateway_api.gateways import MESH_KEY, ParentInfo, istio_object
-from mesh.config.gateway_api.resources import (
+from mesh.config.host import matches as host_matches
+from mesh.configcontroller.gateway_api import conditions as c
+from mesh.configcontroller.gateway_api.backends import (
+    Context,
+    build_destinations,
+    convert_http_rule,
+    weight_sum,
+)
+from mesh.configcontroller.gateway_api.gateways import MESH_KEY, ParentInfo, istio_object
+from mesh.configcontroller.gateway_api.resources import (
     ANNOTATION_PARENTS,
     ANNOTATION_ROUTE_SEMANTICS,
     GATEWAY_GROUP,
     KUBERNETES_GATEWAY_NAME,
     Obj,
 )
-from mesh.config.host import matches as host_matches
 
 
 @dataclass

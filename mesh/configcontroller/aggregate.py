@@ -13,7 +13,7 @@ VirtualServices generated from other objects
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/config/kube/ingress/controller.go,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/config/kube/gateway/controller.go). Here both
 are a ``ConvertedStore``: it watches its input kinds, runs the converter
-(``mesh.config.ingress.convert``, ``mesh.config.gateway_api.convert``) whenever an input
+(``mesh.configcontroller.ingress.convert``, ``mesh.configcontroller.gateway_api.convert``) whenever an input
 changes, and reports each generated object that appeared, changed or went away.
 
 When conversion runs. istiod's Gateway API controller converts once per PushContext
@@ -178,7 +178,7 @@ class ConvertedStore:
 
 
 def ingress_store(client: KubeClient, mesh: Callable[[], dict], domain_suffix: str) -> ConvertedStore | None:
-    convert = load_converter("mesh.config.ingress")
+    convert = load_converter("mesh.configcontroller.ingress")
     if convert is None:
         return None
     return ConvertedStore("ingress", client, INGRESS_INPUTS,
@@ -186,7 +186,7 @@ def ingress_store(client: KubeClient, mesh: Callable[[], dict], domain_suffix: s
 
 
 def gateway_api_store(client: KubeClient, domain_suffix: str) -> ConvertedStore | None:
-    convert = load_converter("mesh.config.gateway_api")
+    convert = load_converter("mesh.configcontroller.gateway_api")
     if convert is None:
         return None
     return ConvertedStore("gateway-api", client, GATEWAY_API_INPUTS,

@@ -20,7 +20,7 @@ The order of the work matters and is kept here:
 
 Use::
 
-    from mesh.config.gateway_api import convert, reconcile
+    from mesh.configcontroller.gateway_api import convert, reconcile
     istio_objects = convert(objects)                 # Gateways, then VirtualServices
     result = reconcile(objects)                      # the same, plus status per input object
     result.status_of("HTTPRoute", "reviews", "default")["parents"][0]["conditions"]
@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mesh.config.gateway_api.backends import Context
-from mesh.config.gateway_api.gateways import convert_gateways
-from mesh.config.gateway_api.resources import AllowedReferences, GatewayAPIError, load
-from mesh.config.gateway_api.routes import build_http, build_tcp, build_tls
+from mesh.configcontroller.gateway_api.backends import Context
+from mesh.configcontroller.gateway_api.gateways import convert_gateways
+from mesh.configcontroller.gateway_api.resources import AllowedReferences, GatewayAPIError, load
+from mesh.configcontroller.gateway_api.routes import build_http, build_tcp, build_tls
 
 __all__ = ["ConversionResult", "GatewayAPIError", "StatusUpdate", "convert", "reconcile"]
 

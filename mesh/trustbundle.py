@@ -1,7 +1,9 @@
 """The workload trust bundle: every root a workload should trust, from every source.
 
 Go: ``initWorkloadTrustBundle`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1235-L1286)
-over ``pilot/pkg/trustbundle``. Sources: the Istio CA's root, and the ``caCertificates`` of the
+over ``pilot/pkg/trustbundle`` (https://github.com/istio/istio/tree/1.19.0/pilot/pkg/trustbundle). It is
+a top-level module, like Go's package, because the model's Environment holds it: it sits below
+``mesh.model`` and imports nothing of mesh. Sources: the Istio CA's root, and the ``caCertificates`` of the
 mesh config (re-read on every mesh config change). When the merged set changes, every proxy may
 need new validation contexts, so the callback asks for a full push.
 
