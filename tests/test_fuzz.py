@@ -19,7 +19,7 @@ import grpc
 import pytest
 import yaml
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mesh.cli import UsageError
@@ -223,7 +223,7 @@ def test_fuzz_admission_reviews(body, content_type):
         raise
 
 
-# -- 4. DiscoveryRequest handling ----------------------------------------------------------------------------
+# -- 4. DiscoveryRequest handling (the example found by the fuzzer: Infinity in node metadata) ----------------------------------------------------------------------------
 class FakeContext:
     def __init__(self):
         self.written: list[bytes] = []
@@ -252,6 +252,8 @@ def discovery_requests(draw):
 
 @FUZZ
 @given(st.lists(st.one_of(discovery_requests(), st.binary(max_size=60)), min_size=1, max_size=4))
+@example([b'\x12Y\n6sidecar~127.10.0.1~p.default~default.svc.cluster.local\x1a\x1f\n\x1d\n\x0cINSTANCE_IPS'
+          b'\x12\r2\x0b\n\t\x11\x00\x00\x00\x00\x00\x00\xf0\x7f"3type.googleapis.com/envoy.config.cluster.v3.Cluster'])
 def test_fuzz_discovery_requests(messages):
     from test_xds_ads import make_server
 
@@ -322,6 +324,7 @@ class AlwaysCaller:
 @given(st.one_of(st.text(max_size=200), st.builds(lambda cut, junk: (cut, junk), st.integers(0, 900),
                                                   st.text(max_size=20))),
        st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([0, 3600, 90 * 86400, 10**14])))
+@example((64, "0"), 0)  # found by the fuzzer: an unknown key algorithm OID (UnsupportedAlgorithm)
 def test_fuzz_create_certificate(csr, ttl):
     ca, good = ca_and_csr()
     if isinstance(csr, tuple):  # a real CSR, cut and spliced

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -189,9 +189,11 @@ class IstioCA:
         """A leaf certificate for the CSR's public key, whose only SANs are ``subject_ids``."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
-        except ValueError as err:
-            raise CAError("CSR", f"the CSR is not a PEM certificate request ({err})") from err
-        if not csr.is_signature_valid:
+            valid = csr.is_signature_valid
+            csr.public_key()
+        except (ValueError, UnsupportedAlgorithm) as err:
+            raise CAError("CSR", f"the CSR is not a PEM certificate request with a usable key ({err})") from err
+        if not valid:
             raise CAError("CSR", "the CSR signature does not verify")
         if check_lifetime and ttl_seconds > self.max_ttl.total_seconds():  # compared before any date arithmetic
             raise CAError("TTL", f"requested TTL {_ttl_text(ttl_seconds)} is greater than the max allowed TTL "

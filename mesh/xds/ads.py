@@ -382,7 +382,10 @@ class AdsServer:
 
     def _init_connection(self, con: Connection, req: RequestFields) -> str:
         """Who is this? The first request carries the node (``initConnection``)."""
-        node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
+        try:
+            node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
+        except Exception as err:  # protobuf's own refusals (bad wire data, NaN/Infinity in a Struct)
+            return f"node: cannot decode: {clip(str(err))}"
         if not node_id:
             return "the first DiscoveryRequest on a stream must carry node.id"
         try:
