@@ -209,3 +209,18 @@ def test_serve_on_ipv6_loopback(tmp_path):
             assert resp.status == 200
     finally:
         stop(proc)
+
+
+def test_injection_decision_log_is_bounded_by_bytes_and_keeps_summaries(monkeypatch):
+    from mesh.inject import webhook as webhook_module
+
+    monkeypatch.setattr(webhook_module, "MAX_KEPT_BYTES", 60_000)
+    hook = make_webhook()
+    big = {"big": "x" * 10_000}
+    for i in range(20):
+        obj = pod(name=f"p{i}", annotations=big)
+        status, _, _ = hook.serve(json.dumps(review(obj)).encode(), "application/json")
+        assert status == 200
+    assert len(hook.decisions) == 20 and hook.kept_bytes <= 60_000
+    assert hook.decisions[0].review is None and hook.decisions[0].pod == "p0"  # summary row kept
+    assert hook.decisions[-1].review is not None and hook.decisions[-1].after is not None
