@@ -28,7 +28,7 @@ from mesh.demo.pods import TRACE_SUBNET, is_mesh_pod, move_subnet, pod_identity
 from mesh.demo.supervise import Backoff, EnvoySupervisor
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
-from mesh.xds.resources import CLUSTER, LISTENER
+from mesh.xds.debug import proxy_synced
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class DemoOptions:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     envoy_log_level: str = "warning"
     restart_backoff: float = 1.0  # first delay before restarting a dead Envoy (kubelet: 10 s; supervise.py)
+    delta: bool | None = None  # Delta xDS for every sidecar (None: ISTIO_DELTA_XDS from the environment)
 
 
 class BookinfoDemo:
@@ -166,7 +167,7 @@ class BookinfoDemo:
         self.pods[key] = demo_pod
         await app.start()
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
-                           log_level=self.options.envoy_log_level)
+                           log_level=self.options.envoy_log_level, delta=self.options.delta)
         demo_pod.agent = agent
         await agent.start()
         await agent.wait_ready(timeout=30)
@@ -187,14 +188,8 @@ class BookinfoDemo:
 
     # -- state ------------------------------------------------------------------------------
     def all_synced(self) -> bool:
-        """Has every sidecar ACKed the last response of each type it watches (and got clusters
-        and listeners at all)? The same rule as proxy-status's SYNCED."""
-        ads = self.server.ads
-        for demo_pod in self.pods.values():
-            con = ads.connection(demo_pod.proxy_id)
-            if con is None or CLUSTER not in con.watched or LISTENER not in con.watched or not con.synced():
-                return False
-        return bool(self.pods)
+        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)?"""
+        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in self.pods.values())
 
     def pod(self, app: str) -> DemoPod:
         """The first pod (by name) of ``app``."""

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mesh.model.push_request import PushRequest
 from mesh.xds.debounce import DebouncedPush
-from mesh.xds.resources import SHORT_NAMES
+from mesh.xds.types import SHORT_NAMES
 
 
 def type_label(type_url: str) -> str:
