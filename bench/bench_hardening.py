@@ -35,7 +35,7 @@ from test_xds_ads import Client, make_server  # noqa: E402
 from xds_fakes import endpoint  # noqa: E402
 
 from mesh.model.push_request import PushRequest, TriggerReason  # noqa: E402
-from mesh.xds.resources import CLUSTER  # noqa: E402
+from mesh.xds.types import CLUSTER  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

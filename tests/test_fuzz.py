@@ -234,7 +234,7 @@ class FakeContext:
 
 @st.composite
 def discovery_requests(draw):
-    from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+    from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
     d = {"typeUrl": draw(st.one_of(st.sampled_from([CLUSTER, ENDPOINT, LISTENER, ROUTE]), st.text(max_size=50))),
          "responseNonce": draw(st.text(max_size=10)), "versionInfo": draw(st.text(max_size=10)),
          "resourceNames": draw(st.lists(st.text(max_size=20), max_size=3))}

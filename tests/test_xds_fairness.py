@@ -16,7 +16,7 @@ from mesh.util.net import PortInUse
 from mesh.xds import ads as ads_module
 from mesh.xds.ads import AdsServer
 from mesh.xds.monitoring import XdsMetrics
-from mesh.xds.resources import CLUSTER
+from mesh.xds.types import CLUSTER
 
 
 def rss_mb() -> float:
