@@ -54,6 +54,22 @@ NAMED_TYPES = (ENDPOINT, ROUTE)
 
 MESSAGE_CLASSES = {CLUSTER: Cluster, ENDPOINT: ClusterLoadAssignment, LISTENER: Listener, ROUTE: RouteConfiguration}
 
+# betterproto2 (0.9.1) finds a field from a JSON key by snake-casing the key, which can never give
+# a name with a digit after an underscore: ``consecutive5xx`` (the protobuf JSON name of
+# OutlierDetection's ``consecutive_5xx``) and its own ``consecutive5Xx`` both become
+# ``consecutive5_xx``, an unknown field. The few such fields mesh writes are named here, in both
+# spellings, so ``from_dict`` reads them.
+_DIGIT_FIELDS = ("consecutive_5xx", "enforcing_consecutive_5xx")
+_JSON_TO_FIELD = {alias: name for name in _DIGIT_FIELDS
+                  for alias in (betterproto2.casing.camel_case(name), betterproto2.casing.camel_case(name).replace("5Xx", "5xx"))}
+_snake = betterproto2.safe_snake_case
+if getattr(_snake, "__wrapped__", None) is None:  # once, however often this module is reloaded
+    def _field_name(key: str, _original=_snake) -> str:
+        return _JSON_TO_FIELD.get(key) or _original(key)
+
+    _field_name.__wrapped__ = _snake
+    betterproto2.safe_snake_case = _field_name
+
 
 
 def short_name(type_url: str) -> str:
