@@ -216,7 +216,7 @@ def test_tls_simple_and_mutual_with_files():
     sans = common["combinedValidationContext"]["defaultValidationContext"]["matchTypedSubjectAltNames"]
     assert {m["matcher"]["exact"] for m in sans} == {"api.example"}
     assert {m["sanType"] for m in sans} == {"DNS", "URI", "EMAIL", "IP_ADDRESS"}
-    assert simple["metadata"]["filterMetadata"]["istio"]["alpn_override"] == "false"  # util.go#L408-L430
+    assert simple["metadata"]["filterMetadata"]["istio"]["alpn_override"] == "false"  # util.go#L408-L432
     insecure = clusters(policy(tls={"mode": "SIMPLE", "caCertificates": "/ca", "insecureSkipVerify": True}))[C9080]
     assert insecure["transportSocket"]["typedConfig"]["commonTlsContext"]["validationContext"] == {}  # CB#L1126-L1127
     mutual = clusters(policy(tls={"mode": "MUTUAL", "clientCertificate": "/c.pem", "privateKey": "/k.pem"}))[C9080]

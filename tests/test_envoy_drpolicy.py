@@ -19,16 +19,10 @@ from collections import Counter
 
 import aiohttp
 import pytest
-from aiohttp import web
-from envoy_harness import LoopThread, start_app, synced, wait_until
-from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
+from envoy_harness import LoopThread, OneSidecar, start_app
+from xds_fakes import endpoint
 
-from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
-from mesh.clock import RealClock
-from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
-from mesh.xds.ads import AdsServer
-from mesh.xds.discovery import DiscoveryServer
 
 pytestmark = pytest.mark.envoy
 
@@ -41,24 +35,10 @@ BAD = f"{NET}.4"
 REVIEWS_PODS = {f"{NET}.5": "reviews-v1", f"{NET}.6": "reviews-v2", f"{NET}.7": "reviews-v3"}
 
 
-async def start_failing_app(ip: str, port: int, name: str) -> web.AppRunner:
-    """A pod whose app answers every request with 500 (not 503: the default retry policy would
-    retry a 503 on another endpoint and hide it)."""
-    async def handle(request: web.Request) -> web.Response:
-        return web.json_response({"app": name}, status=500)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, ip, port).start()
-    return runner
-
-
-class World:
+class World(OneSidecar):
     def __init__(self, lt: LoopThread):
-        self.lt = lt
-        self.registry, self.store = FakeRegistry(), FakeConfigStore()
+        pod = PodIdentity("productpage-v1-dr", "default", f"{NET}.1", {"app": "productpage", "version": "v1"})
+        super().__init__(lt, pod, PROXY_ID)
         for name in ("productpage", "ratings", "reviews"):
             self.registry.add_service(name)
         self.registry.set_endpoints("productpage.default.svc.cluster.local", 9080,
@@ -70,41 +50,23 @@ class World:
         self.registry.set_endpoints(REVIEWS, 9080, [endpoint(ip, version=n[-2:], locality="r1/z1")
                                                     for ip, n in REVIEWS_PODS.items()])
 
-    async def start(self):
-        self.agent, self.apps, self.ads = None, [], None
+    async def start_apps(self) -> list:
+        apps = []
         try:
-            self.discovery = DiscoveryServer(RealClock())
-            self.discovery.start()
-            self.ads = AdsServer(self.discovery, None, self.registry, self.store)
-            port = await self.ads.start("127.0.0.1", 0)
             for ip, name in {**GOOD, **REVIEWS_PODS}.items():
-                self.apps.append(await start_app(ip, 9080, name))
-            self.apps.append(await start_failing_app(BAD, 9080, "ratings-bad"))
-            pod = PodIdentity("productpage-v1-dr", "default", f"{NET}.1", {"app": "productpage", "version": "v1"})
-            self.agent = await EnvoyAgent(pod, "127.0.0.1", port).start()
-            await self.agent.wait_ready()
-            await wait_until(lambda: synced(self.ads, PROXY_ID), what="first sync")
+                apps.append(await start_app(ip, 9080, name))
+            # 500, not 503: the default retry policy would retry a 503 elsewhere and hide it
+            apps.append(await start_app(BAD, 9080, "ratings-bad", status=500))
         except BaseException:
-            await self.stop()
+            for app in apps:
+                await app.cleanup()
             raise
-
-    async def stop(self):
-        if self.agent is not None:
-            await self.agent.stop()
-            self.agent.cleanup()
-        if self.ads is not None:
-            await self.ads.stop()
-            self.discovery.stop()
-        for app in self.apps:
-            await app.cleanup()
+        return apps
 
     async def apply(self, kind: str, name: str, spec: dict):
         """Store, push, and wait until Envoy has ACKed the result."""
-        self.store.apply(kind, name, "default", spec)
-        before = self.ads.push_context.version
-        self.discovery.config_update(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey(kind, name, "default")}))
-        await wait_until(lambda: self.ads.push_context.version != before, what="the debounced push")
-        await wait_until(lambda: synced(self.ads, PROXY_ID), what="Envoy to ACK the push")
+        await self.change(kind, name, spec)
+        await self.synced()
 
     async def ask(self, host: str, headers: dict | None = None, n: int = 1) -> list[tuple[int, str]]:
         """``n`` requests one after another (outlier detection counts them in order): (status, app)."""

@@ -2,21 +2,25 @@
 
 Go: ``BuildClusters`` / ``buildOutboundClusters``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster.go#L311-L392,
-subsets ``buildSubsetCluster``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L182-L252,
-the default cluster (#L362-L447), traffic policy merge ``MergeTrafficPolicy`` (#L313-L360),
-connection pools ``applyConnectionPool`` (#L888-L962), load balancers ``applyLoadBalancer``
-(cluster.go#L843-L894), the default circuit-breaker thresholds (cluster.go#L62-L76) and the
-BlackHole / Passthrough clusters (cluster_builder.go#L683-L709).
+per service port the default cluster ``buildDefaultCluster``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L361-L431
+with its upstream protocol ``setUpstreamProtocol`` (#L1273-L1293), the DestinationRule applied
+``applyDestinationRule`` (#L252-L304) and one cluster per subset ``buildSubsetCluster``
+(#L182-L250); the discovery type ``convertResolution`` (cluster.go#L667-L687), the default
+circuit-breaker thresholds (cluster.go#L62-L76) and the BlackHole / Passthrough clusters
+(cluster_builder.go#L683-L709). The traffic policy itself — which one applies (top level, port
+level, subset), connection pools, outlier detection, load balancers — is
+``networking/cluster_traffic_policy.py``; its ``tls`` is ``networking/cluster_tls.py``.
 
 Names are Istio's, because every tool reads them: ``outbound|9080|v1|reviews.default.svc.cluster.local``
 is direction, port, subset (empty for the whole service) and host. The EDS service name of a
 cluster is the cluster name itself, so EDS can look the service and subset back up from it.
 
-Auto mTLS (``buildAutoMtlsSettings``, cluster_builder.go#L801-L860): for a proxy whose agent
-serves it a workload certificate over SDS, every EDS cluster of an in-mesh service gets
-``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``, plaintext to the
-rest — checking the server against the service's SPIFFE identities (``networking/tls.py``).
+Auto mTLS (``buildAutoMtlsSettings``, cluster_builder.go#L801-L849): for a proxy whose agent
+serves it a workload certificate over SDS, every EDS cluster of an in-mesh service whose rule sets
+no ``tls`` gets ``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``,
+plaintext to the rest — checking the server against the service's SPIFFE identities
+(``networking/tls.py``).
 
 Quiet defaults, as istiod writes them: every cluster carries ``common_lb_config``
 (``buildDefaultCluster``, cluster_builder.go#L362-L370), and outbound ones
@@ -36,8 +40,13 @@ Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
 
 Gateways get no PassthroughCluster: they have no original-destination listener (cluster.go#L266-L269).
 
-Simplifications, named: no DestinationRule ``tls`` settings, no outlier detection, no locality
-failover settings, no port-level traffic policies, IPv4 only.
+Simplifications, named: IPv4 only; DNS clusters carry neither ``dns_lookup_family`` nor the
+mesh's DNS refresh rate, and a DNS subset keeps the service's one hostname endpoint rather than
+filtering by the subset's labels; a headless service's cluster stays ORIGINAL_DST for gateways too
+(Istio makes it EDS there, cluster.go#L676-L679); no ``alt_stat_name`` (MeshConfig
+``outboundClusterStatName``) and no metadata-exchange cluster filter (stock Envoy has none). The
+DestinationRule for a host is the one ``PushContext.destination_rule`` finds (no per-proxy
+scoping); the named simplifications of the policy and TLS modules apply here too.
 """
 
 from __future__ import annotations

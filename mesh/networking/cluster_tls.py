@@ -11,7 +11,7 @@ https://github.com/istio/istio/blob/1.19.0/pilot/pkg/security/model/authenticati
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/credentials/resource.go#L71-L81; file-based certificates as SDS names ``file-cert:<cert>~<key>`` / ``file-root:<ca>``
 https://github.com/istio/istio/blob/1.19.0/pkg/security/security.go#L551-L569; the
 ``alpn_override`` metadata ``AddALPNOverrideToMetadata``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/util/util.go#L406-L430.
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/util/util.go#L406-L432.
 
 What each mode gives (the client side; the server is the destination's business):
 

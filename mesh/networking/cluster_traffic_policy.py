@@ -55,7 +55,7 @@ DEFAULT_RING_SIZE = 1024  # Envoy's own default, written out by Istio (cluster.g
 @dataclass
 class MutableCluster:
     """A cluster under construction and its HTTP protocol options, which only become the
-    ``typedExtensionProtocolOptions`` entry at the end (``MutableCluster``, cluster_builder.go#L160-L168)."""
+    ``typedExtensionProtocolOptions`` entry at the end (``MutableCluster``, cluster_builder.go#L89-L93)."""
 
     cluster: dict
     http_options: dict | None = field(default=None)
