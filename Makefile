@@ -60,7 +60,7 @@ nbval: $(STAMP)
 test: lint unit nbval
 
 notebooks: $(STAMP)
-	$(PY) -m mesh.teach.run_notebooks notebooks/
+	$(PY) -m mesh.tools.run_notebooks notebooks/
 
 # As root (the default in many containers) JupyterLab refuses to start without --allow-root; the
 # settings override turns off the first-run "news" prompt and the update check.
@@ -72,7 +72,7 @@ lab: $(STAMP)
 	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 diagrams: $(STAMP)
-	$(PY) -m mesh diagrams
+	$(PY) -m mesh diagrams --readme README.md
 
 traces: $(STAMP)
 	$(PY) -m mesh trace build-all

@@ -43,7 +43,8 @@ from mesh.networking.push_context import PushContext  # noqa: E402
 from mesh.xds.ads import ADS_METHOD, AdsServer  # noqa: E402
 from mesh.xds.cache import XdsCache  # noqa: E402
 from mesh.xds.discovery import DiscoveryServer  # noqa: E402
-from mesh.xds.resources import CLUSTER, ENDPOINT, short_name, to_bytes  # noqa: E402
+from mesh.xds.resources import to_bytes  # noqa: E402
+from mesh.xds.types import CLUSTER, ENDPOINT, short_name
 
 NS = "bench"
 

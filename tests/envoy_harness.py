@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 # The pod apps, requests through a sidecar, splits and waits are the notebooks' helpers too.
-from mesh.teach.e2e import get, split, start_app, synced, wait_until  # noqa: F401
+from mesh.demo.e2e import get, split, start_app, synced, wait_until  # noqa: F401
 
 
 class LoopThread:

@@ -17,7 +17,8 @@ from mesh.networking.cluster import build_outbound_clusters
 from mesh.networking.cluster_traffic_policy import UINT32_MAX, merge_traffic_policy, proto_duration
 from mesh.networking.push_context import PushContext
 from mesh.networking.route import build_sidecar_route_config
-from mesh.xds.resources import CLUSTER, from_bytes, to_bytes
+from mesh.xds.resources import from_bytes, to_bytes
+from mesh.xds.types import CLUSTER
 
 HOST = "reviews.default.svc.cluster.local"
 C9080 = f"outbound|9080||{HOST}"

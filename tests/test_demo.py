@@ -21,7 +21,7 @@ from envoy_harness import LoopThread, get, wait_until
 
 from mesh.demo.runner import BookinfoDemo, DemoOptions
 from mesh.kube.trace import builtin_traces
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 pytestmark = pytest.mark.envoy
 

@@ -1,4 +1,4 @@
-"""The end-to-end notebook's rig (mesh.teach.e2e) and views (mesh.teach.e2e_view), without Envoy:
+"""The end-to-end notebook's rig (mesh.demo.e2e) and views (mesh.teach.e2e_view), without Envoy:
 apps answer with their name, ``split`` counts who answered, ``step_trace`` waits for the debounced
 push of a real-clock server, and the tables show only what does not vary between runs."""
 
@@ -12,11 +12,12 @@ import pytest
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock, VirtualClock
+from mesh.demo import e2e
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
-from mesh.teach import e2e, e2e_view
+from mesh.teach import e2e_view
 from mesh.xds.generator import WatchedResource
-from mesh.xds.resources import CLUSTER, ROUTE
+from mesh.xds.types import CLUSTER, ROUTE
 
 
 def _pod(name: str, app: str, version: str, ip: str = "127.0.0.1") -> dict:

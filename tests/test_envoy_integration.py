@@ -18,7 +18,7 @@ from mesh.agent.bootstrap import PodIdentity
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.ads import AdsServer
 from mesh.xds.debug import config_dump, proxy_status
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 pytestmark = pytest.mark.envoy
 

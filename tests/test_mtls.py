@@ -40,7 +40,8 @@ from mesh.networking.tls import SDS_METADATA
 from mesh.security.ca import IstioCA, key_to_pem, make_csr, verify_chain
 from mesh.security.tls import uri_sans
 from mesh.teach.mtls_demo import port_free
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, to_bytes
+from mesh.xds.resources import to_bytes
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER
 
 TD = "cluster.local"
 DETAILS_ID = f"spiffe://{TD}/ns/default/sa/bookinfo-details"

@@ -4,7 +4,7 @@ Shape: every notebook has the four parts Read / Run / Watch / Check as headings,
 every code cell has committed outputs and none is an error; every link into istio/istio points at
 the 1.19.0 tag with a line anchor (and, when the local mirror is present, at lines that exist);
 nothing printed looks like a memory address or a temp path; the course's table of contents lists
-every notebook and every stage. Tooling: ``mesh.teach.views`` and ``mesh.teach.run_notebooks``.
+every notebook and every stage. Tooling: ``mesh.teach.views`` and ``mesh.tools.run_notebooks``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import nbformat
 import pytest
 
 from mesh.bootstrap.stages import STAGES
-from mesh.teach import run_notebooks, views
+from mesh.teach import views
+from mesh.tools import run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

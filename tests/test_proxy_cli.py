@@ -13,7 +13,7 @@ from envoy_harness import LoopThread, get, wait_until
 
 from mesh.cli import main
 from mesh.demo.runner import BookinfoDemo, DemoOptions
-from mesh.xds.resources import CLUSTER, ROUTE
+from mesh.xds.types import CLUSTER, ROUTE
 
 pytestmark = pytest.mark.envoy
 

@@ -1,4 +1,4 @@
-"""``replay --show pushes`` and mesh.teach.push_timeline: debounced pushes on the virtual clock, with what
+"""``replay --show pushes``, mesh.xds.push_recorder and its views (mesh.teach.push_timeline): debounced pushes on the virtual clock, with what
 the real generators would send every injected sidecar of the trace."""
 
 from __future__ import annotations
@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
+from mesh.demo.pods import record_pushes, sidecar_proxies
 from mesh.model.push_request import ConfigKey
 from mesh.teach import push_timeline
-from mesh.xds.resources import ROUTE, from_bytes
+from mesh.xds import push_recorder
+from mesh.xds.resources import from_bytes
+from mesh.xds.types import ROUTE
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEWS = "reviews.default.svc.cluster.local"
 
 
-def _replay(trace: str) -> tuple[Server, push_timeline.PushRecorder]:
+def _replay(trace: str) -> tuple[Server, push_recorder.PushRecorder]:
     server = Server(ServerArgs(trace=trace)).run_all()
-    recorder = push_timeline.PushRecorder(server)
+    recorder = record_pushes(server)
     server.xds.start()
     server.clock.run()
     return server, recorder
@@ -40,7 +43,7 @@ def scale_out():
     server.close()
 
 
-def _reviews_weights(sent: push_timeline.Sent) -> dict[str, int]:
+def _reviews_weights(sent: push_recorder.Sent) -> dict[str, int]:
     """The weighted clusters of the reviews virtual host, read back from the serialized bytes."""
     (config,) = [r for r in sent.resources if r.name == "http_proxy"]
     entry = config.encoded
@@ -62,7 +65,7 @@ def _any_value(entry: bytes) -> bytes:
 
 def test_sidecars_are_the_injected_pods_with_istio_node_identity(canary):
     server, _ = canary
-    proxies = push_timeline.sidecar_proxies(server.kube_client)
+    proxies = sidecar_proxies(server.kube_client)
     assert [p.pod_name.split("-")[0] for p in proxies] == ["details", "productpage", "ratings", "reviews",
                                                              "reviews", "reviews"]
     assert all(p.type == "sidecar" and p.namespace == "default" for p in proxies)
@@ -145,7 +148,7 @@ def test_scale_out_reaches_sidecars_by_eds_alone_for_reviews_only(scale_out):
 
 def test_scale_out_assignment_lists_the_new_endpoints(scale_out):
     _, recorder = scale_out
-    from mesh.xds.resources import ENDPOINT
+    from mesh.xds.types import ENDPOINT
 
     def endpoint_count(rec) -> int:
         (cla,) = next(d for d in rec.deliveries if d.step == "push").by_type()["EDS"].resources
@@ -159,7 +162,7 @@ def test_scale_out_assignment_lists_the_new_endpoints(scale_out):
 def test_recorder_needs_stage_16():
     server = Server(ServerArgs(trace="bookinfo")).run_until("init_registry_event_handlers")
     with pytest.raises(RuntimeError, match="stage 16"):
-        push_timeline.PushRecorder(server)
+        record_pushes(server)
     server.close()
 
 

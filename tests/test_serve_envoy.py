@@ -15,7 +15,7 @@ from mesh.agent.bootstrap import PodIdentity
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
-from mesh.teach.e2e import measure_split
+from mesh.demo.e2e import measure_split
 
 pytestmark = pytest.mark.envoy
 

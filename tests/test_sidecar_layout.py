@@ -17,12 +17,12 @@ import istio_src
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
+from mesh.demo.pods import proxy_for_pod
 from mesh.model.proxy import Proxy, parse_node_id
 from mesh.networking.push_context import PushContext
-from mesh.teach.push_timeline import proxy_for_pod
 from mesh.teach.xds_view import initial_config
 from mesh.xds.debug import envoy_json
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 G = "https://github.com/istio/istio/blob/1.19.0/"
 V3 = G + "pilot/pkg/networking/core/v1alpha3/"

@@ -19,7 +19,8 @@ from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debug import adsz, proxy_status, xds_status
 from mesh.xds.discovery import DiscoveryServer
 from mesh.xds.fastpath import decode_discovery_request, encode_discovery_response
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, from_bytes
+from mesh.xds.resources import from_bytes
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 NODE = {"id": "sidecar~127.10.0.1~productpage-1.default~default.svc.cluster.local", "cluster": "productpage.default",
         "metadata": {"NAMESPACE": "default", "LABELS": {"app": "productpage"}}}

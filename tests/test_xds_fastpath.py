@@ -15,7 +15,7 @@ from mesh.xds.fastpath import (
     decode_discovery_request,
     decode_node,
 )
-from mesh.xds.resources import CLUSTER, ENDPOINT
+from mesh.xds.types import CLUSTER, ENDPOINT
 
 NODE = {"id": "sidecar~127.10.0.1~productpage-1.default~default.svc.cluster.local", "cluster": "productpage.default",
         "metadata": {"NAMESPACE": "default", "LABELS": {"app": "productpage", "version": "v1"},

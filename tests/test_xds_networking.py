@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
+from mesh.config.host import subset_of
 from mesh.model.proxy import parse_node_id
 from mesh.networking.cluster import build_sidecar_clusters, parse_cluster_name
 from mesh.networking.endpoints import build_cluster_load_assignment
 from mesh.networking.listener import build_sidecar_listeners
-from mesh.networking.push_context import PushContext, host_matches, resolve_short_name
+from mesh.networking.push_context import PushContext, resolve_short_name
 from mesh.networking.route import (
     HTTP_PROXY_ROUTE,
     build_sidecar_route_config,
@@ -18,7 +19,8 @@ from mesh.networking.route import (
     translate_match,
     virtual_host_domains,
 )
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, from_bytes, to_bytes
+from mesh.xds.resources import from_bytes, to_bytes
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 REVIEWS = "reviews.default.svc.cluster.local"
 
@@ -59,7 +61,7 @@ def test_short_names_and_wildcards():
     assert resolve_short_name("reviews", "default") == REVIEWS
     assert resolve_short_name("reviews.default", "x") == "reviews.default"  # a dot: taken as written
     assert resolve_short_name("*", "x") == "*"
-    assert host_matches("*.default.svc.cluster.local", REVIEWS) and not host_matches("*.other.svc.cluster.local", REVIEWS)
+    assert subset_of(REVIEWS, "*.default.svc.cluster.local") and not subset_of(REVIEWS, "*.other.svc.cluster.local")
 
 
 def test_clusters_have_istio_names_subsets_and_policies(world):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from mesh.bootstrap import Server, ServerArgs
+from mesh.demo.pods import proxy_for_pod
 from mesh.networking.push_context import PushContext
 from mesh.teach import xds_view
-from mesh.teach.diagrams import DIAGRAMS
-from mesh.teach.push_timeline import proxy_for_pod
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+from mesh.tools.diagrams import DIAGRAMS
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 
 PRODUCTPAGE = "productpage-v1-74bf455775-fvvbv"
 

@@ -171,9 +171,9 @@ def _injection_view(server: Server, _recorder, console: Console) -> None:
 
 
 def _watch_pushes(server: Server):
-    from mesh.teach.push_timeline import PushRecorder
+    from mesh.demo.pods import record_pushes
 
-    recorder = PushRecorder(server)
+    recorder = record_pushes(server)
     server.xds.start()  # the debounce loop, as the "xds server" start func does in Server.start
     return recorder
 

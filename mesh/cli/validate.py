@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from mesh.cli._documents import load_documents
-from mesh.config import validation
+from mesh.config import protocol, validation
 
 
 def register(subparsers) -> None:
@@ -48,13 +48,13 @@ def service_port_problems(svc: dict) -> list[validation.Problem]:
         if not isinstance(port, dict) or str(port.get("protocol", "")).upper() == "UDP":
             continue
         if port.get("appProtocol") is not None:
-            if validation.parse_protocol(str(port["appProtocol"])) == "Unsupported":
+            if protocol.parse(str(port["appProtocol"])).is_unsupported():
                 out.append(validation.Problem(f"spec.ports[{i}].appProtocol", f"service {who} doesn't follow Istio "
                                               f"protocol selection. This is not recommended, See {PROTOCOL_SELECTION}"))
         elif port.get("name") is None:
             out.append(validation.Problem(f"spec.ports[{i}]", f"service {who} has an unnamed port. This is not "
                                           f"recommended, See {DEPLOYMENT_REQUIREMENTS}"))
-        elif validation.parse_protocol(str(port["name"]).split("-", 1)[0]) == "Unsupported":
+        elif protocol.parse(str(port["name"]).split("-", 1)[0]).is_unsupported():
             out.append(validation.Problem(f"spec.ports[{i}].name", f"service {who} port {json.dumps(str(port['name']))} does "
                                           f"not follow the Istio naming convention. See {DEPLOYMENT_REQUIREMENTS}"))
     return out

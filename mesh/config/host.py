@@ -1,9 +1,11 @@
 """Istio hostnames: do two (possibly wildcard) hosts overlap?
 
-Go: ``host.Name.Matches`` in https://github.com/istio/istio/blob/1.19.0/pkg/config/host/name.go.
-Used where config is checked against config — validation (duplicate hosts in a Gateway) and Gateway
-API conversion (listener and route hostnames). The networking builders match one concrete hostname
-against a pattern instead (``mesh.networking.push_context.host_matches``).
+Go: ``host.Name.Matches`` and ``SubsetOf`` in
+https://github.com/istio/istio/blob/1.19.0/pkg/config/host/name.go#L24-L87.
+``matches`` (both directions) is used where config is checked against config — validation (duplicate
+hosts in a Gateway) and Gateway API conversion (listener and route hostnames). ``subset_of`` (one
+direction) is what validation's SNI check and the networking builders use to ask whether a rule's
+(possibly wildcard) host covers a service hostname.
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ def matches(a: str, b: str) -> bool:
         return b[1:].endswith(a[1:]) if len(a) < len(b) else a[1:].endswith(b[1:])
     if aw:
         return b.endswith(a[1:])
+    if bw:
+        return a.endswith(b[1:])
+    return a == b
+
+
+def subset_of(a: str, b: str) -> bool:
+    """One direction: is ``a`` covered by ``b``? ``foo.example.com`` ⊂ ``*.example.com`` ⊂ ``*``;
+    a wildcard is never a subset of an exact name."""
+    aw, bw = a.startswith("*"), b.startswith("*")
+    if aw:
+        return bw and len(a) >= len(b) and a[1:].endswith(b[1:])
     if bw:
         return a.endswith(b[1:])
     return a == b

@@ -21,10 +21,11 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
+from mesh.config.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -193,44 +194,29 @@ def _merge_proxy_config(base: dict, overlay: dict) -> dict:
     return merged
 
 
-class MeshWatcher:
+class MeshWatcher(Watcher):
     """Holds the current MeshConfig and calls handlers when it really changes
-    (``mesh.Watcher``). Bad input never replaces a good config."""
+    (``mesh.Watcher``, one ``mesh.config.watcher.Watcher``). Bad input never replaces a good config."""
+
+    what = "mesh config"
+    error = MeshConfigError
+    # Newest handler first, as istiod does: the first one registered (stage 4) requests the push,
+    # and the later ones update what that push will read, so they must run before it
+    # (https://github.com/istio/istio/blob/1.19.0/pkg/config/mesh/watcher.go#L198-L201).
+    newest_handler_first = True
 
     def __init__(self, initial: dict | None = None, source: str = "defaults"):
-        self._mesh = initial if initial is not None else default_mesh_config()
-        self._handlers: list[Callable[[], object]] = []
-        self.source = source
-        self.errors: list[str] = []  # why the last bad inputs were refused, newest last
+        super().__init__(initial if initial is not None else default_mesh_config(), source)
 
-    def mesh(self) -> dict:
-        return self._mesh
+    def parse(self, text: str) -> dict:
+        return apply_mesh_config(text)
 
-    def add_mesh_handler(self, handler: Callable[[], object]) -> None:
-        self._handlers.append(handler)
+    def changed(self, value: dict) -> None:
+        log.info("mesh configuration updated (trustDomain=%s)", value.get("trustDomain"))
 
-    def handle_yaml(self, text: str, origin: str) -> bool:
-        """Apply new YAML; returns True when the config changed (and handlers ran)."""
-        try:
-            merged = apply_mesh_config(text)
-        except MeshConfigError as err:
-            message = f"{origin}: {err}; keeping the last good mesh config"
-            log.warning("%s", message)
-            self.errors.append(message)
-            return False
-        return self.set_mesh(merged)
-
-    def set_mesh(self, mesh: dict) -> bool:
-        if mesh == self._mesh:
-            return False
-        self._mesh = mesh
-        log.info("mesh configuration updated (trustDomain=%s)", mesh.get("trustDomain"))
-        # Newest handler first, as istiod does: the first one registered (stage 4) requests the
-        # push, and the later ones update what that push will read, so they must run before it
-        # (https://github.com/istio/istio/blob/1.19.0/pkg/config/mesh/watcher.go#L198-L201).
-        for handler in reversed(self._handlers):
-            handler()
-        return True
+    mesh = Watcher.current
+    add_mesh_handler = Watcher.add_handler
+    set_mesh = Watcher.set
 
 
 def read_mesh_config_file(path: str | Path) -> dict:

@@ -20,10 +20,10 @@ import copy
 import ipaddress
 import logging
 import re
-from collections.abc import Callable
 
 import yaml
 
+from mesh.config.watcher import Watcher
 from mesh.util.net import is_ip_address
 
 log = logging.getLogger(__name__)
@@ -88,38 +88,19 @@ def _validate_network(name: str, network: dict) -> list[str]:
     return problems
 
 
-class NetworksWatcher:
-    """Holds the current MeshNetworks; handlers run only when it really changes."""
+class NetworksWatcher(Watcher):
+    """Holds the current MeshNetworks; handlers run, in the order they were added, only when it
+    really changes (``mesh.NetworksWatcher``, one ``mesh.config.watcher.Watcher``)."""
+
+    what = "mesh networks"
+    error = MeshNetworksError
 
     def __init__(self, networks: dict | None = None, source: str = "defaults"):
-        self._networks = networks if networks is not None else empty_mesh_networks()
-        self._handlers: list[Callable[[], object]] = []
-        self.source = source
-        self.errors: list[str] = []
-        self.last_failed = False  # did the last handle_yaml refuse its input?
+        super().__init__(networks if networks is not None else empty_mesh_networks(), source)
 
-    def networks(self) -> dict:
-        return self._networks
+    def parse(self, text: str) -> dict:
+        return parse_mesh_networks(text)
 
-    def add_networks_handler(self, handler: Callable[[], object]) -> None:
-        self._handlers.append(handler)
-
-    def handle_yaml(self, text: str, origin: str) -> bool:
-        try:
-            networks = parse_mesh_networks(text)
-        except MeshNetworksError as err:
-            message = f"{origin}: {err}; keeping the last good mesh networks"
-            log.warning("%s", message)
-            self.errors.append(message)
-            self.last_failed = True
-            return False
-        self.last_failed = False
-        return self.set_networks(networks)
-
-    def set_networks(self, networks: dict) -> bool:
-        if networks == self._networks:
-            return False
-        self._networks = networks
-        for handler in list(self._handlers):
-            handler()
-        return True
+    networks = Watcher.current
+    add_networks_handler = Watcher.add_handler
+    set_networks = Watcher.set

@@ -42,6 +42,8 @@ import re
 from dataclasses import dataclass
 
 from mesh.config.host import matches as host_matches
+from mesh.config.host import subset_of as host_subset_of
+from mesh.config.protocol import parse as parse_protocol
 from mesh.util.net import is_ip_address
 
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io")
@@ -247,38 +249,8 @@ def validate_labels(r: _Report, path: str, labels: dict) -> None:
             r.error(f"{path}.{key}", f"invalid tag value: {_q(str(value))}")
 
 
-def host_subset_of(a: str, b: str) -> bool:
-    aw, bw = a.startswith("*"), b.startswith("*")
-    if aw:
-        return bw and len(a) >= len(b) and a[1:].endswith(b[1:])
-    if bw:
-        return a.endswith(b[1:])
-    return a == b
-
-
-_PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "grpc": "GRPC", "grpc-web": "GRPC-Web", "http": "HTTP",
-              "http_proxy": "HTTP_PROXY", "http2": "HTTP2", "https": "HTTPS", "tls": "TLS", "mongo": "Mongo",
-              "redis": "Redis", "mysql": "MySQL"}
-
-
-def parse_protocol(name: str) -> str:
-    return _PROTOCOLS.get(name.lower(), "Unsupported")
-
-
-def protocol_is_http(p: str) -> bool:
-    return p in ("HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-Web")
-
-
-def protocol_is_tls(p: str) -> bool:
-    return p in ("HTTPS", "TLS")
-
-
-def protocol_is_tcp(p: str) -> bool:
-    return p in ("TCP", "HTTPS", "TLS", "Mongo", "Redis", "MySQL")
-
-
 def validate_protocol(name: str) -> str | None:
-    if name and parse_protocol(name) == "Unsupported":
+    if name and parse_protocol(name).is_unsupported():
         return f"unsupported protocol: {name}"
     return None
 
@@ -897,7 +869,7 @@ def validate_gateway(r: _Report, spec: dict, name: str, namespace: str, annotati
         else:
             port = r.dict(f"{path}.port", port)
             proto = r.str(f"{path}.port.protocol", port.get("protocol"))
-            if parse_protocol(proto) == "Unsupported":
+            if parse_protocol(proto).is_unsupported():
                 r.error(f"{path}.port.protocol", f"invalid protocol {_q(proto)}, supported protocols are HTTP, HTTP2, "
                                                  "GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP")
                 port_ok = False
@@ -920,10 +892,10 @@ def validate_gateway(r: _Report, spec: dict, name: str, namespace: str, annotati
             validate_server_tls(r, f"{path}.tls", r.dict(f"{path}.tls", tls))
         if port_ok:
             proto = parse_protocol(port.get("protocol", ""))
-            if protocol_is_tls(proto) and tls is None:
+            if proto.is_tls() and tls is None:
                 r.error(f"{path}.tls", "server must have TLS settings for HTTPS/TLS protocols")
-            elif not protocol_is_tls(proto) and tls is not None:
-                if protocol_is_http(proto):
+            elif not proto.is_tls() and tls is not None:
+                if proto.is_http():
                     passthrough = tls.get("mode", "PASSTHROUGH") in ("PASSTHROUGH", "AUTO_PASSTHROUGH")
                     certs = any(tls.get(k) for k in ("caCertificates", "privateKey", "serverCertificate"))
                     if not passthrough or certs:
@@ -935,7 +907,7 @@ def validate_gateway(r: _Report, spec: dict, name: str, namespace: str, annotati
             if pname in port_names:
                 r.error(f"{path}.port.name", f"port names in servers must be unique: duplicate name {pname}")
             port_names.add(pname)
-            if not protocol_is_http(parse_protocol(port.get("protocol", ""))) and (tls or {}).get("httpsRedirect"):
+            if not parse_protocol(port.get("protocol", "")).is_http() and (tls or {}).get("httpsRedirect"):
                 r.warn(f"{path}.tls.httpsRedirect", "tls.httpsRedirect should only be used with http servers")
 
 
@@ -1193,7 +1165,7 @@ def validate_service_entry(r: _Report, spec: dict, name: str, namespace: str, an
     if resolution != "NONE" and len(hosts) > 1:
         for port in ports:
             proto = parse_protocol((port or {}).get("protocol", ""))
-            if not protocol_is_http(proto) and not protocol_is_tls(proto):
+            if not proto.is_http() and not proto.is_tls():
                 r.error("spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports")
                 break
     validate_export_to(r, "spec.exportTo", namespace, r.list("spec.exportTo", spec.get("exportTo")), service_entry=True)

@@ -6,6 +6,12 @@ https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-agent/options/options
 the pod's labels; here it comes straight from the trace's Pod object. Trace pods carry IPs in ``127.10.0.0/24``; two demos (or
 a demo and a test) on one machine would fight over those addresses, so ``move_subnet`` rewrites a
 trace's ``127.10.0.x`` addresses into another ``/24`` of loopback before it is replayed.
+
+``sidecar_proxies`` models the sidecars of a replay without Envoys, for the push recorder: every pod
+carrying the ``sidecar.istio.io/status`` annotation (the injector put an Envoy in it) is one, named by
+the node a real mini pilot-agent would send for it (``mesh.agent.bootstrap``:
+``sidecar~<ip>~<pod>.<ns>~...`` plus labels, IPs and service account in the metadata), parsed by
+``parse_node_id`` as ADS parses it.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from mesh.agent.bootstrap import PodIdentity
+from mesh.agent.bootstrap import PodIdentity, build_bootstrap
 from mesh.kube.trace import Trace, TraceEvent
+from mesh.model.proxy import Proxy, parse_node_id
+from mesh.xds.push_recorder import PushRecorder
 
 TRACE_SUBNET = "127.10.0"  # the /24 the built-in traces give their pods
 
@@ -65,3 +73,31 @@ def is_mesh_pod(pod: dict) -> bool:
 
 def pod_identity(pod: dict, domain: str = "cluster.local") -> PodIdentity:
     return PodIdentity.from_pod(pod, domain=domain)
+
+
+# -- the modelled sidecars of a replay (``mesh.xds.push_recorder``) ---------------------------------
+SIDECAR_STATUS = "sidecar.istio.io/status"
+
+
+def proxy_for_pod(pod: dict, domain: str = "cluster.local") -> Proxy:
+    """The node this pod's sidecar would present on its first DiscoveryRequest (the mini pilot-agent's
+    bootstrap), parsed as ADS parses it."""
+    meta = pod.get("metadata") or {}
+    ip = (pod.get("status") or {}).get("podIP") or ""
+    identity = PodIdentity(meta["name"], meta.get("namespace", "default"), ip, dict(meta.get("labels") or {}),
+                           domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName") or "default")
+    node = build_bootstrap(identity, "127.0.0.1", 15010)["node"]  # only the node is used
+    return parse_node_id(node["id"], node["metadata"])
+
+
+def sidecar_proxies(kube_client, domain: str = "cluster.local") -> list[Proxy]:
+    """A Proxy for every injected pod with an IP, sorted by namespace and name."""
+    out = [proxy_for_pod(pod, domain) for pod in kube_client.list_objects("Pod")
+           if SIDECAR_STATUS in ((pod.get("metadata") or {}).get("annotations") or {})
+           and (pod.get("status") or {}).get("podIP")]
+    return sorted(out, key=lambda p: (p.namespace, p.id))
+
+
+def record_pushes(server) -> PushRecorder:
+    """A push recorder on ``server`` whose proxies are the trace's injected pods (``sidecar_proxies``)."""
+    return PushRecorder(server, lambda: sidecar_proxies(server.kube_client, server.ads.domain))

@@ -26,7 +26,7 @@ from mesh.demo.apps import APP_PORT, BookinfoApp
 from mesh.demo.pods import TRACE_SUBNET, is_mesh_pod, move_subnet, pod_identity
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
-from mesh.xds.resources import CLUSTER, LISTENER
+from mesh.xds.debug import proxy_synced
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +176,8 @@ class BookinfoDemo:
 
     # -- state ------------------------------------------------------------------------------
     def all_synced(self) -> bool:
-        """Has every sidecar ACKed the last response of each type it watches (and got clusters
-        and listeners at all)? The same rule as proxy-status's SYNCED."""
-        ads = self.server.ads
-        for demo_pod in self.pods.values():
-            con = ads.connection(demo_pod.proxy_id)
-            if con is None or CLUSTER not in con.watched or LISTENER not in con.watched or not con.synced():
-                return False
-        return bool(self.pods)
+        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)?"""
+        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in self.pods.values())
 
     def pod(self, app: str) -> DemoPod:
         """The first pod (by name) of ``app``."""

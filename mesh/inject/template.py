@@ -36,6 +36,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from mesh.config.mesh import default_proxy_config
+from mesh.util.toyaml import to_yaml
 
 
 class InjectionTemplateError(ValueError):
@@ -84,10 +85,6 @@ def from_json(text: str) -> object:
         return json.loads(text)
     except (TypeError, json.JSONDecodeError):
         return {}
-
-
-def to_yaml(value: object) -> str:
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip("\n")
 
 
 def indent(text: str, spaces: int) -> str:

@@ -52,6 +52,7 @@ from mesh.kube.kinds import ObjectKey
 from mesh.kube.mergepatch import merge_patch
 from mesh.kube.selectors import matches_labels
 from mesh.kube.trace import TraceEvent
+from mesh.util.toyaml import to_yaml
 
 EPOCH = datetime(2023, 9, 5, tzinfo=UTC)  # Istio 1.19.0's release day: t=0 of every built trace
 POD_CIDR = "127.10.0.0/16"
@@ -97,12 +98,6 @@ def pod_template_hash(template: dict) -> str:
     for byte in json.dumps(template, sort_keys=True, separators=(",", ":")).encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return safe_encode(str(value))
-
-
-def dump_yaml_text(document: object) -> str:
-    """A YAML document as Helm's ``toYaml`` writes one into a ConfigMap: sorted keys, block
-    style, no trailing newline (the chart uses ``|-``)."""
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False).rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -225,7 +220,7 @@ class SimCluster:
             document = yaml.safe_load(text) or {}
             if not isinstance(document, dict):
                 raise SimClusterError(f"{key} data.{data_key} is not a YAML mapping")
-            new["data"][data_key] = dump_yaml_text(merge_patch(document, doc_patch))
+            new["data"][data_key] = to_yaml(merge_patch(document, doc_patch))
         apidefaults.apply_defaults(new, old, self._service_ips.allocate)
         if new != old:
             self._update(new, bump_generation=_desired_state(new) != _desired_state(old))

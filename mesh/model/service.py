@@ -12,8 +12,10 @@ endpoint's precomputed Envoy form is left to the xDS cache.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Protocol
+
+from mesh.config.protocol import Instance
 
 
 class Resolution(Enum):
@@ -25,26 +27,9 @@ class Resolution(Enum):
     PASSTHROUGH = "Passthrough"  # headless: connect to the address the app asked for
 
 
-class ServiceProtocol(StrEnum):
-    """``protocol.Instance``: what a port speaks, from its name or appProtocol."""
-
-    HTTP = "HTTP"
-    HTTP2 = "HTTP2"
-    HTTPS = "HTTPS"
-    GRPC = "GRPC"
-    GRPC_WEB = "GRPC-Web"
-    TCP = "TCP"
-    TLS = "TLS"
-    MONGO = "Mongo"
-    REDIS = "Redis"
-    MYSQL = "MySQL"
-    UDP = "UDP"
-    HTTP_PROXY = "HTTP_PROXY"  # a generic outbound proxy port (sidecar egress listeners only)
-    UNSUPPORTED = "UnsupportedProtocol"  # sniffed at runtime
-
-    def is_http(self) -> bool:
-        return self in (ServiceProtocol.HTTP, ServiceProtocol.HTTP2, ServiceProtocol.GRPC, ServiceProtocol.GRPC_WEB,
-                        ServiceProtocol.HTTP_PROXY)
+# ``protocol.Instance`` lives with the rest of pkg/config (mesh/config/protocol.py); the model
+# keeps the name its readers know.
+ServiceProtocol = Instance
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.networking.listener_builder import WILDCARD, address, hcm_filter, http_connection_manager
 from mesh.networking.listener_inbound import ENVOY_SERVER_NAME
-from mesh.networking.push_context import PushContext, ServiceInstance, host_matches
+from mesh.networking.push_context import PushContext, ServiceInstance
 from mesh.networking.route import (
     MAX_DIRECT_RESPONSE_BODY_BYTES,
     build_routes_for_virtual_service,
@@ -172,8 +173,8 @@ def intersect_hosts(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
     out = set()
     for a in server_hosts:
         for b in vs_hosts:
-            if host_matches(a, b):
+            if host_subset_of(b, a):
                 out.add(b)
-            elif host_matches(b, a):
+            elif host_subset_of(a, b):
                 out.add(a)
     return sorted(out)

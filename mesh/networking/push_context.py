@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config, ConfigStore
 from mesh.model.proxy import Proxy
 from mesh.model.service import IstioEndpoint, Service, ServiceDiscovery
@@ -37,14 +38,6 @@ def resolve_short_name(host: str, namespace: str, domain: str = "cluster.local")
     if not host or host == "*" or "." in host or is_ip_address(host):
         return host
     return f"{host}.{namespace}.svc.{domain}" if namespace else host
-
-
-def host_matches(pattern: str, hostname: str) -> bool:
-    """Does a (possibly wildcard) host of a rule cover a service hostname? ``*.default.svc.cluster.local``
-    covers ``reviews.default.svc.cluster.local``; ``*`` covers everything."""
-    if pattern == hostname or pattern == "*":
-        return True
-    return pattern.startswith("*.") and hostname.endswith(pattern[1:])
 
 
 @dataclass(frozen=True)
@@ -127,7 +120,7 @@ class PushContext:
         rule = self.destination_rules.get(hostname)
         if rule is not None:
             return rule
-        wildcard = [h for h in self.destination_rules if h.startswith("*") and host_matches(h, hostname)]
+        wildcard = [h for h in self.destination_rules if h.startswith("*") and host_subset_of(hostname, h)]
         return self.destination_rules[max(wildcard, key=len)] if wildcard else None  # most specific
 
     def endpoints(self, hostname: str, port: int) -> list[IstioEndpoint]:

@@ -35,13 +35,14 @@ blocks (``block_all``, 502) — there mesh must never forward traffic to an addr
 
 from __future__ import annotations
 
+from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.model.service import Service
 from mesh.networking.cluster import outbound_cluster_name
 from mesh.networking.cluster_traffic_policy import proto_duration
 from mesh.networking.extensions import FAULT_TYPE, PREVIOUS_HOSTS_TYPE
-from mesh.networking.push_context import PushContext, host_matches, resolve_short_name
+from mesh.networking.push_context import PushContext, resolve_short_name
 
 HTTP_PROXY_ROUTE = "http_proxy"  # model.RDSHttpProxy
 MESH = "mesh"  # the gateway name that means "every sidecar"
@@ -132,7 +133,7 @@ def _virtual_service_for(push: PushContext, vss: list[Config], hostname: str) ->
     exact = [vs for vs in vss if hostname in push.vs_hosts(vs)]
     if exact:
         return exact[0]
-    wild = [vs for vs in vss if any(host_matches(h, hostname) for h in push.vs_hosts(vs))]
+    wild = [vs for vs in vss if any(host_subset_of(hostname, h) for h in push.vs_hosts(vs))]
     return wild[0] if wild else None
 
 

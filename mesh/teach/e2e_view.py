@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from mesh.teach.views import TextView, table
 from mesh.xds import debug
-from mesh.xds.resources import PUSH_ORDER, short_name
+from mesh.xds.types import PUSH_ORDER, short_name
 
 STATUS_COLUMNS = ("NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERSION")
 BAR_WIDTH = 40
@@ -44,7 +44,7 @@ def pods_table(pods: Iterable[dict]) -> TextView:
 
 def apps_table(apps: dict, pods: Iterable[dict]) -> TextView:
     """The small apps standing in for bookinfo's containers: which pod IP each listens on."""
-    from mesh.teach.e2e import APP_PORT, app_name
+    from mesh.demo.e2e import APP_PORT, app_name
 
     by_name = {app_name(p): p for p in pods}
     return table(("app", "listens on (pod IP, app port)"),

@@ -25,8 +25,8 @@ from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
 from mesh.security.ca import key_to_pem, make_csr
 from mesh.teach.certs_view import duration
-from mesh.teach.e2e import synced
 from mesh.teach.views import TextView, table
+from mesh.xds.debug import proxy_synced as synced
 
 INBOUND_PORT = 15006
 

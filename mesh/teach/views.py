@@ -97,7 +97,7 @@ def stage_table(server=None) -> TextView:
     Without a server the state column says whether mesh implements the stage; with one, whether
     that server has run it. The Markdown rendering links each Go function at 1.19.0.
     """
-    from mesh.teach.diagrams import implemented_stages
+    from mesh.tools.diagrams import implemented_stages
 
     implemented = implemented_stages()
     headers = ("#", "Go (NewServer calls)", "mesh.bootstrap.Server", "state", "issue", "notebook")
@@ -118,11 +118,11 @@ def stage_summaries() -> TextView:
 
 
 def package_map_table() -> TextView:
-    """istio/istio Go package → mesh module, from ``mesh.teach.diagrams.PACKAGE_MAP``."""
-    from mesh.teach.diagrams import PACKAGE_MAP, module_exists
+    """istio/istio Go package → mesh module, from ``mesh.tools.packagemap.PACKAGE_MAP``."""
+    from mesh.tools.packagemap import PACKAGE_MAP, module_exists
 
-    rows = [(go, py, "here" if module_exists(py) else "planned") for go, py in PACKAGE_MAP]
-    return table(("istio/istio (Go)", "mesh (Python)", "in this checkout"), rows)
+    rows = [(go, py, what, "here" if module_exists(py) else "planned") for go, py, what in PACKAGE_MAP]
+    return table(("istio/istio (Go)", "mesh (Python)", "what", "in this checkout"), rows)
 
 
 # -- Kubernetes objects and trace events --------------------------------------------------------

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from mesh.model.proxy import Proxy
 from mesh.networking.push_context import PushContext
-from mesh.teach.push_timeline import eds_names, rds_names
 from mesh.teach.views import TextView, table
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+from mesh.xds.push_recorder import eds_names, rds_names
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
 
 # What InitGenerators registers in istiod 1.19.0 (discovery.go#L536-L572), in its order, and what
 # each key builds. Facts about istiod, listed so the notebook can put mesh's map next to it.
@@ -208,7 +208,7 @@ def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], tim
     """Replay ``server`` (a VirtualClock) to each instant, build a fresh PushContext as a full push
     would, and generate ``pod``'s config: the VirtualService as written next to the route generated
     for ``host_prefix`` and the clusters for that host."""
-    from mesh.teach.push_timeline import proxy_for_pod
+    from mesh.demo.pods import proxy_for_pod
 
     env = server.environment
     rows = []

@@ -32,6 +32,7 @@ Delta xDS; no authentication of the peer (plaintext port 15010).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import threading
@@ -48,11 +49,9 @@ from mesh.model.service import ServiceDiscovery
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
 from mesh.xds.cache import XdsCache
-from mesh.xds.cds import CdsGenerator
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
 from mesh.xds.discovery import DiscoveryServer
-from mesh.xds.eds import EdsGenerator
 from mesh.xds.fastpath import (
     RequestFields,
     assemble_discovery_response,
@@ -62,10 +61,8 @@ from mesh.xds.fastpath import (
     encode_resource_entry,
 )
 from mesh.xds.generator import Generator, ProxyState, updated_hostnames
-from mesh.xds.lds import LdsGenerator
 from mesh.xds.monitoring import XdsMetrics
-from mesh.xds.rds import RdsGenerator
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
+from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +71,13 @@ ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 
 def default_generators() -> dict[str, Generator]:
-    """The type URL → generator map of ``InitGenerators`` (the sidecar subset mesh implements)."""
-    return {CLUSTER: CdsGenerator(), ENDPOINT: EdsGenerator(), LISTENER: LdsGenerator(), ROUTE: RdsGenerator()}
+    """The type URL → generator map of ``InitGenerators``: one of each row's ``generator`` class
+    (``mesh.xds.types.TYPES``, the sidecar subset mesh implements)."""
+    out = {}
+    for t in TYPES:
+        module, cls = t.generator.split(":")
+        out[t.url] = getattr(importlib.import_module(module), cls)()
+    return out
 
 
 class AdsServer:
@@ -312,15 +314,28 @@ class AdsServer:
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
 
-    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+    def generate(self, state: ProxyState, type_url: str, watched, request: PushRequest | None) -> list | None:
+        """Generate and encode one type for one connection: the generator's resources, each
+        serialized through the XdsCache and wrapped as an ``Any`` entry once per push (a resource
+        shared by many proxies is encoded once). None: no generator, or the push does not concern
+        this type. ``_send`` and the push recorder (``mesh.xds.push_recorder``) both send from here."""
         generator = self.generators.get(type_url)
         if generator is None:
+            return None
+        resources = generator.generate(state, self.push_context, watched, request)
+        for r in resources or ():
+            if r.encoded is None:
+                r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
+        return resources
+
+    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+        if type_url not in self.generators:
             log.warning("ADS: no generator for %s requested by %s", type_url, con.id)
             return
         watched = con.watched[type_url]
         push = self.push_context
         try:
-            resources = generator.generate(con.state, push, watched, request)
+            resources = self.generate(con.state, type_url, watched, request)
             if resources is None:
                 return  # this push does not concern this type
             # Proxies given the very same resources in this push share one response — its bytes
@@ -343,9 +358,6 @@ class AdsServer:
             await context.write(data)
 
     def _assemble(self, version: str, type_url: str, resources: list) -> tuple:
-        for r in resources:
-            if r.encoded is None:  # serialized (through the cache) and wrapped once per push
-                r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
         nonce = f"{version}-{next(self._nonces)}"
         data = assemble_discovery_response(version, type_url, nonce, [r.encoded for r in resources])
         return resources, [r.name for r in resources], nonce, data

@@ -27,7 +27,8 @@ from collections import OrderedDict
 from envoy_data_plane.envoy.config.route.v3 import VirtualHost
 
 from mesh.xds.fastpath import length_delimited_field
-from mesh.xds.resources import ROUTE, message_bytes, to_bytes
+from mesh.xds.resources import message_bytes, to_bytes
+from mesh.xds.types import ROUTE
 
 # type URL → (the repeated field's JSON name, its field number, its message class)
 SPLIT_FIELDS = {ROUTE: ("virtualHosts", 2, VirtualHost)}

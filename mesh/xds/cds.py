@@ -24,13 +24,14 @@ from mesh.networking.cluster import (
 )
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
-from mesh.xds.generator import SKIPPED_CDS_CONFIGS, ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.generator import ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.types import CLUSTER
 
 
 class CdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if not needs_push(request, SKIPPED_CDS_CONFIGS):
+        if not needs_push(request, CLUSTER):
             return None
         mtls = has_workload_cert(state.proxy.metadata)
         sidecar = state.proxy.type != "router"

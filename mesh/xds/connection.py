@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from mesh.model.push_request import PushRequest
-from mesh.xds.generator import ProxyState, WatchedResource
-from mesh.xds.resources import NAMED_TYPES
+from mesh.xds.generator import SYNCED, ProxyState, WatchedResource
+from mesh.xds.types import NAMED_TYPES
 
 _connection_ids = itertools.count(1)
 
@@ -97,7 +97,7 @@ class Connection:
 
     def synced(self) -> bool:
         """Has the proxy ACKed the last response of every type it watches?"""
-        return all(w.nonce_sent and w.nonce_acked == w.nonce_sent for w in self.watched.values())
+        return all(w.status() == SYNCED for w in self.watched.values())
 
     def record(self, kind: str, type_url: str, version: str, nonce: str, detail: str = "") -> None:
         if kind == "send":

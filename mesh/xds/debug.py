@@ -1,4 +1,5 @@
-"""Debug views of the ADS server: ``/debug/syncz``, ``/debug/adsz``, ``/debug/config_dump``.
+"""Debug views of the ADS server (``/debug/syncz``, ``/debug/adsz``, ``/debug/config_dump``) and
+the one "is this proxy synced" check the demo, the notebooks and the Envoy tests wait on.
 
 Go: ``Syncz`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/debug.go#L268-L295 (and
 its ``SyncStatus`` fields, debug.go#L117-L133), ``adsz`` (debug.go#L561-L604), ``ConfigDump``
@@ -16,19 +17,30 @@ import betterproto2
 
 from mesh.model.push_request import PushRequest, TriggerReason
 from mesh.xds.fastpath import without_pydantic_validation
-from mesh.xds.generator import WatchedResource
-from mesh.xds.resources import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE
+from mesh.xds.generator import WatchedResource, xds_status
+from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, MESSAGE_CLASSES, PUSH_ORDER, ROUTE, TYPES
 
-_SYNC_FIELDS = {CLUSTER: "cluster", LISTENER: "listener", ROUTE: "route", ENDPOINT: "endpoint"}
 _ADMIN = "type.googleapis.com/envoy.admin.v3."
 
 
-def xds_status(sent: str, acked: str) -> str:
-    if not sent:
-        return "NOT SENT"
-    if sent == acked:
-        return "SYNCED"
-    return "STALE (Never Acknowledged)" if not acked else "STALE"
+def proxy_synced(ads, proxy_id: str) -> bool:
+    """Is this proxy caught up: has it asked for clusters and listeners, has the current push
+    reached it, and has it ACKed everything sent to it (every type SYNCED)?
+
+    Not "every type at the current version": a push sends only the types it concerns (a
+    VirtualService change sends no EDS, as in istiod), so the others keep older versions."""
+    con = ads.connection(proxy_id)
+    if con is None or CLUSTER not in con.watched or LISTENER not in con.watched:
+        return False
+    return con.push_version == ads.push_context.version and con.synced() and con.pending_push is None
+
+
+def proxy_answered(ads, proxy_id: str) -> bool:
+    """Has this proxy answered the last response of every type it watches — ACK or NACK?"""
+    con = ads.connection(proxy_id)
+    if con is None or not con.watched:
+        return False
+    return all(w.answered() for t, w in con.watched.items() if t in PUSH_ORDER)
 
 
 def syncz(ads, namespace: str | None = None) -> list[dict]:
@@ -39,8 +51,8 @@ def syncz(ads, namespace: str | None = None) -> list[dict]:
         proxy = con.state.proxy
         row = {"cluster_id": proxy.metadata.get("CLUSTER_ID", "Kubernetes"), "proxy": proxy.id,
                "proxy_type": proxy.type, "istio_version": proxy.istio_version}
-        for type_url, name in _SYNC_FIELDS.items():
-            w = con.watched.get(type_url)
+        for t in TYPES:
+            name, w = t.sync_field, con.watched.get(t.url)
             if w is not None and w.nonce_sent:
                 row[f"{name}_sent"] = w.nonce_sent
             if w is not None and w.nonce_acked:
@@ -54,9 +66,8 @@ def proxy_status(ads) -> list[dict]:
     rows = []
     for s in syncz(ads):
         row = {"NAME": s["proxy"], "CLUSTER": s["cluster_id"]}
-        for name in ("cluster", "listener", "endpoint", "route"):
-            row[{"cluster": "CDS", "listener": "LDS", "endpoint": "EDS", "route": "RDS"}[name]] = \
-                xds_status(s.get(f"{name}_sent", ""), s.get(f"{name}_acked", ""))
+        for t in TYPES:
+            row[t.short] = xds_status(s.get(f"{t.sync_field}_sent", ""), s.get(f"{t.sync_field}_acked", ""))
         row["ISTIOD"] = "mesh"
         row["VERSION"] = s["istio_version"]
         rows.append(row)

@@ -16,19 +16,19 @@ from mesh.networking.cluster import parse_cluster_name
 from mesh.networking.endpoints import build_cluster_load_assignment
 from mesh.networking.push_context import PushContext
 from mesh.xds.generator import (
-    SKIPPED_EDS_CONFIGS,
     ProxyState,
     Resource,
     WatchedResource,
     needs_push,
     updated_hostnames,
 )
+from mesh.xds.types import ENDPOINT
 
 
 class EdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if request is not None and request.full and not needs_push(request, SKIPPED_EDS_CONFIGS):
+        if request is not None and request.full and not needs_push(request, ENDPOINT):
             return None
         hosts = updated_hostnames(request)
         names = tuple(watched.names)

@@ -18,29 +18,8 @@ from typing import Protocol
 from mesh.model.proxy import Proxy
 from mesh.model.push_request import PushRequest
 from mesh.networking.push_context import PushContext, ServiceInstance
+from mesh.xds.types import ENDPOINT, skipped_configs
 
-# Config kinds each type of resource does not depend on: a full push caused only by these skips
-# that type. istiod's lists, per generator:
-# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/cds.go#L31-L41,
-# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/lds.go#L33-L55 (by proxy type),
-# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/rds.go#L30-L40,
-# https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/eds.go#L309-L319.
-SKIPPED_CDS_CONFIGS = frozenset({
-    "Gateway", "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
-    "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
-})
-SKIPPED_LDS_CONFIGS = {
-    "router": frozenset({"WorkloadGroup", "WorkloadEntry", "Secret", "ProxyConfig"}),
-    "sidecar": frozenset({"Gateway", "WorkloadGroup", "WorkloadEntry", "Secret", "ProxyConfig"}),
-}
-SKIPPED_RDS_CONFIGS = frozenset({
-    "WorkloadEntry", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication",
-    "Secret", "WasmPlugin", "Telemetry", "ProxyConfig",
-})
-SKIPPED_EDS_CONFIGS = frozenset({
-    "Gateway", "VirtualService", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
-    "Secret", "Telemetry", "WasmPlugin", "ProxyConfig",
-})
 SERVICE_ENTRY = "ServiceEntry"  # the kind EDS updates name (one per changed hostname)
 
 
@@ -52,6 +31,19 @@ class Resource:
     # first time it is sent. A Resource shared by many proxies (through ``PushContext.memo``)
     # is therefore serialized and wrapped once per push, however many streams it goes to.
     encoded: bytes | None = None
+
+
+SYNCED = "SYNCED"
+
+
+def xds_status(sent: str, acked: str) -> str:
+    """istioctl's ``xdsStatus`` on the nonces of one type: the one "is it synced" rule in mesh
+    (https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/writer/pilot/status.go#L140-L156)."""
+    if not sent:
+        return "NOT SENT"
+    if sent == acked:
+        return SYNCED
+    return "STALE (Never Acknowledged)" if not acked else "STALE"
 
 
 @dataclass
@@ -68,6 +60,14 @@ class WatchedResource:
     nacks: int = 0
     sent_names: list[str] = field(default_factory=list)
 
+    def status(self) -> str:
+        """proxy-status's word for this type: SYNCED, STALE or NOT SENT (``xds_status``)."""
+        return xds_status(self.nonce_sent, self.nonce_acked)
+
+    def answered(self) -> bool:
+        """Has the proxy answered the last response of this type, with an ACK or a NACK?"""
+        return self.status() == SYNCED or bool(self.nonce_sent and self.last_error)
+
 
 @dataclass
 class ProxyState:
@@ -82,16 +82,17 @@ class Generator(Protocol):
                  request: PushRequest | None) -> list[Resource] | None: ...
 
 
-def needs_push(request: PushRequest | None, skipped: frozenset[str]) -> bool:
-    """Does this push concern a type whose resources ignore the ``skipped`` kinds
-    (``cdsNeedsPush``, ``rdsNeedsPush``, ...)? Only full pushes do; an empty ConfigsUpdated means
-    anything may have changed."""
+def needs_push(request: PushRequest | None, type_url: str, proxy_type: str = "sidecar") -> bool:
+    """Does this push concern ``type_url`` (``cdsNeedsPush``, ``rdsNeedsPush``, ...)? Only full
+    pushes do, and only if some changed kind is not one the type ignores (``types.skipped_configs``);
+    an empty ConfigsUpdated means anything may have changed."""
     if request is None:
         return True  # a proxy asking: always answer
     if not request.full:
         return False
     if not request.configs_updated:
         return True
+    skipped = skipped_configs(type_url, proxy_type)
     return any(c.kind not in skipped for c in request.configs_updated)
 
 
@@ -100,7 +101,7 @@ def updated_hostnames(request: PushRequest | None) -> set[str] | None:
     endpoints changed; None means "all of them" (``canSendPartialFullPushes``)."""
     if request is None or not request.configs_updated:
         return None
-    if request.full and any(c.kind != SERVICE_ENTRY and c.kind not in SKIPPED_EDS_CONFIGS
+    if request.full and any(c.kind != SERVICE_ENTRY and c.kind not in skipped_configs(ENDPOINT)
                             for c in request.configs_updated):
         return None
     return {c.name for c in request.configs_updated if c.kind == SERVICE_ENTRY}

@@ -9,13 +9,14 @@ from mesh.model.push_request import PushRequest
 from mesh.networking.gateway import build_gateway_listeners
 from mesh.networking.listener import build_sidecar_listeners
 from mesh.networking.push_context import PushContext
-from mesh.xds.generator import SKIPPED_LDS_CONFIGS, ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.generator import ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.types import LISTENER
 
 
 class LdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if not needs_push(request, SKIPPED_LDS_CONFIGS.get(state.proxy.type, SKIPPED_LDS_CONFIGS["sidecar"])):
+        if not needs_push(request, LISTENER, state.proxy.type):
             return None
         if state.proxy.type == "router":
             listeners = build_gateway_listeners(push, state.proxy)

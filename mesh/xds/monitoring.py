@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mesh.model.push_request import PushRequest
 from mesh.xds.debounce import DebouncedPush
-from mesh.xds.resources import short_name
+from mesh.xds.types import short_name
 
 
 class XdsMetrics:

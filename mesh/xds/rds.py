@@ -9,13 +9,14 @@ from mesh.model.push_request import PushRequest
 from mesh.networking.gateway import build_gateway_route_config
 from mesh.networking.push_context import PushContext
 from mesh.networking.route import build_sidecar_route_config
-from mesh.xds.generator import SKIPPED_RDS_CONFIGS, ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.generator import ProxyState, Resource, WatchedResource, needs_push
+from mesh.xds.types import ROUTE
 
 
 class RdsGenerator:
     def generate(self, state: ProxyState, push: PushContext, watched: WatchedResource,
                  request: PushRequest | None) -> list[Resource] | None:
-        if not needs_push(request, SKIPPED_RDS_CONFIGS):
+        if not needs_push(request, ROUTE):
             return None
         proxy = state.proxy
         # Routes depend on who asks only through its namespace (short host names), labels

@@ -23,34 +23,15 @@ gateway addresses are not modelled.
 
 from __future__ import annotations
 
+from mesh.config.protocol import parse as parse_protocol
 from mesh.model.service import Port, Resolution, Service, ServiceProtocol
 
 WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})  # SMTP, DNS, MySQL, MongoDB
-
-_BY_LOWER_NAME = {
-    "tcp": ServiceProtocol.TCP,
-    "udp": ServiceProtocol.UDP,
-    "grpc": ServiceProtocol.GRPC,
-    "grpc-web": ServiceProtocol.GRPC_WEB,
-    "http": ServiceProtocol.HTTP,
-    "http_proxy": ServiceProtocol.HTTP_PROXY,
-    "http2": ServiceProtocol.HTTP2,
-    "https": ServiceProtocol.HTTPS,
-    "tls": ServiceProtocol.TLS,
-    "mongo": ServiceProtocol.MONGO,
-    "redis": ServiceProtocol.REDIS,
-    "mysql": ServiceProtocol.MYSQL,
-}
 
 # Service annotations ConvertService reads (istio.io/api annotation names).
 CANONICAL_SERVICE_ACCOUNTS = "alpha.istio.io/canonical-serviceaccounts"
 KUBERNETES_SERVICE_ACCOUNTS = "alpha.istio.io/kubernetes-serviceaccounts"
 EXPORT_TO = "networking.istio.io/exportTo"
-
-
-def parse_protocol(name: str) -> ServiceProtocol:
-    """``protocol.Parse``: a protocol name, ignoring case; anything else is UNSUPPORTED."""
-    return _BY_LOWER_NAME.get(name.lower(), ServiceProtocol.UNSUPPORTED)
 
 
 def convert_protocol(

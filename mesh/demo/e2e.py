@@ -27,7 +27,8 @@ import aiohttp
 from aiohttp import web
 
 from mesh.agent.bootstrap import PodIdentity
-from mesh.xds.resources import PUSH_ORDER
+from mesh.xds.debug import proxy_answered as answered  # noqa: F401  (notebook 17 reads e2e.answered)
+from mesh.xds.debug import proxy_synced as synced
 
 APP_PORT = 9080  # bookinfo's service and container port
 
@@ -113,8 +114,8 @@ async def split(proxy: tuple[str, int], host: str, n: int) -> Counter:
 
 def within(counts: Counter, expected: dict[str, float], n: int, points: float) -> bool:
     """Is every share (``expected``: version → fraction of traffic) met within ``points`` percent?"""
-    answered = set(counts) - set(expected)
-    return not answered and all(abs(100 * counts.get(v, 0) / n - 100 * share) <= points
+    others = set(counts) - set(expected)
+    return not others and all(abs(100 * counts.get(v, 0) / n - 100 * share) <= points
                                 for v, share in expected.items())
 
 
@@ -144,26 +145,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-def synced(ads, proxy_id: str) -> bool:
-    """Has the current push reached this proxy, and has it ACKed everything sent to it?
-
-    Not "every type at the current version": a push sends only the types it concerns (a
-    VirtualService change sends no EDS, as in istiod), so the others keep older versions."""
-    con = ads.connection(proxy_id)
-    if con is None or not any(t in con.watched for t in PUSH_ORDER):
-        return False
-    return con.push_version == ads.push_context.version and con.synced() and con.pending_push is None
-
-
-def answered(ads, proxy_id: str) -> bool:
-    """Has this proxy answered the last response of every type it watches — ACK or NACK?"""
-    con = ads.connection(proxy_id)
-    if con is None or not con.watched:
-        return False
-    return all(w.nonce_sent and (w.nonce_acked == w.nonce_sent or w.last_error)
-               for t, w in con.watched.items() if t in PUSH_ORDER)
 
 
 async def wait_synced(ads, proxy_ids: Iterable[str], timeout: float = 20.0) -> None:

@@ -1,4 +1,4 @@
-"""Re-execute the course notebooks in place: ``python -m mesh.teach.run_notebooks notebooks/``.
+"""Re-execute the course notebooks in place: ``python -m mesh.tools.run_notebooks notebooks/``.
 
 ``make notebooks`` calls this after a code change, so the committed outputs are one command away
 from what the code now does; review the diff of outputs like code (DESIGN.md §7). Notebooks run
@@ -67,7 +67,7 @@ def execute_notebook(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mesh.teach.run_notebooks",
+    parser = argparse.ArgumentParser(prog="python -m mesh.tools.run_notebooks",
                                      description="re-execute notebooks in place, in sorted order")
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("notebooks")],
                         help="notebooks or folders of notebooks (default: notebooks/)")
