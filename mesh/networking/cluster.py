@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mesh.model.config import Config
-from mesh.model.service import Port, Resolution, Service
+from mesh.model.service import Port, Resolution, Service, ServiceProtocol
 from mesh.networking.cluster_tls import alpn_override_metadata, apply_upstream_tls, auto_mtls_settings
 from mesh.networking.cluster_traffic_policy import (
     MutableCluster,
@@ -77,6 +77,9 @@ PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH_IPV4 = "InboundPassthroughClusterIpv4"
 INBOUND_PASSTHROUGH_BIND_IPV4 = "127.0.0.6"  # listener_address.go#L36
 
+
+
+_HTTP2_PROTOCOLS = (ServiceProtocol.HTTP2, ServiceProtocol.GRPC, ServiceProtocol.GRPC_WEB)  # Instance.IsHTTP2
 
 
 def outbound_cluster_name(port: int, subset: str, host: str) -> str:
@@ -186,9 +189,9 @@ class _OutboundBuild:
                 "address": {"socketAddress": {"address": target, "portValue": port.port}}}}]}]}
         # setUpstreamProtocol (cluster_builder.go#L1273-L1293): HTTP/2 ports speak it upstream; a
         # sniffed port on a sidecar speaks whatever the caller spoke
-        if port.protocol.is_http2():
+        if port.protocol in _HTTP2_PROTOCOLS:  # as a string too: some callers build Ports by hand
             set_h2_options(mc)
-        elif self.sidecar and port.protocol.is_unsupported():
+        elif self.sidecar and port.protocol == ServiceProtocol.UNSUPPORTED:
             set_use_downstream_protocol(mc)
         metadata: dict = {"services": [{"host": service.hostname, "name": service.name,
                                         "namespace": service.namespace}]}
