@@ -42,6 +42,7 @@ by default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from mesh.config.validation import parse_go_duration
 from mesh.networking.extensions import HTTP_PROTOCOL_OPTIONS_TYPE
@@ -79,6 +80,7 @@ class MutableCluster:
         return self.cluster
 
 
+@lru_cache(maxsize=256)  # a mesh uses a handful of distinct values, on every cluster of every push
 def proto_duration(text: str) -> str:
     """``5m`` → ``300s``, ``100ms`` → ``0.100s``: protobuf JSON, the form Envoy's parser takes."""
     nanos, err = parse_go_duration(str(text))
