@@ -27,6 +27,7 @@ from mesh.agent.sds import envoy_secrets
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
+from mesh.kube.addresses import to_loopback
 from mesh.kube.trace import load_trace
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
@@ -194,12 +195,13 @@ def test_inbound_listener_chains_follow_the_mode():
 def test_bootstrap_and_secrets_for_sds():
     pod = PodIdentity("details-v1", "default", "127.10.0.3")
     plain = build_bootstrap(pod, "127.0.0.1", 15010)
-    assert [c["name"] for c in plain["staticResources"]["clusters"]] == ["xds-grpc"]
+    # Istio's template always has the sds-grpc cluster; mesh's metadata flag asks istiod for mTLS
+    assert "sds-grpc" in [c["name"] for c in plain["static_resources"]["clusters"]]
     assert SDS_METADATA not in plain["node"]["metadata"]
     boot = build_bootstrap(pod, "127.0.0.1", 15010, sds_socket="/w/sds.sock")
-    sds = boot["staticResources"]["clusters"][1]
+    sds = boot["static_resources"]["clusters"][2]
     assert sds["name"] == "sds-grpc" and boot["node"]["metadata"][SDS_METADATA] == "SDS"
-    assert sds["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"] == {
+    assert sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
         "pipe": {"path": "/w/sds.sock"}}
 
     ca = IstioCA.self_signed(None, "istio-system", TD)
@@ -264,7 +266,7 @@ class _Records(logging.Handler):
 def _pods() -> dict[str, dict]:
     """details and productpage from the trace, before any server runs: their IPs must be free."""
     pods = {}
-    for event in load_trace("mtls").events:
+    for event in to_loopback(load_trace("mtls")).events:  # the addresses the server below replays
         obj = event.object
         if obj.get("kind") == "Pod" and obj["metadata"]["labels"].get("app") in ("details", "productpage"):
             pods[obj["metadata"]["labels"]["app"]] = obj
@@ -288,7 +290,7 @@ def mesh():
 
     async def up():
         state["apps"] = [await start_app(p["status"]["podIP"], 9080, app) for app, p in pods.items()]
-        server = Server(ServerArgs(trace="mtls", speed=SPEED, clock=RealClock(),
+        server = Server(ServerArgs(trace="mtls", speed=SPEED, clock=RealClock(), loopback_addresses=True,
                                    ports={name: 0 for name in DEFAULT_PORTS}))
         server.run_all()
         await server.start()
