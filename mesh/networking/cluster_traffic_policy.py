@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from mesh.config.validation import parse_go_duration
+from mesh.config.validation.report import parse_go_duration
 from mesh.networking.extensions import HTTP_PROTOCOL_OPTIONS_TYPE
 
 UINT32_MAX = 4294967295
