@@ -23,10 +23,13 @@ PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-speci
 the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
 pod may have no Envoy running.
 
+Per proxy, a full push first refreshes the proxy's state (``computeProxyState``: its service
+instances and SidecarScope), then asks ``ProxyNeedsPush`` whether the changed configs concern it
+(``mesh/xds/proxy_dependencies.py``); the generators read the PushContext through the proxy's
+scope (``mesh/networking/sidecar.py``).
+
 Simplifications, named: no push throttling (``PILOT_PUSH_THROTTLE``; writes in flight are
-bounded instead) and no per-proxy
-``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
-Delta xDS; no authentication of the peer (plaintext port 15010).
+bounded instead); no Delta xDS; no authentication of the peer (plaintext port 15010).
 """
 
 from __future__ import annotations
@@ -60,11 +63,19 @@ from mesh.xds.fastpath import (
     decode_node,
     encode_resource_entry,
 )
-from mesh.xds.generator import Generator, ProxyState, updated_hostnames
+from mesh.xds.generator import Generator, ProxyState, scoped, updated_hostnames
 from mesh.xds.monitoring import XdsMetrics
+from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
 from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
 log = logging.getLogger(__name__)
+
+def export_defaults(mesh: dict) -> dict[str, tuple[str, ...]]:
+    """MeshConfig's default exportTo lists (``initDefaultExportMaps``); unset ones stay ``*``."""
+    names = {"service": "defaultServiceExportTo", "virtual_service": "defaultVirtualServiceExportTo",
+             "destination_rule": "defaultDestinationRuleExportTo"}
+    return {k: tuple(mesh[v]) for k, v in names.items() if mesh.get(v)}
+
 
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
@@ -98,6 +109,10 @@ class AdsServer:
         self.connections: dict[int, Connection] = {}
         self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
         self.outbound_traffic_mode: Callable[[], str] = lambda: "ALLOW_ANY"  # and outboundTrafficPolicy.mode
+        self.mesh_config: Callable[[], dict] = dict  # and the rest of MeshConfig (rootNamespace, default exportTo)
+        # Proxies a full or EDS push left alone (ProxyNeedsPush said no), and the last reasons why.
+        self.skipped_pushes = 0
+        self.last_skips: dict[str, str] = {}
         self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
         self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type
         self.generate_errors: Counter = Counter()
@@ -120,12 +135,19 @@ class AdsServer:
             self._push_context = self._build_push_context()
         return self._push_context
 
-    def _build_push_context(self) -> PushContext:
+    def _build_push_context(self, request: PushRequest | None = None) -> PushContext:
+        """``InitContext``: with the push's changed configs, indexes they cannot affect are taken
+        from the previous PushContext (``updateContext``)."""
         t0 = time.perf_counter()
+        mesh = self.mesh_config()
         push = PushContext.build(self.registry, self.config_store, version=str(next(self._versions)),
                                  domain=self.domain, mtls_addresses=self._mtls_addresses(),
                                  trust_domain=self.trust_domain(), uncaptured_addresses=self._uncaptured_addresses(),
-                                 outbound_traffic_mode=self.outbound_traffic_mode())
+                                 outbound_traffic_mode=self.outbound_traffic_mode(),
+                                 previous=self._push_context,
+                                 configs_updated=request.configs_updated if request is not None else None,
+                                 root_namespace=mesh.get("rootNamespace") or "istio-system",
+                                 export_defaults=export_defaults(mesh))
         self.metrics.on_push_context(time.perf_counter() - t0)
         return push
 
@@ -273,7 +295,8 @@ class AdsServer:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return str(err)
-        con.state = ProxyState(proxy, self.push_context.service_instances(proxy))
+        con.state = ProxyState(proxy)
+        compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
         self._mtls_sidecar_changed(con)
         return ""
@@ -289,7 +312,7 @@ class AdsServer:
             self._loop.call_soon_threadsafe(self.push, request)
             return
         if request.full or self._push_context is None:
-            self._push_context = self._build_push_context()  # a full push sees a fresh snapshot
+            self._push_context = self._build_push_context(request)  # a full push sees a fresh snapshot
         else:  # an incremental push keeps the snapshot but not the changed services' endpoints
             self._push_context.forget_endpoints(updated_hostnames(request))
         for con in list(self.connections.values()):
@@ -305,7 +328,9 @@ class AdsServer:
         if con.state is None:
             return  # not initialized yet: it will get everything when it asks
         if request.full:
-            con.state.instances = self.push_context.service_instances(con.state.proxy)
+            compute_proxy_state(con.state, self.push_context, request)
+        if not self.proxy_needs_push(con.state, request):
+            return
         con.pushed = request if con.pushed is None else con.pushed.merge(request)
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
@@ -313,6 +338,15 @@ class AdsServer:
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
+
+    def proxy_needs_push(self, state: ProxyState, request: PushRequest) -> bool:
+        """``ProxyNeedsPush`` (``mesh.xds.proxy_dependencies``), counting and remembering skips."""
+        push, why = needs_push(state, request)
+        if not push:
+            self.skipped_pushes += 1
+            self.last_skips[state.proxy.id] = why
+            log.debug("ADS: skipping push to %s: %s", state.proxy.id, why)
+        return push
 
     def generate(self, state: ProxyState, type_url: str, watched, request: PushRequest | None) -> list | None:
         """Generate and encode one type for one connection: the generator's resources, each
@@ -322,7 +356,7 @@ class AdsServer:
         generator = self.generators.get(type_url)
         if generator is None:
             return None
-        resources = generator.generate(state, self.push_context, watched, request)
+        resources = generator.generate(state, scoped(self.push_context, state), watched, request)
         for r in resources or ():
             if r.encoded is None:
                 r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
