@@ -147,7 +147,8 @@ def select_virtual_services(push: PushContext, namespace: str, hosts: dict[str, 
         if vs.key in seen:
             continue
         imported = hosts.get(vs.namespace, []) + hosts.get(WILDCARD_NAMESPACE, [])
-        if any(host_matches(h, ih) for ih in imported for h in vs.spec.get("hosts") or []):
+        # hosts made fully qualified first, as initVirtualServices does before indexing
+        if any(host_matches(h, ih) for ih in imported for h in push.vs_hosts(vs)):
             out.append(vs)
             seen.add(vs.key)
     return out
