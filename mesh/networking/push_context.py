@@ -162,6 +162,10 @@ class PushContext:
     sidecars: list[Config] = field(default_factory=list)
     # Which indexes this context built and which it took from the previous push (updateContext).
     rebuilt: dict[str, bool] = field(default_factory=dict)
+    # The typed XdsCache (mesh.xds.typed_cache) and this push's token for writing to it; set by
+    # ADS. None: build everything anew (a PushContext made outside a server).
+    xds_cache: object = None
+    cache_token: float = 0.0
     _by_host: dict[str, Service] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 

@@ -66,6 +66,7 @@ from mesh.xds.fastpath import (
 from mesh.xds.generator import Generator, ProxyState, scoped, updated_hostnames
 from mesh.xds.monitoring import XdsMetrics
 from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
+from mesh.xds.typed_cache import TypedXdsCache
 from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class AdsServer:
         self.domain = domain
         self.is_ready = is_ready or (lambda: True)
         self.cache = XdsCache()
+        self.typed_cache = TypedXdsCache()  # built clusters and endpoints, kept across pushes
         self.metrics = metrics or XdsMetrics()
         self.connections: dict[int, Connection] = {}
         self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
@@ -136,6 +138,11 @@ class AdsServer:
         return self._push_context
 
     def _build_push_context(self, request: PushRequest | None = None) -> PushContext:
+        push = self._init_push_context(request)
+        push.xds_cache, push.cache_token = self.typed_cache, self.discovery.clock.now()
+        return push
+
+    def _init_push_context(self, request: PushRequest | None) -> PushContext:
         """``InitContext``: with the push's changed configs, indexes they cannot affect are taken
         from the previous PushContext (``updateContext``)."""
         t0 = time.perf_counter()
@@ -311,10 +318,13 @@ class AdsServer:
         if self._loop is not None and threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self.push, request)
             return
+        now = self.discovery.clock.now()
         if request.full or self._push_context is None:
             self._push_context = self._build_push_context(request)  # a full push sees a fresh snapshot
         else:  # an incremental push keeps the snapshot but not the changed services' endpoints
             self._push_context.forget_endpoints(updated_hostnames(request))
+        self.drop_cache_for_request(request, now)
+        self._push_context.xds_cache, self._push_context.cache_token = self.typed_cache, now
         for con in list(self.connections.values()):
             # One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier
             # push gets the new request merged into its waiting one, not queued behind it.
@@ -338,6 +348,15 @@ class AdsServer:
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
+
+    def drop_cache_for_request(self, request: PushRequest, now: float) -> None:
+        """``dropCacheForRequest``: everything when the push does not say what changed, else the
+        entries that depend on what did."""
+        if request.configs_updated:
+            self.typed_cache.clear(request.configs_updated, now)
+        else:
+            self.typed_cache.clear_all(now)
+        self.metrics.on_cache(self.typed_cache)
 
     def proxy_needs_push(self, state: ProxyState, request: PushRequest) -> bool:
         """``ProxyNeedsPush`` (``mesh.xds.proxy_dependencies``), counting and remembering skips."""
