@@ -72,7 +72,7 @@ lab: $(STAMP)
 	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 diagrams: $(STAMP)
-	$(PY) -m mesh diagrams
+	$(PY) -m mesh diagrams --readme README.md
 
 traces: $(STAMP)
 	$(PY) -m mesh trace build-all

@@ -176,13 +176,19 @@ def test_version_and_legacy_discovery(server):
     assert http(server, "GET", "/version")[2]["minor"] == "30"
     assert http(server, "GET", "/api")[2]["versions"] == ["v1"]
     groups = {g["name"]: g for g in http(server, "GET", "/apis")[2]["groups"]}
-    assert groups["networking.istio.io"]["preferredVersion"]["version"] == "v1"
+    # Istio 1.19's CRDs: networking serves v1alpha3 and v1beta1 (v1 came in 1.22); security serves v1
+    # for AuthorizationPolicy and RequestAuthentication, so kube-apiserver prefers it for the group
+    assert groups["networking.istio.io"]["preferredVersion"]["version"] == "v1beta1"
+    assert [v["version"] for v in groups["networking.istio.io"]["versions"]] == ["v1beta1", "v1alpha3"]
     resources = http(server, "GET", "/apis/networking.istio.io/v1alpha3")[2]["resources"]
     vs = next(r for r in resources if r["name"] == "virtualservices")
     assert vs["shortNames"] == ["vs"] and vs["namespaced"] and "watch" in vs["verbs"]
     assert http(server, "GET", "/apis/nothing.example.com/v1")[0] == 404
     assert http(server, "GET", "/apis/security.istio.io")[2]["preferredVersion"]["groupVersion"] == (
-        "security.istio.io/v1beta1")
+        "security.istio.io/v1")
+    served_v1 = {r["kind"] for r in http(server, "GET", "/apis/security.istio.io/v1")[2]["resources"]}
+    assert served_v1 == {"AuthorizationPolicy", "RequestAuthentication"}
+    assert http(server, "GET", "/apis/networking.istio.io/v1")[0] == 404
 
 
 @pytest.mark.parametrize("version", ["v2", "v2beta1"])

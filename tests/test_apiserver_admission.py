@@ -22,9 +22,11 @@ from mesh.util.web import serve_app
 
 class WebhookServer:
     """An HTTPS AdmissionReview server: /mutate adds a label, /validate denies label deny=yes,
-    /slow answers after 3 s. Every review it gets is kept in ``reviews``."""
+    /slow answers after 3 s. Every review it gets is kept in ``reviews``. With ``app``, that
+    aiohttp app is served instead (e.g. mesh's own validation webhook)."""
 
-    def __init__(self, hosts=("127.0.0.1", "istiod.istio-system.svc")):
+    def __init__(self, hosts=("127.0.0.1", "istiod.istio-system.svc"), app: web.Application | None = None):
+        self.app = app
         self.cert = make_serving_cert(hosts)
         self.reviews: list[tuple[str, dict]] = []
         self.port = 0
@@ -59,8 +61,10 @@ class WebhookServer:
         import ssl
         import tempfile
 
-        app = web.Application()
-        app.router.add_post("/{name}", self._answer)
+        app = self.app
+        if app is None:
+            app = web.Application()
+            app.router.add_post("/{name}", self._answer)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, "c").write_bytes(self.cert.cert_pem)

@@ -57,7 +57,10 @@ def mesh():
         for role, pod, kind in (("ingress", by_label["ingressgateway"], "router"),
                                 ("egress", by_label["egressgateway"], "router"),
                                 ("sidecar", productpage, "sidecar")):
-            agent = EnvoyAgent(PodIdentity.from_pod(pod, kind), "127.0.0.1", server.bound_ports["xds"])
+            ident = PodIdentity.from_pod(pod, kind)
+            # the per-cluster counters read below are outside Istio's default stats matcher
+            ident.annotations["sidecar.istio.io/statsInclusionPrefixes"] = "cluster.outbound"
+            agent = EnvoyAgent(ident, "127.0.0.1", server.bound_ports["xds"])
             state["agents"][role] = agent  # registered first, so a failed start is still stopped
             await agent.start()
         for agent in state["agents"].values():

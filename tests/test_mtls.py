@@ -194,12 +194,13 @@ def test_inbound_listener_chains_follow_the_mode():
 def test_bootstrap_and_secrets_for_sds():
     pod = PodIdentity("details-v1", "default", "127.10.0.3")
     plain = build_bootstrap(pod, "127.0.0.1", 15010)
-    assert [c["name"] for c in plain["staticResources"]["clusters"]] == ["xds-grpc"]
+    # Istio's template always has the sds-grpc cluster; mesh's metadata flag asks istiod for mTLS
+    assert "sds-grpc" in [c["name"] for c in plain["static_resources"]["clusters"]]
     assert SDS_METADATA not in plain["node"]["metadata"]
     boot = build_bootstrap(pod, "127.0.0.1", 15010, sds_socket="/w/sds.sock")
-    sds = boot["staticResources"]["clusters"][1]
+    sds = boot["static_resources"]["clusters"][2]
     assert sds["name"] == "sds-grpc" and boot["node"]["metadata"][SDS_METADATA] == "SDS"
-    assert sds["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"] == {
+    assert sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
         "pipe": {"path": "/w/sds.sock"}}
 
     ca = IstioCA.self_signed(None, "istio-system", TD)

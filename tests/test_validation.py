@@ -465,3 +465,22 @@ def test_authorization_policy_from_and_to_clauses_name_their_paths():
         ("spec.rules[0].from[0].source.ipBlocks", "bad CIDR range (1.2.3.4/99)"),
         ("spec.rules[0].from[0].source.ipBlocks", "bad IP address (x)"),
         ("spec.rules[0].to[0].operation", "`to.operation` must not be nil, found at rule 0")]
+
+
+def test_cli_validate_istio_operator_unknown_fields_and_service_lists_like_istioctl(tmp_path, capsys):
+    f = tmp_path / "in.yaml"
+    f.write_text("apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: iop}\n"
+                 "spec: {profile: demo}\n")
+    assert main(["validate", "-f", str(f)]) == 0
+    f.write_text("apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: iop}\n"
+                 "spec: {dummy: 1}\n")
+    assert main(["validate", "-f", str(f)]) == 1
+    assert "IstioOperator iop: spec.dummy: unknown field" in capsys.readouterr().out
+    f.write_text("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: dr}\n"
+                 "junk: 1\nspec: {host: reviews}\n")
+    assert main(["validate", "-f", str(f)]) == 1
+    assert 'DestinationRule dr: junk: unknown field "junk"' in capsys.readouterr().out
+    f.write_text("apiVersion: v1\nkind: List\nmetadata: {name: l}\nitems:\n- apiVersion: v1\n  kind: Service\n"
+                 "  metadata: {name: hello}\n  spec: {ports: [{port: 80}]}\n")
+    assert main(["validate", "-f", str(f)]) == 1
+    assert 'service "hello//:" has an unnamed port' in capsys.readouterr().out

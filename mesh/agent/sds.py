@@ -6,8 +6,9 @@ resource names ``default`` (the key and chain) and ``ROOTCA`` (the roots to veri
 https://github.com/istio/istio/blob/1.19.0/security/pkg/nodeagent/sds/sdsservice.go#L149-L214
 and the conversion into Envoy ``Secret`` messages ``toEnvoySecret`` (sdsservice.go#L216-L308);
 the socket is ``./var/run/secrets/workload-spiffe-uds/socket`` in a pod
-(https://github.com/istio/istio/blob/1.19.0/pkg/security/security.go#L48-L49), here
-``<workdir>/sds.sock``; Envoy reaches it through the bootstrap's ``sds-grpc`` cluster.
+(https://github.com/istio/istio/blob/1.19.0/pkg/security/security.go#L48-L49), here under the
+agent's workdir, which is Envoy's working directory too; Envoy reaches it through the
+bootstrap's ``sds-grpc`` cluster.
 
 State-of-the-World on one stream per subscription: Envoy asks for names; the server answers
 with those it has, versioned; an ACK (the nonce it was sent, no error) needs no answer; a new
@@ -30,6 +31,7 @@ import grpc
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret
 
 from mesh.agent.certs import WorkloadCert
+from mesh.agent.uds import UnixListenPath
 from mesh.networking.tls import SDS_DEFAULT, SDS_ROOT
 from mesh.xds.fastpath import assemble_discovery_response, decode_discovery_request, encode_resource_entry
 from mesh.xds.resources import message_bytes
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 SDS_SERVICE = "envoy.service.secret.v3.SecretDiscoveryService"
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-SOCKET_NAME = "sds.sock"
+SOCKET_PATH = Path("var/run/secrets/workload-spiffe-uds/socket")  # under the workdir, as in a pod
 
 
 def _b64(data: str | bytes) -> str:
@@ -63,10 +65,10 @@ class _Stream:
 
 
 class SdsServer:
-    """Serve ``cert`` (set with ``update``) to Envoy on ``<workdir>/sds.sock``."""
+    """Serve ``cert`` (set with ``update``) to Envoy on ``<workdir>/var/run/secrets/workload-spiffe-uds/socket``."""
 
     def __init__(self, workdir: str | Path):
-        self.socket_path = Path(workdir) / SOCKET_NAME
+        self.socket = UnixListenPath(Path(workdir) / SOCKET_PATH)
         self._cert: WorkloadCert | None = None
         self._encoded: dict[str, bytes] = {}
         self._version = 0
@@ -76,6 +78,10 @@ class SdsServer:
         self.pushes = 0  # responses sent (initial answers and rotations)
         self.acks = 0
         self.nacks: list[str] = []
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket.path
 
     @property
     def version(self) -> str:
@@ -97,14 +103,15 @@ class SdsServer:
         log.info("SDS: secrets version %s for %s", self.version, ", ".join(cert.identities))
 
     async def start(self) -> str:
-        self.socket_path.unlink(missing_ok=True)
+        address = self.socket.prepare()
         self._server = grpc.aio.server()
         handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
         self._server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(SDS_SERVICE, {"StreamSecrets": handler})])
-        if not self._server.add_insecure_port(f"unix:{self.socket_path}"):
+        if not self._server.add_insecure_port(address):
             raise OSError(f"cannot listen on {self.socket_path}")
         await self._server.start()
+        self.socket.permit()
         return str(self.socket_path)
 
     async def stop(self) -> None:
@@ -113,7 +120,7 @@ class SdsServer:
         if self._server is not None:
             await self._server.stop(0.2)
             self._server = None
-        self.socket_path.unlink(missing_ok=True)
+        self.socket.close()
 
     async def _stream(self, _requests, context: grpc.aio.ServicerContext) -> None:
         stream = _Stream()

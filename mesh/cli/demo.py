@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.cli import UsageError
+from mesh.cli.proxy import delta_setting
 from mesh.demo.pods import check_subnet
 from mesh.demo.runner import BookinfoDemo, DemoOptions
 from mesh.kube.trace import TraceError
@@ -36,6 +38,8 @@ def register(subparsers) -> None:
         p.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=port, dest=f"port_{name}",
                        help=f"{name} port (default {port}; 0 picks a free one)")
     p.add_argument("--envoy-log-level", default="warning", help="Envoy's --log-level (default warning)")
+    p.add_argument("--delta", action="store_true",
+                   help="sidecars use Delta xDS (api_type DELTA_GRPC; also ISTIO_DELTA_XDS=true in the environment)")
     p.add_argument("--ready-file", default=None,
                    help="once every sidecar is synced, write the ports and each pod's sidecar address here (JSON)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of running")
@@ -50,7 +54,7 @@ def run(args) -> int:
             raise UsageError(f"--subnet: {err}") from err
     options = DemoOptions(trace=args.trace, speed=args.speed, subnet=args.subnet,
                           ports={name: getattr(args, f"port_{name}") for name in DEFAULT_PORTS},
-                          envoy_log_level=args.envoy_log_level)
+                          envoy_log_level=args.envoy_log_level, delta=delta_setting(args, dict(os.environ)))
     try:
         return asyncio.run(_demo(options, args))
     except TraceError as err:

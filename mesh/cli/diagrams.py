@@ -8,6 +8,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("diagrams", help="generate the Graphviz diagrams in diagrams/ from the code")
     p.add_argument("-o", "--out", default="diagrams", help="output folder (default: diagrams)")
+    p.add_argument("--readme", metavar="FILE", help="also rewrite the package-map section of this README")
     p.set_defaults(func=run)
 
 
@@ -22,4 +23,12 @@ def run(args) -> int:
                          "(apt-get install -y graphviz)") from err
     for path in written:
         print(path)
+    if args.readme:
+        from mesh.tools.packagemap import update_readme
+
+        try:
+            changed = update_readme(args.readme)
+        except (OSError, ValueError) as err:
+            raise UsageError(str(err)) from err
+        print(f"{args.readme}: package map {'rewritten' if changed else 'unchanged'}")
     return 0

@@ -11,6 +11,14 @@ With ``--ca HOST:PORT`` (istiod's secure port, 15012), ``--root-cert`` (the mesh
 service-account token for ``--service-account``; re-read at every renewal, as pilot-agent
 re-reads ``istio-token``), the agent gets a workload certificate and serves it to Envoy over SDS,
 so the sidecar takes part in mutual TLS (:mod:`mesh.agent.certs`, :mod:`mesh.agent.sds`).
+
+``--netns NAME`` runs Envoy in that network namespace (``ip netns`` name) with gid 1337, the
+agent staying outside, as in a real pod (:mod:`mesh.agent.netns`); the pod IP is then the one
+the namespace has. Without it the pod IP must be a loopback address (the loopback fallback).
+
+``--delta``, or ``ISTIO_DELTA_XDS=true`` in the environment as for pilot-agent, bootstraps
+Envoy with ``api_type: DELTA_GRPC``
+(https://github.com/istio/istio/blob/1.19.0/pkg/bootstrap/config.go#L86-L89).
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import signal
 from pathlib import Path
 
 from mesh.agent.agent import EnvoyAgent
-from mesh.agent.bootstrap import PodIdentity
+from mesh.agent.bootstrap import PodIdentity, delta_from_env
 from mesh.agent.certs import WorkloadCertConfig
+from mesh.agent.netns import NETNS_DIR
 from mesh.cli import UsageError
 
 
@@ -32,7 +42,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("proxy", help="run a real Envoy sidecar for a pod, fed by mesh's xDS")
     p.add_argument("pod", help="<pod name>.<namespace>, e.g. productpage-v1-abc.default")
     p.add_argument("--xds", default="127.0.0.1:15010", help="the xDS server, HOST:PORT (default 127.0.0.1:15010)")
-    p.add_argument("--ip", required=True, help="the pod IP (loopback, e.g. 127.10.0.5): listeners bind to it")
+    p.add_argument("--ip", required=True,
+                   help="the pod IP: loopback (e.g. 127.10.0.5), or the namespace's address with --netns")
+    p.add_argument("--netns", metavar="NAME", help="run Envoy in this network namespace (as `ip netns` names it)")
+    p.add_argument("--delta", action="store_true",
+                   help="Delta xDS: api_type DELTA_GRPC (also ISTIO_DELTA_XDS=true in the environment)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a pod label (repeatable)")
     p.add_argument("--domain", default="cluster.local", help="the cluster DNS domain")
     p.add_argument("--router", action="store_true", help="run as an ingress gateway (node type router)")
@@ -60,8 +74,12 @@ def parse_args(args) -> tuple[PodIdentity, str, int]:
         ip = ipaddress.ip_address(args.ip)
     except ValueError as err:
         raise UsageError(f"--ip {args.ip!r}: {err}") from None
-    if not ip.is_loopback:
-        raise UsageError(f"--ip {args.ip}: mesh binds sidecars to loopback addresses only (127.0.0.0/8)")
+    netns = getattr(args, "netns", None)
+    if netns is not None and not (NETNS_DIR / netns).exists():
+        raise UsageError(f"--netns {netns}: no such network namespace ({NETNS_DIR / netns} does not exist)")
+    if not ip.is_loopback and netns is None:
+        raise UsageError(f"--ip {args.ip}: outside a --netns, mesh binds sidecars to loopback addresses "
+                         "only (127.0.0.0/8)")
     labels = {}
     for item in args.label:
         key, eq, value = item.partition("=")
@@ -99,10 +117,18 @@ def cert_config(args) -> WorkloadCertConfig | None:
                               ttl_seconds=args.cert_ttl)
 
 
+def delta_setting(args, env: dict[str, str]) -> bool:
+    """``--delta``, else ``ISTIO_DELTA_XDS`` from the environment."""
+    try:
+        return bool(getattr(args, "delta", False)) or delta_from_env(env)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def run(args) -> int:
     pod, host, port = parse_args(args)
     agent = EnvoyAgent(pod, host, port, http_proxy_port=args.http_proxy_port, log_level=args.log_level,
-                       certs=cert_config(args))
+                       certs=cert_config(args), netns=args.netns, delta=delta_setting(args, dict(os.environ)))
     if args.print_bootstrap:
         print(json.dumps(agent.bootstrap(), indent=2))
         return 0
@@ -118,7 +144,10 @@ async def _serve(agent: EnvoyAgent) -> int:
     await agent.start()
     ip, port = agent.proxy_address
     print(f"envoy for {agent.pod.name}.{agent.pod.namespace}: node {agent.pod.node_id}")
-    print(f"  admin http://{agent.admin_address}   outbound proxy {ip}:{port}   log {agent.log_path}")
+    where = f"in network namespace {agent.netns}" if agent.netns else "on loopback"
+    print(f"  {where}: admin http://{agent.admin_address}   outbound proxy {ip}:{port}   log {agent.log_path}")
+    print(f"  XDS proxy {agent.xds_proxy.socket_path} -> {agent.xds_host}:{agent.xds_port} "
+          f"({'DELTA_GRPC' if agent.delta else 'GRPC'})")
     print(f"  try: curl -H 'Host: <service>:<port>' http://{ip}:{port}/")
     waiter = asyncio.create_task(stop.wait())
     exited = asyncio.create_task(agent.process.wait())

@@ -4,8 +4,10 @@
 Each Istio object (networking.istio.io, security.istio.io, ...) in the file is checked with
 :mod:`mesh.config.validation`, which follows
 https://github.com/istio/istio/blob/1.19.0/pkg/config/validation/validation.go. Objects of other
-API groups are skipped, except that Services outside istio-system get istioctl's own port-naming
-check (``validateServicePortPrefix``,
+API groups are skipped, except that an IstioOperator gets the operator's checks
+(:func:`mesh.install.iop.validate`, as istioctl runs ``CheckIstioOperator``), an Istio object with
+an unknown top-level field is refused (``unknown field "x"``), and Services outside istio-system —
+also the items of a ``v1 List`` — get istioctl's own port-naming check (``validateServicePortPrefix``,
 https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/validate/validate.go#L169-L204), and an
 object without a namespace is checked as if in ``default`` (#L97-L105). Output: one line per problem,
 ``FILE: document N (line L) Kind ns/name: field: message``, and exit status 1 if any error was
@@ -19,6 +21,7 @@ import json
 
 from mesh.cli._documents import load_documents
 from mesh.config import protocol, validation
+from mesh.install import iop
 
 
 def register(subparsers) -> None:
@@ -64,15 +67,39 @@ def _is_service(obj: dict) -> bool:
     return obj["apiVersion"] == "v1" and obj["kind"] == "Service"
 
 
+# The top-level fields istioctl accepts on an Istio object (validFields and checkFields,
+# https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/validate/validate.go#L56-L79).
+VALID_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+def _unknown_fields(obj: dict) -> list[validation.Problem]:
+    return [validation.Problem(key, f"unknown field {json.dumps(key)}") for key in obj if key not in VALID_FIELDS]
+
+
+def _is_operator(obj: dict) -> bool:
+    return obj["apiVersion"] == "install.istio.io/v1alpha1" and obj["kind"] == "IstioOperator"
+
+
 def _problems(obj: dict) -> list[validation.Problem]:
+    """validateResource (validate.go#L81-L167): Istio config by its kind's validator, an
+    IstioOperator by the operator's checks, Services (also inside a v1 List) by their port names."""
+    if _is_operator(obj):
+        return _unknown_fields(obj) or [validation.Problem(p.partition(":")[0], p.partition(": ")[2] or p)
+                                        for p in iop.validate(obj)]
+    if obj["kind"] == "List" and isinstance(obj.get("items"), list):
+        return [p for item in obj["items"] if isinstance(item, dict) and item.get("kind") == "Service"
+                for p in service_port_problems(item)]
     if not _is_istio(obj):
         return service_port_problems(obj) if _is_service(obj) else []
     if not (obj.get("metadata") or {}).get("namespace"):
         obj = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
     try:
-        return validation.validate(obj)
+        problems = validation.validate(obj)
     except validation.UnknownKind as err:
         return [validation.Problem("apiVersion/kind", str(err))]
+    if any(p.stage == "decode" for p in problems):
+        return problems  # istioctl stops at "cannot parse proto message"
+    return _unknown_fields(obj) or problems
 
 
 def run(args) -> int:

@@ -55,6 +55,7 @@ class DemoOptions:
     subnet: str | None = None  # move the trace's 127.10.0.x pods here (None: keep them)
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     envoy_log_level: str = "warning"
+    delta: bool | None = None  # Delta xDS for every sidecar (None: ISTIO_DELTA_XDS from the environment)
 
 
 class BookinfoDemo:
@@ -158,7 +159,7 @@ class BookinfoDemo:
         self.pods[key] = demo_pod
         await app.start()
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
-                           log_level=self.options.envoy_log_level)
+                           log_level=self.options.envoy_log_level, delta=self.options.delta)
         demo_pod.agent = agent
         await agent.start()
         await agent.wait_ready(timeout=30)

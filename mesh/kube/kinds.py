@@ -54,9 +54,15 @@ class ObjectKey(NamedTuple):
         return f"{self.kind} {where}"
 
 
-# Istio 1.19's CRDs serve v1alpha3 (the storage version) and v1beta1; v1 arrived in 1.22. mesh also
-# accepts v1 so that traces recorded from newer clusters replay.
-_ISTIO_NET = ("v1beta1", "v1alpha3", "v1")
+# The versions Istio 1.19's CRDs serve, per kind
+# (https://github.com/istio/istio/blob/1.19.0/manifests/charts/base/crds/crd-all.gen.yaml, every
+# version with ``served: true``): networking.istio.io serves v1alpha3 (the storage version) and
+# v1beta1, except EnvoyFilter (v1alpha3 only) and ProxyConfig (v1beta1 only); security.istio.io
+# serves v1 beside v1beta1 for AuthorizationPolicy and RequestAuthentication, not for
+# PeerAuthentication. Other versions are refused, as kube-apiserver refuses them (networking v1
+# arrived in 1.22).
+_ISTIO_NET = ("v1beta1", "v1alpha3")
+_SECURITY_V1 = ("v1beta1", "v1")
 _GATEWAY_API = ("v1beta1", "v1alpha2", "v1")
 
 KINDS: tuple[Kind, ...] = (
@@ -108,12 +114,14 @@ KINDS: tuple[Kind, ...] = (
     Kind("networking.istio.io", "v1beta1", "WorkloadGroup", "workloadgroups", short_names=("wg",),
          versions=_ISTIO_NET),
     Kind("networking.istio.io", "v1alpha3", "EnvoyFilter", "envoyfilters", versions=("v1alpha3",)),
+    Kind("networking.istio.io", "v1beta1", "ProxyConfig", "proxyconfigs", versions=("v1beta1",)),
     # security.istio.io
     Kind("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", short_names=("pa",)),
-    Kind("security.istio.io", "v1beta1", "AuthorizationPolicy", "authorizationpolicies", short_names=("ap",)),
+    Kind("security.istio.io", "v1beta1", "AuthorizationPolicy", "authorizationpolicies", versions=_SECURITY_V1),
     Kind("security.istio.io", "v1beta1", "RequestAuthentication", "requestauthentications",
-         short_names=("ra",)),
+         short_names=("ra",), versions=_SECURITY_V1),
     Kind("telemetry.istio.io", "v1alpha1", "Telemetry", "telemetries", short_names=("telemetry",)),
+    Kind("extensions.istio.io", "v1alpha1", "WasmPlugin", "wasmplugins"),
     Kind("install.istio.io", "v1alpha1", "IstioOperator", "istiooperators", short_names=("iop", "io")),
     # Gateway API (gateway.networking.k8s.io), the versions Istio 1.19 reads
     Kind("gateway.networking.k8s.io", "v1beta1", "GatewayClass", "gatewayclasses", namespaced=False,

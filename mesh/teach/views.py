@@ -118,11 +118,11 @@ def stage_summaries() -> TextView:
 
 
 def package_map_table() -> TextView:
-    """istio/istio Go package → mesh module, from ``mesh.tools.diagrams.PACKAGE_MAP``."""
-    from mesh.tools.diagrams import PACKAGE_MAP, module_exists
+    """istio/istio Go package → mesh module, from ``mesh.tools.packagemap.PACKAGE_MAP``."""
+    from mesh.tools.packagemap import PACKAGE_MAP, module_exists
 
-    rows = [(go, py, "here" if module_exists(py) else "planned") for go, py in PACKAGE_MAP]
-    return table(("istio/istio (Go)", "mesh (Python)", "in this checkout"), rows)
+    rows = [(go, py, what, "here" if module_exists(py) else "planned") for go, py, what in PACKAGE_MAP]
+    return table(("istio/istio (Go)", "mesh (Python)", "what", "in this checkout"), rows)
 
 
 # -- Kubernetes objects and trace events --------------------------------------------------------

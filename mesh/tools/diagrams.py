@@ -2,7 +2,7 @@
 
 * ``bootstrap-stages`` — NewServer's 16 stages in order, from ``mesh.bootstrap.stages.STAGES``,
   coloured by whether mesh implements them yet (read off the ``Server`` class itself).
-* ``package-map`` — istio/istio Go packages → mesh modules, from ``PACKAGE_MAP`` below, with the
+* ``package-map`` — istio/istio Go packages → mesh modules, from ``mesh.tools.packagemap.PACKAGE_MAP``, with the
   modules that exist in this checkout drawn solid and the planned ones dashed.
 * ``push-pipeline`` — ConfigUpdate → debounce → PushContext → push queue → per-connection generators,
   with the debounce settings, the push order and the generator classes read from ``mesh.xds``.
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -18,25 +17,7 @@ import graphviz
 
 from mesh.bootstrap.server import Server
 from mesh.bootstrap.stages import STAGES
-
-# Go package → mesh module (DESIGN.md §3).
-PACKAGE_MAP: tuple[tuple[str, str], ...] = (
-    ("pilot/cmd/pilot-discovery", "mesh.cli"),
-    ("pilot/pkg/bootstrap", "mesh.bootstrap"),
-    ("pkg/kube", "mesh.kube"),
-    ("pkg/config/mesh", "mesh.config.mesh"),
-    ("pilot/pkg/model", "mesh.model"),
-    ("pilot/pkg/config/kube/crdclient", "mesh.configcontroller.crdclient"),
-    ("pilot/pkg/config/kube/ingress", "mesh.configcontroller.ingress"),
-    ("pilot/pkg/config/kube/gateway", "mesh.configcontroller.gateway_api"),
-    ("pilot/pkg/serviceregistry", "mesh.serviceregistry"),
-    ("pilot/pkg/networking/core/v1alpha3", "mesh.networking"),
-    ("pilot/pkg/xds", "mesh.xds"),
-    ("security/pkg", "mesh.security"),
-    ("pkg/kube/inject", "mesh.inject"),
-    ("pkg/webhooks/validation", "mesh.webhooks"),
-    ("operator", "mesh.install"),
-)
+from mesh.tools.packagemap import PACKAGE_MAP, module_exists
 
 
 def implemented_stages() -> set[str]:
@@ -47,13 +28,6 @@ def implemented_stages() -> set[str]:
         if "raise StageNotImplemented" not in source:
             done.add(s.name)
     return done
-
-
-def module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def bootstrap_stages() -> graphviz.Digraph:
@@ -81,7 +55,7 @@ def package_map() -> graphviz.Digraph:
     g = graphviz.Digraph("package-map", graph_attr={"rankdir": "LR", "fontname": "Helvetica",
                          "label": "istio/istio (Go) → mesh (Python)", "labelloc": "t"},
                          node_attr={"shape": "box", "fontname": "Helvetica"})
-    for i, (go, py) in enumerate(PACKAGE_MAP):
+    for i, (go, py, _what) in enumerate(PACKAGE_MAP):
         exists = module_exists(py)
         # node ids must not contain ':' (Graphviz reads it as a port)
         g.node(f"go{i}", go, style="filled", fillcolor="#e3f2fd")

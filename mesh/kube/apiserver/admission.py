@@ -14,6 +14,13 @@ This is how a pod gets its sidecar: istiod's injector is such a webhook
 AdmissionReview and writes the answer; the webhook configuration it is called through is rendered from
 https://github.com/istio/istio/blob/1.19.0/manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml).
 
+A webhook's ``warnings`` (istiod's validation returns its warnings there) are passed on to the
+client as ``Warning: 299 - "<text>"`` response headers, as kube-apiserver does, denied or not;
+kubectl prints each as a ``Warning:`` line. A denial becomes the Status kube-apiserver builds
+(``ToStatusErr`` in k8s.io/apiserver's webhook errors): code at least 400, the webhook's reason
+(often none), message ``admission webhook "<name>" denied the request: <message>``, and nothing
+is stored.
+
 Simplifications, named: ``matchConditions`` (CEL) and ``matchPolicy: Equivalent`` are not
 evaluated; validating webhooks run one after another instead of in parallel; a webhook is
 only ever called on a loopback address — a ``url`` on 127.0.0.0/8 or ``localhost``, or a
@@ -24,6 +31,7 @@ port). Anything else counts as unreachable and ``failurePolicy`` applies.
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import json
 import logging
@@ -45,6 +53,22 @@ log = logging.getLogger(__name__)
 MUTATING = kinds.lookup("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
 VALIDATING = kinds.lookup("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")
 NAMESPACE = kinds.lookup("", "Namespace")
+
+
+# The warnings webhooks gave for the request being served (the API server sets a fresh list per request).
+WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("admission_warnings", default=None)
+
+
+def denial(name: str, result: dict) -> errors.StatusError:
+    """The Status kube-apiserver returns when webhook ``name`` denies, from its ``result`` Status."""
+    denied_by = f'admission webhook "{name}" denied the request'
+    if result.get("message"):
+        message = f"{denied_by}: {result['message']}"
+    elif result.get("reason"):
+        message = f"{denied_by}: {result['reason']}"
+    else:
+        message = f"{denied_by} without explanation"
+    return errors.StatusError(max(int(result.get("code") or 400), 400), result.get("reason") or "", message)
 
 
 class WebhookUnreachable(Exception):
@@ -170,14 +194,16 @@ class Admission:
                 return obj
             raise errors.StatusError(500, "InternalError",
                                      f'Internal error occurred: failed calling webhook "{name}": {err}') from err
+        sink = WARNINGS.get()
+        if sink is not None:
+            sink.extend(str(w) for w in response.get("warnings") or [])
         if not response.get("allowed"):
-            result = response.get("status") or {}  # AdmissionResponse.status: a metav1.Status
             self.calls.append((name, "denied"))
-            message = f'admission webhook "{name}" denied the request: {result.get("message", "")}'.rstrip(": ")
+            err = denial(name, response.get("status") or {})  # AdmissionResponse.status: a metav1.Status
             if not strict:
-                log.warning("%s (trace event stored anyway)", message)
+                log.warning("%s (trace event stored anyway)", err.message)
                 return obj
-            raise errors.StatusError(int(result.get("code") or 400), result.get("reason") or "BadRequest", message)
+            raise err
         if mutating and response.get("patch"):
             if response.get("patchType", "JSONPatch") != "JSONPatch":
                 raise errors.StatusError(500, "InternalError", f'webhook "{name}": unsupported patchType')

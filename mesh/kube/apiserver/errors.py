@@ -36,6 +36,8 @@ class StatusError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # metav1.Status omits an empty reason (a webhook's denial may have none)
+            del body["reason"]
         if self.details:
             body["details"] = self.details
         return body

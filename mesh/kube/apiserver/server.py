@@ -36,7 +36,7 @@ from pathlib import Path
 from aiohttp import web
 
 from mesh.kube import kinds
-from mesh.kube.apiserver import certs, discovery, errors, openapi
+from mesh.kube.apiserver import admission, certs, discovery, errors, openapi
 from mesh.kube.apiserver.admission import Admission
 from mesh.kube.apiserver.resources import Resources, Target, decode_body, truthy
 from mesh.kube.apiserver.store import Store
@@ -50,6 +50,27 @@ log = logging.getLogger(__name__)
 def _json(body: dict, status: int = 200, content_type: str = "application/json") -> web.Response:
     return web.Response(status=status, body=json.dumps(body, separators=(",", ":")).encode(),
                         headers={"Content-Type": content_type})
+
+
+@web.middleware
+async def _admission_warnings(request: web.Request, handler):
+    """The admission webhooks' warnings for this request, as kube-apiserver sends them:
+    one ``Warning: 299 - "<text>"`` header each (RFC 7234), on success and on denial alike."""
+    token = admission.WARNINGS.set([])
+    try:
+        response = await handler(request)
+        for text in admission.WARNINGS.get() or []:
+            response.headers.add("Warning", warning_header(text))
+        return response
+    finally:
+        admission.WARNINGS.reset(token)
+
+
+def warning_header(text: str) -> str:
+    """``299 - "text"`` with quotes and backslashes escaped; control characters (not allowed in a
+    header) become spaces."""
+    clean = "".join(c if c.isprintable() else " " for c in text)
+    return '299 - "' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @web.middleware
@@ -116,7 +137,7 @@ class ApiServer:
     # -- lifecycle (asyncio) --------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        app = web.Application(middlewares=[_status_errors], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[_admission_warnings, _status_errors], client_max_size=64 * 1024 * 1024)
         app.router.add_get("/version", self._version)
         app.router.add_get("/version/", self._version)
         for probe in ("/healthz", "/readyz", "/livez"):
