@@ -56,7 +56,7 @@ def _service_clusters(push: PushContext, service, auto_mtls: bool) -> list[Resou
     if cache is None:
         return build()
     rule = push.destination_rule(service.hostname)
-    key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol) for p in service.ports), auto_mtls,
+    key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol.value) for p in service.ports), auto_mtls,
            (rule.namespace, rule.name) if rule is not None else None)
     found = cache.get(key)
     if found is None:

@@ -4,7 +4,7 @@ exactly when a config they were built from changes.
 Go: ``XdsCache`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/xds_cache.go#L36-L97 and
 its LRU ``Add`` / ``Get`` / ``Clear`` / ``ClearAll``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/typed_xds_cache.go#L240-L334, cleared
-by ``dropCacheForRequest`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L261-L271
+by ``dropCacheForRequest`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L261-L270
 (``ClearAll`` when ConfigsUpdated is empty, else ``Clear`` of those keys) when a push starts.
 
 Each entry has a key (what istiod hashes: for a cluster its name, the service, the
