@@ -189,6 +189,17 @@ def cpu_note(phase: dict[str, float], last_send: float | None = None) -> str:
             f"other processes {phase['others']:.2f} s ({phase['cores']:.0f} cores, load {phase['load']:.1f})")
 
 
+async def stop_clients(clients: list[subprocess.Popen], ads: AdsServer) -> None:
+    for client in clients:
+        client.stdin.close()
+    for client in clients:
+        try:
+            client.wait(10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+    await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+
+
 async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3) -> None:
     reg, store = make_mesh(n_services)
     discovery = DiscoveryServer(RealClock())
@@ -278,14 +289,7 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
         print(summary("incremental EDS", inc_p99, 1))
         print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
     finally:
-        for client in clients:
-            client.stdin.close()
-        for client in clients:
-            try:
-                client.wait(10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-        await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+        await stop_clients(clients, ads)
 
 
 # -- 4. scoped: a Sidecar per namespace ---------------------------------------------------------------
@@ -346,14 +350,7 @@ async def bench_scoped(n_services: int, n_clients: int, namespaces: int, process
               f"(target p99 ≤ 0.2 s, nothing sent to other namespaces)")
         print(f"  server peak RSS: {peak_rss_mb():.0f} MB")
     finally:
-        for client in clients:
-            client.stdin.close()
-        for client in clients:
-            try:
-                client.wait(10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-        await ads.stop(grace=2)
+        await stop_clients(clients, ads)
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
