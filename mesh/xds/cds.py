@@ -2,8 +2,8 @@
 
 Go: ``CdsGenerator`` and ``cdsNeedsPush`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/cds.go#L24-L82.
 Clusters change only on full pushes; a full push about kinds that no cluster depends on is skipped.
-Outbound clusters are the same for every sidecar (mesh has no Sidecar scoping), so they are built
-once per push and shared — in two variants, with auto mTLS for proxies that have a workload
+Outbound clusters are those of the proxy's SidecarScope (``mesh/networking/sidecar.py``); proxies
+whose scopes are alike share them, built once per push — in two variants, with auto mTLS for proxies that have a workload
 certificate (``networking/tls.py``) and without for the others; only the inbound ones are per proxy.
 Across pushes each service's clusters come from the typed XdsCache (``mesh.xds.typed_cache``) until
 its ServiceEntry key or its DestinationRule changes.
