@@ -20,9 +20,10 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
 4. **scoped** — the same services and clients spread over ``--namespaces`` namespaces, each with a
    Sidecar importing ``./*`` and ``istio-system/*``: a VirtualService edit in one namespace, measured
    until that namespace's clients ACK, and the responses the other clients got (ProxyNeedsPush: none).
-
-Still built from test fakes (an in-memory registry and store driving ``AdsServer``), not the real
-``Server`` pipeline (informers → kube registry → PushContext); that move is issue 12's last item.
+5. **pipeline** (``--pipeline``: only this) — the same mesh as a trace (``bench/pipeline.py``) served
+   by the real ``Server``: edits enter through its kube client, so each figure covers informers →
+   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK. Run once without
+   and once with a Sidecar per namespace. Runs 1–4 drive ``AdsServer`` from test fakes.
 """
 
 from __future__ import annotations
@@ -353,6 +354,104 @@ async def bench_scoped(n_services: int, n_clients: int, namespaces: int, process
         await stop_clients(clients, ads)
 
 
+# -- 5. the real pipeline -------------------------------------------------------------------------------
+async def bench_pipeline(n_services: int, n_clients: int, namespaces: int, replicas: int, processes: int,
+                         rounds: int, scoped: bool) -> None:
+    """The mesh as a trace served by the real Server (pipeline.py); edits go in through its kube
+    client, so each measurement runs informers → config controller → debounce (100 ms) →
+    PushContext → generators → ADS, until every concerned client has ACKed."""
+    from pipeline import namespace_of as pipeline_ns
+    from pipeline import write_trace
+
+    from mesh.bootstrap import Server, ServerArgs
+    from mesh.bootstrap.args import DEFAULT_PORTS
+
+    t0 = time.perf_counter()
+    trace = write_trace(n_services, namespaces, replicas, scoped)
+    print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: trace of {n_services} services × "
+          f"{replicas} pods in {namespaces} namespaces built in {time.perf_counter() - t0:.1f} s")
+    server = Server(ServerArgs(trace=str(trace), speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
+    server.run_all()
+    await server.start()
+    ads, kube = server.ads, server.kube_client
+    while len(ads.push_context.services) < n_services:
+        await asyncio.sleep(0.1)
+    acks: dict[tuple[str, str], dict[int, float]] = {}
+    ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
+    per = -(-n_clients // processes)
+    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(ads.port),
+                                 str(min(per, n_clients - k * per)), str(n_services), str(k * per), str(namespaces)],
+                                stdin=subprocess.PIPE, text=True) for k in range(processes)]
+
+    def upsert(obj: dict) -> None:
+        meta = obj["metadata"]
+        (kube.update if kube.get(obj["kind"], meta["name"], meta["namespace"]) else kube.create)(obj)
+
+    async def converge(types, members, since: float, timeout: float = 120) -> list[float]:
+        """Per client in ``members``, the time until it ACKed a version newer than ``since``'s of every type."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            version = ads.push_context.version
+            got = [acks.get((t, version), {}) for t in types]
+            if version != since and all(members <= set(g) for g in got):
+                return [max(g[n] for g in got) - t_start for n in members]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"version {version}: {[len(set(g) & members) for g in got]} of {len(members)}")
+            await asyncio.sleep(0.005)
+
+    try:
+        await asyncio.sleep(1.0)
+        phase = Phase(clients)
+        t_start = phase.t0
+        for client in clients:
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        while len(ads.connections) < n_clients:
+            await asyncio.sleep(0.05)
+        everyone = set(ads.connections)
+        storm = await converge((CLUSTER, ENDPOINT), everyone, "")
+        print(f"  connect storm, {n_clients} clients all ACKed CDS+EDS: {max(storm):.2f} s; {cpu_note(phase.end())}")
+        target = pipeline_ns(0, namespaces)
+        in_ns = {n for n, c in ads.connections.items() if c.state is not None and c.state.proxy.namespace == target}
+        concerned = in_ns if scoped else everyone
+        figures: dict[str, list[float]] = {}
+        for rnd in range(rounds):
+            await asyncio.sleep(0.5)
+            sends = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"hosts": ["svc-0"], "http": [{"route": [{"destination": {"host": "svc-0"}}],
+                                                           "timeout": f"{rnd + 1}s"}]}})
+            times = await converge((CLUSTER,), concerned, before)
+            await asyncio.sleep(0.3)
+            others = sum(sum(c.sends.values()) - sends.get(n, 0) for n, c in ads.connections.items() if n not in concerned)
+            figures.setdefault("vs", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} VirtualService edit in {target}: {len(concerned)} clients p99 {figures['vs'][-1]:.2f} s, "
+                  f"responses to the other {n_clients - len(concerned)}: {others}; {cpu_note(phase.end())}")
+            if scoped:
+                continue
+            await asyncio.sleep(0.5)
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"host": "svc-0", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}}})
+            times = await converge((CLUSTER, ENDPOINT), concerned, before)
+            figures.setdefault("dr", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} DestinationRule edit (CDS+EDS): p99 {figures['dr'][-1]:.2f} s; {cpu_note(phase.end())}")
+        for name, target_p99 in (("vs", 0.2 if scoped else 0.8), ("dr", 1.3)):
+            if name in figures:
+                print(f"  {'scoped ' if scoped else ''}{'VirtualService' if name == 'vs' else 'DestinationRule'} edit: "
+                      f"p99 median {statistics.median(figures[name]):.2f} s, worst {max(figures[name]):.2f} s "
+                      f"(issue 12's target p99 ≤ {target_p99:g} s)")
+        print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
+    finally:
+        await stop_clients(clients, ads)
+        await server.stop()
+
+
 # -- the simulated clients (a separate process) ------------------------------------------------------
 def client_process(port: int, n_clients: int, n_services: int, first: int = 0, namespaces: int = 1) -> None:
     import grpc
@@ -447,8 +546,15 @@ def main() -> None:
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--namespaces", type=int, default=100, help="namespaces of the scoped run")
     p.add_argument("--skip-scoped", action="store_true")
+    p.add_argument("--pipeline", action="store_true", help="only the real-pipeline runs (full, then scoped)")
+    p.add_argument("--replicas", type=int, default=2, help="pods per service in the pipeline trace")
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    if args.pipeline:
+        for scoped in (False, True):
+            asyncio.run(bench_pipeline(args.services, args.clients, args.namespaces, args.replicas,
+                                       args.client_processes, args.scale_rounds, scoped))
+        return
     bench_serialization(args.services)
     if not args.skip_envoy:
         asyncio.run(bench_latency(args.rounds))
