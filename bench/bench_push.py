@@ -355,26 +355,27 @@ async def bench_scoped(n_services: int, n_clients: int, namespaces: int, process
 
 
 # -- 5. the real pipeline -------------------------------------------------------------------------------
-async def bench_pipeline(n_services: int, n_clients: int, namespaces: int, replicas: int, processes: int,
+async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespaces: int, processes: int,
                          rounds: int, scoped: bool) -> None:
     """The mesh as a trace served by the real Server (pipeline.py); edits go in through its kube
     client, so each measurement runs informers → config controller → debounce (100 ms) →
     PushContext → generators → ADS, until every concerned client has ACKed."""
     from pipeline import namespace_of as pipeline_ns
-    from pipeline import write_trace
+    from pipeline import sidecar
 
     from mesh.bootstrap import Server, ServerArgs
     from mesh.bootstrap.args import DEFAULT_PORTS
 
-    t0 = time.perf_counter()
-    trace = write_trace(n_services, namespaces, replicas, scoped)
-    print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: trace of {n_services} services × "
-          f"{replicas} pods in {namespaces} namespaces built in {time.perf_counter() - t0:.1f} s")
+    print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: {n_services} services in "
+          f"{namespaces} namespaces, {n_clients} clients")
     server = Server(ServerArgs(trace=str(trace), speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
     server.run_all()
     await server.start()
     ads, kube = server.ads, server.kube_client
-    while len(ads.push_context.services) < n_services:
+    if scoped:
+        for k in range(namespaces):
+            kube.create(sidecar(pipeline_ns(k, namespaces)))
+    while len(ads.push_context.services) < n_services or (scoped and len(ads.push_context.sidecars) < namespaces):
         await asyncio.sleep(0.1)
     acks: dict[tuple[str, str], dict[int, float]] = {}
     ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
@@ -551,8 +552,15 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     if args.pipeline:
+        # built in another process: the SimCluster's memory must not count as the server's
+        t0 = time.perf_counter()
+        trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
+                                     str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
+                                    text=True).stdout.strip())
+        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
+              f"built in {time.perf_counter() - t0:.0f} s")
         for scoped in (False, True):
-            asyncio.run(bench_pipeline(args.services, args.clients, args.namespaces, args.replicas,
+            asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
                                        args.client_processes, args.scale_rounds, scoped))
         return
     bench_serialization(args.services)

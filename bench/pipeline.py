@@ -3,8 +3,8 @@ PushContext → generators → ADS): used by ``bench_push.py --pipeline``.
 
 The trace: istiod installed as in ``traces/src/bookinfo.yaml`` (t=0), then ``namespaces`` namespaces
 holding ``services`` Services ``svc-<i>`` (port 9080, http) in ``bench-<i mod namespaces>``, each
-backed by a Deployment of ``replicas`` pods, with an optional Sidecar per namespace importing ``./*``
-and ``istio-system/*`` (t=1). Built by ``mesh.kube.tracebuild`` (SimCluster plays the controllers, so
+backed by a Deployment of ``replicas`` pods, optionally with a Sidecar per namespace importing
+``./*`` and ``istio-system/*`` (t=1; ``sidecar()`` makes one to apply at run time instead). Built by ``mesh.kube.tracebuild`` (SimCluster plays the controllers, so
 the EndpointSlices are real), written to a temporary file.
 """
 
@@ -22,6 +22,11 @@ def namespace_of(i: int, namespaces: int) -> str:
     return f"bench-{i % namespaces}"
 
 
+def sidecar(namespace: str) -> dict:
+    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": namespace},
+            "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]}}
+
+
 def scenario(services: int, namespaces: int, replicas: int, sidecars: bool) -> dict:
     objects: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace_of(k, namespaces)}}
                            for k in range(namespaces)]
@@ -34,9 +39,7 @@ def scenario(services: int, namespaces: int, replicas: int, sidecars: bool) -> d
                                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [
                                      {"name": "app", "image": "app", "ports": [{"containerPort": 9080}]}]}}}})
     if sidecars:
-        objects += [{"apiVersion": "networking.istio.io/v1beta1", "kind": "Sidecar",
-                     "metadata": {"name": "default", "namespace": namespace_of(k, namespaces)},
-                     "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]}} for k in range(namespaces)]
+        objects += [sidecar(namespace_of(k, namespaces)) for k in range(namespaces)]
     istio = yaml.safe_load((SOURCE_DIR / "bookinfo.yaml").read_text())["steps"][0]
     for item in istio["apply"]:  # the paths of bookinfo.yaml are relative to traces/src
         if "file" in item:
@@ -47,10 +50,16 @@ def scenario(services: int, namespaces: int, replicas: int, sidecars: bool) -> d
             "domain_suffix": "cluster.local", "steps": [istio, {"t": 1, "apply": objects}]}
 
 
-def write_trace(services: int, namespaces: int, replicas: int, sidecars: bool) -> Path:
+def write_trace(services: int, namespaces: int, replicas: int, sidecars: bool = False) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="mesh-bench-"))
     source = folder / "bench-pipeline.yaml"
     source.write_text(yaml.safe_dump(scenario(services, namespaces, replicas, sidecars)))
     trace = folder / "bench-pipeline.jsonl"
     trace.write_text(build_text(source))
     return trace
+
+
+if __name__ == "__main__":  # python bench/pipeline.py SERVICES NAMESPACES REPLICAS: print the trace's path
+    import sys
+
+    print(write_trace(*(int(a) for a in sys.argv[1:4])))
