@@ -1,7 +1,7 @@
 """The push recorder: what each debounced push would send, proxy by proxy, on a replay's virtual clock.
 
 Used by ``python -m mesh replay TRACE --show pushes`` and notebook 16 (the views are in
-``mesh.teach.push_timeline``). A replay has no Envoys, so the proxies are *modelled*: the caller
+``mesh.tools.push_timeline``). A replay has no Envoys, so the proxies are *modelled*: the caller
 names them (``proxies``, e.g. ``mesh.demo.pods.sidecar_proxies``: one per injected pod of the trace,
 with the node a real mini pilot-agent would send).
 

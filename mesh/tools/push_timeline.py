@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mesh.model.push_request import PushRequest
-from mesh.teach.push_view import _config_key, _kind, _reasons
-from mesh.teach.views import TextView, table
+from mesh.tools.push_view import config_key, kind_of, reasons_of
+from mesh.tools.textview import TextView, table
 from mesh.xds.push_recorder import TYPES, ProxyDelivery, PushRecorder, Sent
 
 
@@ -39,7 +39,7 @@ def _causes(applied, at: float, request: PushRequest, domain: str) -> list[str]:
     out = []
     for e in applied:
         kind = e.object.get("kind")
-        if e.t != at or _config_key(e.object, domain) not in request.configs_updated:
+        if e.t != at or config_key(e.object, domain) not in request.configs_updated:
             continue
         if kind in ("Service", "EndpointSlice", "Endpoints") and kind not in registry_kinds:
             continue
@@ -75,7 +75,7 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
     for i, r in enumerate(xds.requests):
         cause = ", ".join(_causes(applied, r.at, r.request, domain)) or (
             "mesh config changed" if "global" in r.request.reason else "-")
-        entries.append((r.at, 0, i, (f"{r.at:7.3f}", "event", f"{_kind(r.request)} {_reasons(r.request)}",
+        entries.append((r.at, 0, i, (f"{r.at:7.3f}", "event", f"{kind_of(r.request)} {reasons_of(r.request)}",
                                      cause, "", "", "", "")))
     for rec in recorder.records:
         p = rec.push
@@ -84,7 +84,7 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
         entries.append((p.debounce_started, 1, rec.number, window))
         closed = "max wait reached" if p.at >= p.debounce_started + longest else f"quiet for {after * 1000:g} ms"
         rows = [(f"{p.at:7.3f}", f"push #{rec.number}",
-                 f"{_kind(p.request)} {_reasons(p.request)}; {p.events} merged, {closed}",
+                 f"{kind_of(p.request)} {reasons_of(p.request)}; {p.events} merged, {closed}",
                  short_configs(p.request), *_type_cells(_totals(d for d in rec.deliveries if d.step == "push")))]
         if per_proxy:
             for d in rec.deliveries:
@@ -112,7 +112,7 @@ def pushes_summary(recorder: PushRecorder) -> TextView:
     for rec in recorder.records:
         p = rec.push
         pushed = rec.pushed_to
-        rows.append((f"{p.at:7.3f}", rec.number, _kind(p.request), _reasons(p.request), len(pushed),
+        rows.append((f"{p.at:7.3f}", rec.number, kind_of(p.request), reasons_of(p.request), len(pushed),
                      " ".join(rec.types_sent()) or "-",
                      sum(1 for d in rec.deliveries if d.step == "connect"), len(rec.skipped),
                      sum(sum(s.saved.values()) for s in rec.skipped)))
