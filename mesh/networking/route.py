@@ -20,6 +20,11 @@ route whose match fits → a cluster, or several with weights.
 Names follow Istio: virtual hosts ``<host>:<port>``; a route is named after the VirtualService's
 http entry (``<http.name>.<match.name>`` when both are set); a route Istio made up is ``default``.
 
+Why one module of about 500 lines: it mirrors one Go pair, ``httproute.go`` (the route
+configuration and virtual hosts) with ``route/route.go`` (one route's translation), which a reader
+holds side by side; each half is in Go's order, so splitting it would separate a Go function from
+its neighbours.
+
 Istio also sets the deprecated ``max_grpc_timeout``; Envoy 1.40 warns about it, so mesh leaves it out.
 
 Consistent hashing: a DestinationRule's ``consistentHash`` makes its clusters RING_HASH or MAGLEV
