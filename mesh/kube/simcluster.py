@@ -19,9 +19,9 @@ Running with an IP and a Ready condition, because no kubelet runs under a unit t
 The real controllers live in kubernetes/kubernetes ``pkg/controller/{deployment,replicaset,endpointslice}``.
 
 Why one module of about 600 lines: the controllers above share one store and one resourceVersion
-counter and run in one fixed order per step, so ``SimCluster`` is one small state machine; each
-controller is one method in the order listed, and the helpers it lends to the trace builder
-(``timestamp``, ``generated_suffix``, ``pod_template_hash``) are at the top.
+counter and run in one fixed order per step, so ``SimCluster`` is one small state machine: each
+controller is a ``_sync_*`` method, and ``settle()`` runs them in order. The helpers it lends to the
+trace builder (``timestamp``, ``generated_suffix``, ``pod_template_hash``) are at the top.
 
 Simplifications, named so nobody mistakes them for Kubernetes behaviour:
 
