@@ -97,7 +97,7 @@ class EnvoyAgent:
     """pilot-agent for one pod. ``netns``: the pod's network namespace (None: loopback fallback);
     ``delta``: bootstrap Envoy with Delta xDS (None: from ``ISTIO_DELTA_XDS`` in the environment)."""
 
-    def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
+    def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int | None = 15080,
                  workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1,
                  certs: WorkloadCertConfig | None = None, *, netns: str | None = None, delta: bool | None = None):
         self.pod = pod

@@ -5,11 +5,9 @@
 - ``netns`` — each pod is a network namespace made by ``mesh.cni`` on its trace IP (10.244.0.x),
   its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
   inside it that calls Services by name (captured by iptables into the sidecar). Envoy runs in the
-  pod through ``PodSandbox.command(argv, gid=1337)`` and reaches istiod through pilot-agent's XDS
-  proxy on a Unix socket — the integration point is ``sidecar_runs_in_pods()``: until the agent
-  takes a pod sandbox, ``auto`` does not pick this mode (``--pods netns`` still builds the pods and
-  apps, without sidecars, to look at the plumbing).
-- ``loopback`` — not root, or no sidecar for pods yet: the trace is replayed with loopback
+  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout, and
+  reaches istiod through pilot-agent's XDS proxy on a Unix socket.
+- ``loopback`` — not root (or no iproute2/iptables): the trace is replayed with loopback
   stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x), apps run in this process on their
   stand-in address and call through their sidecar's HTTP proxy listener; nothing captures traffic.
 """
@@ -18,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import subprocess
@@ -36,14 +33,6 @@ from mesh.kube.addresses import to_loopback
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "netns", "loopback")
-
-
-def sidecar_runs_in_pods() -> bool:
-    """Can the agent run Envoy inside a pod sandbox (its ``netns`` parameter, pilot-agent's XDS
-    proxy on a Unix socket)? The one place that decides whether ``auto`` may pick ``netns``."""
-    from mesh.agent.agent import EnvoyAgent
-
-    return "netns" in inspect.signature(EnvoyAgent).parameters
 
 
 @dataclass(frozen=True)
@@ -69,8 +58,6 @@ def choose(requested: str = "auto", subnet: str | None = None) -> Mode:
         return Mode("netns", "asked for")
     if why_not:
         return Mode("loopback", why_not)
-    if not sidecar_runs_in_pods():
-        return Mode("loopback", "the sidecar cannot run inside a pod namespace yet (pilot-agent's XDS proxy)")
     return Mode("netns", "root, iproute2 and iptables present")
 
 

@@ -177,17 +177,22 @@ class BookinfoDemo:
         demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
         self.pods[key] = demo_pod
         await app.start()
-        if self.mode.name == "netns" and not podmode.sidecar_runs_in_pods():
-            demo_pod.ready = True  # --pods netns before the agent can run Envoy in a pod: apps only
-            log.info("pod %s: app on %s:%d in %s, no sidecar yet", key, ident.ip, APP_PORT, self.mode.name)
-            return
+        # netns: Envoy runs in the pod's namespace (gid 1337, REDIRECT layout) behind the agent's XDS
+        # proxy on a Unix socket; loopback: in this namespace, on the pod's stand-in address.
+        netns = app.sandbox.netns if self.mode.name == "netns" else None
+        # Captured pods need no HTTP proxy listener (Istio's default: no proxyHttpPort); loopback apps use it.
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
-                           log_level=self.options.envoy_log_level, delta=self.options.delta)
+                           http_proxy_port=None if netns else 15080,
+                           log_level=self.options.envoy_log_level, delta=self.options.delta, netns=netns)
         demo_pod.agent = agent
         await agent.start()
         await agent.wait_ready(timeout=30)
         demo_pod.ready = True
-        log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
+        if netns:
+            log.info("pod %s: app on %s:%d, sidecar in network namespace %s (capture: 15001/15006)",
+                     key, ident.ip, APP_PORT, netns)
+        else:
+            log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
 
     async def _stop_pod(self, demo_pod: DemoPod) -> None:
         # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
@@ -202,10 +207,8 @@ class BookinfoDemo:
 
     # -- state ------------------------------------------------------------------------------
     def all_synced(self) -> bool:
-        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)? Pods
-        without one (``--pods netns`` before the agent runs Envoy in a pod) have nothing to sync."""
-        sidecars = [p for p in self.pods.values() if p.agent is not None or self.mode.name != "netns"]
-        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in sidecars)
+        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)?"""
+        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in self.pods.values())
 
     def pod(self, app: str) -> DemoPod:
         """The first pod (by name) of ``app``."""
