@@ -24,6 +24,7 @@ from envoy_harness import LoopThread
 from mesh.cni import state
 from mesh.cni.ip import ip_json, netns_names, root_exposure, unavailable
 from mesh.demo.runner import BookinfoDemo, DemoOptions
+from mesh.teach.datapath_view import clusters, listeners, nat_rules, routes
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"pods as network namespaces: {REASON}")
@@ -40,33 +41,7 @@ def root_links() -> list[str]:
 
 
 def root_nat() -> list[str]:
-    """The root namespace's nat rules, without iptables-save's comment lines and chain counters."""
-    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False).stdout
-    return [line.split(" [")[0] for line in out.splitlines() if not line.startswith("#")]
-
-
-def listeners(dump: dict) -> dict[str, dict]:
-    out = {}
-    for section in dump["configs"]:
-        for entry in section.get("dynamic_listeners", []):
-            out[entry["name"]] = entry["active_state"]["listener"]
-    return out
-
-
-def clusters(dump: dict) -> dict[str, dict]:
-    out = {}
-    for section in dump["configs"]:
-        for entry in section.get("dynamic_active_clusters", []):
-            out[entry["cluster"]["name"]] = entry["cluster"]
-    return out
-
-
-def routes(dump: dict) -> dict[str, dict]:
-    out = {}
-    for section in dump["configs"]:
-        for entry in section.get("dynamic_route_configs", []):
-            out[entry["route_config"]["name"]] = entry["route_config"]
-    return out
+    return nat_rules(None)
 
 
 def reviews_route(dump: dict) -> dict:

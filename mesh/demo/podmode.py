@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from mesh.agent.agent import die_with_parent
 from mesh.cni.ip import unavailable
 from mesh.cni.node import Node
 from mesh.cni.pod import PodSandbox
@@ -75,8 +76,9 @@ class InPodApp:
     async def start(self) -> InPodApp:
         self.sandbox = await self.pods.add_pod(self.pod, self.ident)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # die_with_parent: a demo killed without its stop (a crashed notebook kernel) leaves no app behind
         self.process = self.sandbox.spawn(
-            [sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
+            [*die_with_parent(), sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
              "--ip", self.ip, "--app", self.app, "--version", self.version],
             stdout=subprocess.PIPE, env=env, text=True)
         line = await asyncio.to_thread(self.process.stdout.readline)
