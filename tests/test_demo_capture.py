@@ -187,3 +187,46 @@ def test_zz_nothing_is_left_after_stop(demo):
     assert not state.path(run).exists()
     for pid in envoys:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+
+
+@pytest.fixture(scope="module")
+def gateway_demo():
+    """The gateways trace in netns mode: bookinfo plus the ingress gateway in its own pod."""
+    runner = LoopThread()
+    d = BookinfoDemo(DemoOptions(trace="gateways", speed=5, pods="netns", ports=dict(ZERO_PORTS)))
+    runner.run(d.start(timeout=90), timeout=120)
+    d.runner = runner
+    try:
+        gateway, deadline = d.pod("istio-ingressgateway"), time.monotonic() + 60
+        # bookinfo-gateway and its VirtualService arrive at t=15
+        while "http.8080" not in routes(runner.run(gateway.agent.config_dump())) or not d.all_synced():
+            assert time.monotonic() < deadline, "bookinfo-gateway never reached the ingress gateway's Envoy"
+            time.sleep(0.2)
+        yield d
+    finally:
+        runner.run(d.stop())
+        runner.close()
+
+
+def test_the_ingress_gateway_runs_in_its_pod_and_its_port_forward_reaches_productpage(gateway_demo):
+    gateway = gateway_demo.pod("istio-ingressgateway")
+    assert gateway.agent.pod.proxy_type == "router" and gateway.agent.netns == gateway.app.sandbox.netns
+    url = gateway_demo.forward_urls()["istio-ingressgateway"]
+    assert url.startswith("http://127.0.0.1:")
+    # the bookinfo VirtualService bound to bookinfo-gateway sends /productpage to productpage
+    body = json.loads(urllib.request.urlopen(url + "productpage", timeout=10).read())
+    assert body["app"] == "productpage" and body["calls"]["reviews"]["app"] == "reviews"
+
+
+def test_real_envoys_config_dump_shows_the_gateway_layout(gateway_demo):
+    dump = gateway_demo.runner.run(gateway_demo.pod("istio-ingressgateway").agent.config_dump())
+    lds, cds, rds = listeners(dump), clusters(dump), routes(dump)
+    # one listener per server port, bound on the wildcard: no virtual listeners (nothing captured);
+    # named by getListenerName — V3 + gateway.go#L287-L295
+    assert list(lds) == ["0.0.0.0_8080"]
+    assert lds["0.0.0.0_8080"]["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 8080}
+    # "Gateways do not require the default passthrough cluster" — cluster.go#L268-L269
+    assert "PassthroughCluster" not in cds and "InboundPassthroughClusterIpv4" not in cds and "BlackHoleCluster" in cds
+    # the route named for the server's port, ignoring the port in host matching — gateway.go#L512-L519
+    assert rds["http.8080"]["ignore_port_in_host_matching"] is True
+    assert "outbound|9080||productpage.default.svc.cluster.local" in cds

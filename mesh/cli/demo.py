@@ -118,7 +118,9 @@ async def _demo(options: DemoOptions, args) -> int:
 def _announce(demo: BookinfoDemo) -> None:
     sidecars = sum(p.agent is not None for p in demo.pods.values())
     lines = ["", f"bookinfo is up: {len(demo.pods)} pods ({demo.mode.name}), {sidecars} with a SYNCED Envoy sidecar."]
-    lines += [f"  {name}: {url}" for name, url in demo.forward_urls().items()]
+    # the ingress gateway's port-forward: bookinfo's VirtualService on it routes /productpage
+    lines += [f"  {name}: {url}productpage" if name == "istio-ingressgateway" else f"  {name}: {url}"
+              for name, url in demo.forward_urls().items()]
     lines += ["Send traffic through productpage's sidecar:"]
     lines += [f"  {c}" for c in demo.curl_commands()]
     lines += ["What istiod sent the sidecars:"]

@@ -101,6 +101,24 @@ class InPodApp:
         self.process = None
 
 
+class InPodGateway:
+    """An ingress gateway's pod: its sandbox only (no app, no istio-init: gateways are not injected);
+    the demo runs its Envoy there as a ``router``."""
+
+    def __init__(self, pods: NetnsPods, pod: dict, ident):
+        self.pods, self.pod, self.ident = pods, pod, ident
+        self.app, self.version = ident.labels.get("app", "istio-ingressgateway"), ident.labels.get("version", "")
+        self.pod_name, self.ip, self.namespace = ident.name, ident.ip, ident.namespace
+        self.sandbox: PodSandbox | None = None
+
+    async def start(self) -> InPodGateway:
+        self.sandbox = await self.pods.add_pod(self.pod, self.ident)
+        return self
+
+    async def stop(self) -> None:
+        pass
+
+
 class LoopbackPods:
     """Today's fallback: stand-in addresses, apps in this process."""
 
@@ -143,8 +161,8 @@ class NetnsPods:
     async def start(self) -> None:
         await asyncio.to_thread(self.node.start)
 
-    def make_app(self, pod: dict, ident) -> InPodApp:
-        return InPodApp(self, pod, ident)
+    def make_app(self, pod: dict, ident) -> InPodApp | InPodGateway:
+        return InPodGateway(self, pod, ident) if ident.proxy_type == "router" else InPodApp(self, pod, ident)
 
     async def add_pod(self, pod: dict, ident) -> PodSandbox:
         """What kubelet, the CNI plugin and istio-init do before the pod's containers start."""

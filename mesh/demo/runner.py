@@ -29,13 +29,15 @@ from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
 from mesh.demo import podmode
 from mesh.demo.apps import APP_PORT, BookinfoApp
-from mesh.demo.pods import is_mesh_pod, pod_identity
+from mesh.demo.pods import is_ingress_gateway, is_mesh_pod, pod_identity
 from mesh.demo.supervise import Backoff, EnvoySupervisor
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.xds.debug import proxy_synced
 
 log = logging.getLogger(__name__)
+
+INGRESS_HTTP_PORT = 8080  # the ingress gateway container's HTTP port (its Service maps 80 to it)
 
 
 @dataclass
@@ -104,6 +106,8 @@ class BookinfoDemo:
         expected = first_workload_wave(self.trace)
         if not expected:
             raise ValueError(f"trace {opts.trace}: it has no pods with an app label and an IP to run")
+        if self.mode.name == "netns":  # and the ingress gateways, whose port-forward is the way in
+            expected |= ingress_gateways(self.trace)
         await self.runtime.start()
         await self._start_server(dict(opts.ports))
         loop = asyncio.get_running_loop()
@@ -115,6 +119,8 @@ class BookinfoDemo:
             with contextlib.suppress(KeyError):
                 entry = self.pod("productpage")
                 self.forwards["productpage"] = await self.runtime.forward(entry.proxy_id, APP_PORT)
+            for gateway in (p for p in self.pods.values() if p.agent and p.agent.pod.proxy_type == "router"):
+                self.forwards[gateway.app.app] = await self.runtime.forward(gateway.proxy_id, INGRESS_HTTP_PORT)
 
     async def _start_server(self, ports: dict[str, int]) -> None:
         opts = self.options
@@ -155,7 +161,7 @@ class BookinfoDemo:
             await asyncio.sleep(0.05)
 
     def _pod_added(self, pod: dict) -> None:
-        if self._stopping or not is_mesh_pod(pod):
+        if self._stopping or not (is_mesh_pod(pod) or (self.mode.name == "netns" and is_ingress_gateway(pod))):
             return
         self._spawn(self._start_pod(pod))
 
@@ -279,6 +285,12 @@ class BookinfoDemo:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+
+
+def ingress_gateways(trace) -> set[str]:
+    """``<name>.<ns>`` of the ingress gateway pods the trace creates (the gateways trace's one)."""
+    return {f"{e.object['metadata']['name']}.{e.object['metadata']['namespace']}" for e in trace.events
+            if e.type == "ADDED" and e.object.get("kind") == "Pod" and is_ingress_gateway(e.object)}
 
 
 def first_workload_wave(trace) -> set[str]:
