@@ -230,3 +230,42 @@ def test_real_envoys_config_dump_shows_the_gateway_layout(gateway_demo):
     # the route named for the server's port, ignoring the port in host matching — gateway.go#L512-L519
     assert rds["http.8080"]["ignore_port_in_host_matching"] is True
     assert "outbound|9080||productpage.default.svc.cluster.local" in cds
+
+
+def plaintext_from(demo, client, server_ip: str) -> str:
+    """curl from ``client``'s pod as the proxy's group (ISTIO_OUTPUT returns it uncaptured), so it
+    reaches the server pod as plaintext: what a workload without a sidecar sends. "" on failure."""
+    done = subprocess.run(["ip", "netns", "exec", client.app.sandbox.netns, "setpriv", "--regid=1337", "--clear-groups",
+                           "curl", "-s", "-m", "5", f"http://{server_ip}:9080/"], capture_output=True, text=True)
+    return done.stdout
+
+
+def test_mtls_permissive_then_strict_in_capture_mode():
+    """The mtls trace: PERMISSIVE until t=10 (plaintext and mTLS accepted), then a mesh-wide STRICT
+    PeerAuthentication: plaintext refused, sidecar to sidecar still answered (auto-mTLS with the
+    certificates the agents got from istiod's CA)."""
+    runner = LoopThread()
+    # speed 0.5: the pods at t=5 are 10 s in, STRICT at t=10 20 s in
+    d = BookinfoDemo(DemoOptions(trace="mtls", speed=0.5, pods="netns", ports=dict(ZERO_PORTS)))
+    runner.run(d.start(timeout=90), timeout=120)
+    try:
+        productpage, details = d.pod("productpage"), d.pod("details")
+        assert all(p.agent.workload_cert is not None for p in d.pods.values())
+        permissive = plaintext_from(d, productpage, details.ip)
+        through_sidecar = json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))
+        strict_seen = any(pa.get("spec", {}).get("mtls", {}).get("mode") == "STRICT"
+                          for pa in d.server.kube_client.list_objects("PeerAuthentication"))
+        assert not strict_seen, "the mesh came up too slowly to see PERMISSIVE"
+        assert json.loads(permissive)["app"] == "details"  # PERMISSIVE: plaintext accepted
+        assert through_sidecar["app"] == "details"
+        deadline = time.monotonic() + 60
+        # STRICT: once pushed (debounce, then details' new inbound listener), plaintext is refused
+        while plaintext_from(d, productpage, details.ip) != "":
+            assert time.monotonic() < deadline, "plaintext still accepted a minute after STRICT"
+            time.sleep(0.5)
+        assert d.server.kube_client.list_objects("PeerAuthentication")  # it was STRICT that did it
+        assert json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))["app"] \
+            == "details"  # mTLS between the sidecars
+    finally:
+        runner.run(d.stop())
+        runner.close()

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 
 from mesh.agent.agent import EnvoyAgent
+from mesh.agent.certs import WorkloadCertConfig
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
@@ -196,7 +197,7 @@ class BookinfoDemo:
         netns = app.sandbox.netns if self.mode.name == "netns" else None
         # Captured pods need no HTTP proxy listener (Istio's default: no proxyHttpPort); loopback apps use it.
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
-                           http_proxy_port=None if netns else 15080,
+                           http_proxy_port=None if netns else 15080, certs=self._workload_certs(ident) if netns else None,
                            log_level=self.options.envoy_log_level, delta=self.options.delta, netns=netns)
         demo_pod.agent = agent
         await agent.start()
@@ -208,6 +209,16 @@ class BookinfoDemo:
                      key, ident.ip, APP_PORT, netns)
         else:
             log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
+
+    def _workload_certs(self, ident) -> WorkloadCertConfig:
+        """netns mode, as in a real mesh: every agent gets a workload certificate from istiod's CA
+        (secure port, the pod's service-account token), so sidecars talk auto-mTLS and
+        PeerAuthentication decides what the inbound side accepts."""
+        server = self.server
+        return WorkloadCertConfig(
+            f"{server.args.host}:{server.bound_ports['secure_xds']}", server.ca.root_pem,
+            lambda: server.service_account_tokens.issue(ident.namespace, ident.service_account),
+            trust_domain=server.environment.mesh().get("trustDomain") or "cluster.local")
 
     async def _stop_pod(self, demo_pod: DemoPod) -> None:
         # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
