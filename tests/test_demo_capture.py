@@ -10,6 +10,7 @@ Needs root (CI runs as root); elsewhere skipped with the reason."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -61,27 +62,37 @@ def mesh_exec(demo, pod: str, *argv: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def demo():
-    """The canary trace in netns mode, replayed to its end (reviews 0/100 from v1 to v3 at t=40)."""
-    before = {"links": root_links(), "nat": root_nat()}
+@contextlib.contextmanager
+def netns_demo(trace: str, speed: float, until=None, what: str = ""):
+    """A demo of ``trace`` in netns mode on a loop thread (``demo.runner``), stopped on exit; with
+    ``until(demo)``, first wait (up to a minute) until it holds and every sidecar is synced."""
     runner = LoopThread()
-    # speed 5: the pods are created after the injector is up, so they carry istio-init; t=40 is 8s in
-    d = BookinfoDemo(DemoOptions(trace="canary", speed=5, pods="netns", ports=dict(ZERO_PORTS)))
-    runner.run(d.start(timeout=90), timeout=120)
+    d = BookinfoDemo(DemoOptions(trace=trace, speed=speed, pods="netns", ports=dict(ZERO_PORTS)))
+    d.runner = runner
     try:
-        productpage = d.pod("productpage")
+        runner.run(d.start(timeout=90), timeout=120)
         deadline = time.monotonic() + 60
-        # 0/100: istiod drops the weight-0 destination and routes to the v3 subset's cluster alone
-        while reviews_route(runner.run(productpage.agent.config_dump())).get("cluster") != V3_CLUSTER \
-                or not d.all_synced():
-            assert time.monotonic() < deadline, "the canary's last VirtualService never reached productpage's Envoy"
+        while until is not None and not (until(d) and d.all_synced()):
+            assert time.monotonic() < deadline, f"{what} never happened"
             time.sleep(0.2)
-        d.before, d.runner = before, runner
         yield d
     finally:
         runner.run(d.stop())
         runner.close()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The canary trace in netns mode, replayed to its end (reviews 0/100 from v1 to v3 at t=40)."""
+    before = {"links": root_links(), "nat": root_nat()}
+
+    def last_weights(d) -> bool:  # 0/100: istiod drops the weight-0 destination, v3's cluster alone
+        return reviews_route(d.runner.run(d.pod("productpage").agent.config_dump())).get("cluster") == V3_CLUSTER
+
+    # speed 5: the pods are created after the injector is up, so they carry istio-init; t=40 is 8s in
+    with netns_demo("canary", 5, last_weights, "the canary's last VirtualService reaching productpage") as d:
+        d.before = before
+        yield d
 
 
 def test_a_request_inside_productpage_is_captured_and_routed_by_the_weights(demo):
@@ -191,21 +202,13 @@ def test_zz_nothing_is_left_after_stop(demo):
 
 @pytest.fixture(scope="module")
 def gateway_demo():
-    """The gateways trace in netns mode: bookinfo plus the ingress gateway in its own pod."""
-    runner = LoopThread()
-    d = BookinfoDemo(DemoOptions(trace="gateways", speed=5, pods="netns", ports=dict(ZERO_PORTS)))
-    runner.run(d.start(timeout=90), timeout=120)
-    d.runner = runner
-    try:
-        gateway, deadline = d.pod("istio-ingressgateway"), time.monotonic() + 60
-        # bookinfo-gateway and its VirtualService arrive at t=15
-        while "http.8080" not in routes(runner.run(gateway.agent.config_dump())) or not d.all_synced():
-            assert time.monotonic() < deadline, "bookinfo-gateway never reached the ingress gateway's Envoy"
-            time.sleep(0.2)
+    """The gateways trace in netns mode: bookinfo plus the ingress gateway in its own pod, once
+    bookinfo-gateway and its VirtualService (t=15) reached the gateway's Envoy."""
+    def bound(d) -> bool:
+        return "http.8080" in routes(d.runner.run(d.pod("istio-ingressgateway").agent.config_dump()))
+
+    with netns_demo("gateways", 5, bound, "bookinfo-gateway reaching the ingress gateway") as d:
         yield d
-    finally:
-        runner.run(d.stop())
-        runner.close()
 
 
 def test_the_ingress_gateway_runs_in_its_pod_and_its_port_forward_reaches_productpage(gateway_demo):
@@ -244,11 +247,8 @@ def test_mtls_permissive_then_strict_in_capture_mode():
     """The mtls trace: PERMISSIVE until t=10 (plaintext and mTLS accepted), then a mesh-wide STRICT
     PeerAuthentication: plaintext refused, sidecar to sidecar still answered (auto-mTLS with the
     certificates the agents got from istiod's CA)."""
-    runner = LoopThread()
     # speed 0.5: the pods at t=5 are 10 s in, STRICT at t=10 20 s in
-    d = BookinfoDemo(DemoOptions(trace="mtls", speed=0.5, pods="netns", ports=dict(ZERO_PORTS)))
-    runner.run(d.start(timeout=90), timeout=120)
-    try:
+    with netns_demo("mtls", 0.5) as d:
         productpage, details = d.pod("productpage"), d.pod("details")
         assert all(p.agent.workload_cert is not None for p in d.pods.values())
         permissive = plaintext_from(d, productpage, details.ip)
@@ -266,6 +266,3 @@ def test_mtls_permissive_then_strict_in_capture_mode():
         assert d.server.kube_client.list_objects("PeerAuthentication")  # it was STRICT that did it
         assert json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))["app"] \
             == "details"  # mTLS between the sidecars
-    finally:
-        runner.run(d.stop())
-        runner.close()

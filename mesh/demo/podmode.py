@@ -5,8 +5,10 @@
 - ``netns`` — each pod is a network namespace made by ``mesh.cni`` on its trace IP (10.244.0.x),
   its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
   inside it that calls Services by name (captured by iptables into the sidecar). Envoy runs in the
-  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout, and
-  reaches istiod through pilot-agent's XDS proxy on a Unix socket.
+  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
+  workload certificate from istiod's CA (auto-mTLS), and reaches istiod through pilot-agent's XDS
+  proxy on a Unix socket. An ingress gateway pod (``InPodGateway``) is a sandbox without app or
+  istio-init, its Envoy a ``router``; the demo port-forwards 127.0.0.1 to its 8080.
 - ``loopback`` — not root (or no iproute2/iptables): the trace is replayed with loopback
   stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x), apps run in this process on their
   stand-in address and call through their sidecar's HTTP proxy listener; nothing captures traffic.
