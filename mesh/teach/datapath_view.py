@@ -1,4 +1,4 @@
-"""Views for notebook 18 (the sidecar's data path): a pod's iptables rules as applied, and
+"""Views for notebook 20 (the sidecar's data path): a pod's iptables rules as applied, and
 excerpts of a real Envoy's ``/config_dump`` (Envoy's own snake_case JSON) by resource name.
 
 No Go counterpart: these are the teaching side of ``istioctl proxy-config`` and of reading
@@ -19,7 +19,7 @@ def require_netns() -> None:
     """Stop the notebook with one clear sentence where pods cannot be network namespaces."""
     why_not = unavailable()
     if why_not:
-        raise RuntimeError(f"notebook 18 runs bookinfo's pods as network namespaces and needs root, "
+        raise RuntimeError(f"notebook 20 runs bookinfo's pods as network namespaces and needs root, "
                            f"iproute2 and iptables: {why_not}. Run it as root (CI does), or read its "
                            f"committed outputs.")
 
