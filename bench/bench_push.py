@@ -17,6 +17,13 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
    also says where the CPU went — the server, the simulated clients, everything else on the
    machine — because server and clients share its cores: on a small machine the clients
    (Python gRPC receiving a gigabyte per full push) cost as much as the server.
+4. **scoped** — the same services and clients spread over ``--namespaces`` namespaces, each with a
+   Sidecar importing ``./*`` and ``istio-system/*``: a VirtualService edit in one namespace, measured
+   until that namespace's clients ACK, and the responses the other clients got (ProxyNeedsPush: none).
+5. **pipeline** (``--pipeline``: only this) — the same mesh as a trace (``bench/pipeline.py``) served
+   by the real ``Server``: edits enter through its kube client, so each figure covers informers →
+   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK. Run once without
+   and once with a Sidecar per namespace. Runs 1–4 drive ``AdsServer`` from test fakes.
 """
 
 from __future__ import annotations
@@ -49,10 +56,15 @@ from mesh.xds.types import CLUSTER, ENDPOINT, short_name
 NS = "bench"
 
 
-def make_mesh(n_services: int) -> tuple[FakeRegistry, FakeConfigStore]:
+def namespace_of(i: int, namespaces: int) -> str:
+    """Service (or client) ``i``'s namespace: one namespace ``bench``, or ``bench-<i mod N>``."""
+    return NS if namespaces <= 1 else f"{NS}-{i % namespaces}"
+
+
+def make_mesh(n_services: int, namespaces: int = 1) -> tuple[FakeRegistry, FakeConfigStore]:
     reg, store = FakeRegistry(), FakeConfigStore()
     for i in range(n_services):
-        svc = reg.add_service(f"svc-{i}", namespace=NS)
+        svc = reg.add_service(f"svc-{i}", namespace=namespace_of(i, namespaces))
         reg.set_endpoints(svc.hostname, 9080, [endpoint(f"127.11.{i // 250}.{(i % 250) * 1 + j}", app=f"svc-{i}")
                                                for j in range(3)])
     return reg, store
@@ -178,6 +190,17 @@ def cpu_note(phase: dict[str, float], last_send: float | None = None) -> str:
             f"other processes {phase['others']:.2f} s ({phase['cores']:.0f} cores, load {phase['load']:.1f})")
 
 
+async def stop_clients(clients: list[subprocess.Popen], ads: AdsServer) -> None:
+    for client in clients:
+        client.stdin.close()
+    for client in clients:
+        try:
+            client.wait(10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+    await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+
+
 async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3) -> None:
     reg, store = make_mesh(n_services)
     discovery = DiscoveryServer(RealClock())
@@ -267,18 +290,171 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
         print(summary("incremental EDS", inc_p99, 1))
         print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
     finally:
+        await stop_clients(clients, ads)
+
+
+# -- 4. scoped: a Sidecar per namespace ---------------------------------------------------------------
+async def bench_scoped(n_services: int, n_clients: int, namespaces: int, processes: int = 2, rounds: int = 3) -> None:
+    """Services and clients spread over ``namespaces``; each namespace has a Sidecar importing
+    ``./*`` and ``istio-system/*``. A VirtualService edit in one namespace must reach that
+    namespace's clients and send nothing to the others (ProxyNeedsPush)."""
+    reg, store = make_mesh(n_services, namespaces)
+    for k in range(namespaces):
+        store.apply("Sidecar", "default", namespace_of(k, namespaces), {"egress": [{"hosts": ["./*", "istio-system/*"]}]})
+    discovery = DiscoveryServer(RealClock())
+    ads = AdsServer(discovery, None, reg, store)
+    port = await ads.start()
+    acks: dict[tuple[str, str], dict[int, float]] = {}
+    ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
+    per = -(-n_clients // processes)
+    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
+                                 str(n_services), str(k * per), str(namespaces)], stdin=subprocess.PIPE, text=True)
+               for k in range(processes)]
+    try:
+        await asyncio.sleep(1.0)
+        phase = Phase(clients)
         for client in clients:
-            client.stdin.close()
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        version = ads.push_context.version
+        while len(acks.get((CLUSTER, version), {})) < n_clients or len(acks.get((ENDPOINT, version), {})) < n_clients:
+            await asyncio.sleep(0.01)
+            if time.perf_counter() - phase.t0 > 120:
+                raise TimeoutError("scoped connect storm did not converge")
+        print(f"scoped: {n_services} services in {namespaces} namespaces, a Sidecar per namespace (./*, istio-system/*), "
+              f"{n_clients} clients; connect storm {time.perf_counter() - phase.t0:.2f} s; {cpu_note(phase.end())}")
+        target_ns = namespace_of(0, namespaces)
+        in_ns = {c.number for c in ads.connections.values() if c.state is not None and c.state.proxy.namespace == target_ns}
+        p99s = []
+        for rnd in range(rounds):
+            await asyncio.sleep(0.5)
+            sends_before = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
+            skipped_before = ads.skipped_pushes
+            phase = Phase(clients)
+            store.apply("VirtualService", "svc-0", target_ns, {"hosts": ["svc-0"], "http": [{"route": [
+                {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
+            ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", target_ns)}))
+            version = ads.push_context.version
+            while len(acks.get((CLUSTER, version), {})) < len(in_ns):
+                await asyncio.sleep(0.005)
+                if time.perf_counter() - phase.t0 > 60:
+                    raise TimeoutError("scoped push did not converge")
+            times = [acks[(CLUSTER, version)][n] - phase.t0 for n in in_ns]
+            await asyncio.sleep(0.3)  # let any stray send show up before counting
+            others = sum(sum(c.sends.values()) - sends_before.get(n, 0) for n, c in ads.connections.items()
+                         if n not in in_ns)
+            p99s.append(pct(times, 0.99))
+            print(f"  round {rnd + 1}: VirtualService edit in {target_ns} reached its {len(in_ns)} clients, p99 "
+                  f"{p99s[-1]:.3f} s; responses sent to the other {n_clients - len(in_ns)}: {others}; "
+                  f"skipped {ads.skipped_pushes - skipped_before}; {cpu_note(phase.end())}")
+        print(f"  scoped VirtualService edit: p99 median {statistics.median(p99s):.3f} s, worst {max(p99s):.3f} s "
+              f"(target p99 ≤ 0.2 s, nothing sent to other namespaces)")
+        print(f"  server peak RSS: {peak_rss_mb():.0f} MB")
+    finally:
+        await stop_clients(clients, ads)
+
+
+# -- 5. the real pipeline -------------------------------------------------------------------------------
+async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespaces: int, processes: int,
+                         rounds: int, scoped: bool) -> None:
+    """The mesh as a trace served by the real Server (pipeline.py); edits go in through its kube
+    client, so each measurement runs informers → config controller → debounce (100 ms) →
+    PushContext → generators → ADS, until every concerned client has ACKed."""
+    from pipeline import namespace_of as pipeline_ns
+    from pipeline import sidecar
+
+    from mesh.bootstrap import Server, ServerArgs
+    from mesh.bootstrap.args import DEFAULT_PORTS
+
+    print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: {n_services} services in "
+          f"{namespaces} namespaces, {n_clients} clients")
+    server = Server(ServerArgs(trace=str(trace), speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
+    server.run_all()
+    await server.start()
+    ads, kube = server.ads, server.kube_client
+    if scoped:
+        for k in range(namespaces):
+            kube.create(sidecar(pipeline_ns(k, namespaces)))
+    while len(ads.push_context.services) < n_services or (scoped and len(ads.push_context.sidecars) < namespaces):
+        await asyncio.sleep(0.1)
+    acks: dict[tuple[str, str], dict[int, float]] = {}
+    ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
+    per = -(-n_clients // processes)
+    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(ads.port),
+                                 str(min(per, n_clients - k * per)), str(n_services), str(k * per), str(namespaces)],
+                                stdin=subprocess.PIPE, text=True) for k in range(processes)]
+
+    def upsert(obj: dict) -> None:
+        meta = obj["metadata"]
+        (kube.update if kube.get(obj["kind"], meta["name"], meta["namespace"]) else kube.create)(obj)
+
+    async def converge(types, members, since: float, timeout: float = 120) -> list[float]:
+        """Per client in ``members``, the time until it ACKed a version newer than ``since``'s of every type."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            version = ads.push_context.version
+            got = [acks.get((t, version), {}) for t in types]
+            if version != since and all(members <= set(g) for g in got):
+                return [max(g[n] for g in got) - t_start for n in members]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"version {version}: {[len(set(g) & members) for g in got]} of {len(members)}")
+            await asyncio.sleep(0.005)
+
+    try:
+        await asyncio.sleep(1.0)
+        phase = Phase(clients)
+        t_start = phase.t0
         for client in clients:
-            try:
-                client.wait(10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-        await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        while len(ads.connections) < n_clients:
+            await asyncio.sleep(0.05)
+        everyone = set(ads.connections)
+        storm = await converge((CLUSTER, ENDPOINT), everyone, "")
+        print(f"  connect storm, {n_clients} clients all ACKed CDS+EDS: {max(storm):.2f} s; {cpu_note(phase.end())}")
+        target = pipeline_ns(0, namespaces)
+        in_ns = {n for n, c in ads.connections.items() if c.state is not None and c.state.proxy.namespace == target}
+        concerned = in_ns if scoped else everyone
+        figures: dict[str, list[float]] = {}
+        for rnd in range(rounds):
+            await asyncio.sleep(0.5)
+            sends = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"hosts": ["svc-0"], "http": [{"route": [{"destination": {"host": "svc-0"}}],
+                                                           "timeout": f"{rnd + 1}s"}]}})
+            times = await converge((CLUSTER,), concerned, before)
+            await asyncio.sleep(0.3)
+            others = sum(sum(c.sends.values()) - sends.get(n, 0) for n, c in ads.connections.items() if n not in concerned)
+            figures.setdefault("vs", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} VirtualService edit in {target}: {len(concerned)} clients p99 {figures['vs'][-1]:.2f} s, "
+                  f"responses to the other {n_clients - len(concerned)}: {others}; {cpu_note(phase.end())}")
+            if scoped:
+                continue
+            await asyncio.sleep(0.5)
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"host": "svc-0", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}}})
+            times = await converge((CLUSTER, ENDPOINT), concerned, before)
+            figures.setdefault("dr", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} DestinationRule edit (CDS+EDS): p99 {figures['dr'][-1]:.2f} s; {cpu_note(phase.end())}")
+        for name, target_p99 in (("vs", 0.2 if scoped else 0.8), ("dr", 1.3)):
+            if name in figures:
+                print(f"  {'scoped ' if scoped else ''}{'VirtualService' if name == 'vs' else 'DestinationRule'} edit: "
+                      f"p99 median {statistics.median(figures[name]):.2f} s, worst {max(figures[name]):.2f} s "
+                      f"(issue 12's target p99 ≤ {target_p99:g} s)")
+        print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
+    finally:
+        await stop_clients(clients, ads)
+        await server.stop()
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
-def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -> None:
+def client_process(port: int, n_clients: int, n_services: int, first: int = 0, namespaces: int = 1) -> None:
     import grpc
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -300,8 +476,12 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
         return message_factory.GetMessageClass(pool.FindMessageTypeByName("bench.lite.DiscoveryResponseLite"))
 
     response_class = lite_response_class()
-    eds_names = [f"outbound|9080||svc-{i}.{NS}.svc.cluster.local" for i in range(n_services)]
-    names_bytes = b"".join(_field(3, n.encode()) for n in eds_names)
+    # what each client's CDS holds: every service, or (scoped) those of its own namespace
+    by_ns: dict[str, bytes] = {}
+    for i in range(n_services):
+        ns = namespace_of(i, namespaces)
+        by_ns[ns] = by_ns.get(ns, b"") + _field(3, f"outbound|9080||svc-{i}.{ns}.svc.cluster.local".encode())
+    all_names = b"".join(by_ns.values())
 
     def request(type_url: str, version: str, nonce: str, names: bytes = b"") -> bytes:
         return (_field(1, version.encode()) if version else b"") + names + _field(4, type_url.encode()) + \
@@ -309,8 +489,10 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
 
     async def one(i: int):
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{NS}~{NS}.svc.cluster.local",
-                "cluster": f"client.{NS}"}
+        ns = namespace_of(i, namespaces)
+        names_bytes = by_ns[ns] if namespaces > 1 else all_names
+        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{ns}~{ns}.svc.cluster.local",
+                "cluster": f"client.{ns}"}
         call = channel.stream_stream(ADS_METHOD)()  # written to directly: no request iterator task
         subscribed = False
         try:
@@ -353,7 +535,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client-process":
-        client_process(*(int(a) for a in sys.argv[2:6]))
+        client_process(*(int(a) for a in sys.argv[2:7]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=1000)
@@ -363,13 +545,31 @@ def main() -> None:
     p.add_argument("--client-processes", type=int, default=2, help="spread the simulated clients over N processes")
     p.add_argument("--skip-envoy", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--namespaces", type=int, default=100, help="namespaces of the scoped run")
+    p.add_argument("--skip-scoped", action="store_true")
+    p.add_argument("--pipeline", action="store_true", help="only the real-pipeline runs (full, then scoped)")
+    p.add_argument("--replicas", type=int, default=2, help="pods per service in the pipeline trace")
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    if args.pipeline:
+        # built in another process: the SimCluster's memory must not count as the server's
+        t0 = time.perf_counter()
+        trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
+                                     str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
+                                    text=True).stdout.strip())
+        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
+              f"built in {time.perf_counter() - t0:.0f} s")
+        for scoped in (False, True):
+            asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
+                                       args.client_processes, args.scale_rounds, scoped))
+        return
     bench_serialization(args.services)
     if not args.skip_envoy:
         asyncio.run(bench_latency(args.rounds))
     if not args.skip_scale:
         asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
+    if not args.skip_scoped:
+        asyncio.run(bench_scoped(args.services, args.clients, args.namespaces, args.client_processes, args.scale_rounds))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Views of the push recorder (``mesh.xds.push_recorder``): the push timeline of
 ``python -m mesh replay TRACE --show pushes`` and notebook 16 — events, debounce windows and each
-push with what every modelled proxy was sent, in ``resources / bytes`` per type.
+push with what every modelled proxy was sent, in ``resources / bytes`` per type — and which proxies
+``ProxyNeedsPush`` skipped, why, and the bytes per type each skip saved.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
             for d in rec.deliveries:
                 sent = d.by_type()
                 rows.append(("", f"  {d.step}", d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
+            rows += [("", "  skip", s.proxy, s.reason, *(f"saved {s.saved[t]} B" if t in s.saved else "-" for t in TYPES))
+                     for s in rec.skipped]
             rows += [("", "  disconnect", gone, "", "", "", "", "") for gone in rec.disconnected]
         entries.append((p.at, 2, rec.number, tuple(rows)))
     out = []
@@ -111,8 +114,10 @@ def pushes_summary(recorder: PushRecorder) -> TextView:
         pushed = rec.pushed_to
         rows.append((f"{p.at:7.3f}", rec.number, _kind(p.request), _reasons(p.request), len(pushed),
                      " ".join(rec.types_sent()) or "-",
-                     sum(1 for d in rec.deliveries if d.step == "connect")))
-    return table(("at (s)", "push", "kind", "reason", "proxies", "types", "new connections"), rows)
+                     sum(1 for d in rec.deliveries if d.step == "connect"), len(rec.skipped),
+                     sum(sum(s.saved.values()) for s in rec.skipped)))
+    return table(("at (s)", "push", "kind", "reason", "proxies", "types", "new connections", "skipped",
+                  "bytes saved"), rows)
 
 
 def proxy_sends(recorder: PushRecorder, proxy_id: str) -> TextView:
