@@ -28,9 +28,6 @@ def test_the_mode_is_chosen_once_with_a_reason(monkeypatch):
     with pytest.raises(RuntimeError, match="--pods netns: not root"):
         podmode.choose("netns")
     monkeypatch.setattr(podmode, "unavailable", lambda: None)
-    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: False)
-    assert podmode.choose("auto").name == "loopback" and "XDS proxy" in podmode.choose("auto").reason
-    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: True)
     assert podmode.choose("auto").name == "netns"
     assert "10.244.0.x" in podmode.choose("auto").describe()
 
@@ -43,8 +40,7 @@ def test_istio_init_args_come_from_the_injected_pod():
 
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"pods as network namespaces: {unavailable()}")
-def test_bookinfo_pods_as_network_namespaces(monkeypatch):
-    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: False)  # the plumbing alone, no Envoy
+def test_bookinfo_pods_as_network_namespaces():
     # speed 5: the pods are created after the injector is up, so they carry istio-init (as in `make serve`)
     demo = BookinfoDemo(DemoOptions(trace="bookinfo", speed=5, pods="netns", ports=dict(ZERO_PORTS)))
 

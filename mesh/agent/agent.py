@@ -75,7 +75,7 @@ class EnvoyError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> list[str]:
+def die_with_parent() -> list[str]:
     """A command prefix asking Linux to send Envoy SIGTERM when the agent goes away
     (``PR_SET_PDEATHSIG``, through util-linux's ``setpriv``), so a crashed test or a killed
     agent leaves no orphaned Envoy. Not a ``preexec_fn``: forking a process that runs gRPC
@@ -97,7 +97,7 @@ class EnvoyAgent:
     """pilot-agent for one pod. ``netns``: the pod's network namespace (None: loopback fallback);
     ``delta``: bootstrap Envoy with Delta xDS (None: from ``ISTIO_DELTA_XDS`` in the environment)."""
 
-    def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int = 15080,
+    def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int | None = 15080,
                  workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1,
                  certs: WorkloadCertConfig | None = None, *, netns: str | None = None, delta: bool | None = None):
         self.pod = pod
@@ -223,7 +223,7 @@ class EnvoyAgent:
         address_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.process = await asyncio.create_subprocess_exec(
-            *self.net.envoy_prefix(), *_die_with_parent(), *self.command(), cwd=self.workdir,
+            *self.net.envoy_prefix(), *die_with_parent(), *self.command(), cwd=self.workdir,
             stdout=self._log, stderr=self._log, stdin=asyncio.subprocess.DEVNULL)
         deadline = asyncio.get_running_loop().time() + timeout
         while not (address_file.exists() and address_file.read_text().strip()):

@@ -100,8 +100,9 @@ async def _demo(options: DemoOptions, args) -> int:
         if args.ready_file:
             ready = {"ports": demo.server.bound_ports,
                      "mode": demo.mode.name, "forwards": demo.forward_urls(),
-                     "sidecars": {key: f"{p.ip}:{p.agent.http_proxy_port}" for key, p in sorted(demo.pods.items())
-                                  if p.agent is not None}}
+                     # loopback: each sidecar's HTTP proxy address; netns: the pod's network namespace
+                     "sidecars": {key: p.agent.netns or f"{p.ip}:{p.agent.http_proxy_port}"
+                                  for key, p in sorted(demo.pods.items()) if p.agent is not None}}
             Path(args.ready_file).write_text(json.dumps(ready, indent=2) + "\n", encoding="utf-8")
         try:
             await asyncio.wait_for(stop.wait(), timeout=args.duration)
@@ -117,7 +118,9 @@ async def _demo(options: DemoOptions, args) -> int:
 def _announce(demo: BookinfoDemo) -> None:
     sidecars = sum(p.agent is not None for p in demo.pods.values())
     lines = ["", f"bookinfo is up: {len(demo.pods)} pods ({demo.mode.name}), {sidecars} with a SYNCED Envoy sidecar."]
-    lines += [f"  {name}: {url}" for name, url in demo.forward_urls().items()]
+    # the ingress gateway's port-forward: bookinfo's VirtualService on it routes /productpage
+    lines += [f"  {name}: {url}productpage" if name == "istio-ingressgateway" else f"  {name}: {url}"
+              for name, url in demo.forward_urls().items()]
     lines += ["Send traffic through productpage's sidecar:"]
     lines += [f"  {c}" for c in demo.curl_commands()]
     lines += ["What istiod sent the sidecars:"]

@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("exec", help="run a command inside a running demo pod (like kubectl exec)",
                               description=__doc__)
     p.add_argument("pod", help="<pod>[.<namespace>], a pod name or a unique prefix of one")
+    p.add_argument("--run", help="the demo run's prefix (mesh<pid>.<n>), when several demos run side by side")
     p.add_argument("command", nargs="+", help="the command, after --")
     p.set_defaults(func=run)
 
@@ -28,7 +29,7 @@ def run(args) -> int:
     if os.geteuid() != 0:
         raise UsageError("mesh exec enters a pod's network namespace: run it as root")
     try:
-        netns, _ = find_pod(args.pod)
+        netns, _ = find_pod(args.pod, args.run)
     except LookupError as err:
         raise UsageError(str(err)) from err
     os.execvp("ip", ["ip", "netns", "exec", netns, *args.command])

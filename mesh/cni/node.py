@@ -229,15 +229,16 @@ class Node:
         self.stop()
 
 
-def find_pod(query: str) -> tuple[str, dict]:
+def find_pod(query: str, run: str | None = None) -> tuple[str, dict]:
     """``<pod>[.<ns>]`` (or a unique prefix of a pod name, such as ``productpage``) among live runs'
-    pods → (its netns, its state). Raises LookupError naming the candidates."""
+    pods (or run ``run``'s only, when two demos run side by side) → (its netns, its state). Raises
+    LookupError naming the candidates."""
     name, _, namespace = query.partition(".")
     namespace = namespace or "default"
     hits = []
     with state.locked():
-        for run, st in state.runs().items():
-            if not state.is_live(run, st):
+        for name_of_run, st in state.runs().items():
+            if not state.is_live(name_of_run, st) or run not in (None, name_of_run):
                 continue
             for key, pod in (st.get("pods") or {}).items():
                 pod_name, _, pod_ns = key.rpartition(".")

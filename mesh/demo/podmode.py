@@ -5,11 +5,11 @@
 - ``netns`` — each pod is a network namespace made by ``mesh.cni`` on its trace IP (10.244.0.x),
   its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
   inside it that calls Services by name (captured by iptables into the sidecar). Envoy runs in the
-  pod through ``PodSandbox.command(argv, gid=1337)`` and reaches istiod through pilot-agent's XDS
-  proxy on a Unix socket — the integration point is ``sidecar_runs_in_pods()``: until the agent
-  takes a pod sandbox, ``auto`` does not pick this mode (``--pods netns`` still builds the pods and
-  apps, without sidecars, to look at the plumbing).
-- ``loopback`` — not root, or no sidecar for pods yet: the trace is replayed with loopback
+  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
+  workload certificate from istiod's CA (auto-mTLS), and reaches istiod through pilot-agent's XDS
+  proxy on a Unix socket. An ingress gateway pod (``InPodGateway``) is a sandbox without app or
+  istio-init, its Envoy a ``router``; the demo port-forwards 127.0.0.1 to its 8080.
+- ``loopback`` — not root (or no iproute2/iptables): the trace is replayed with loopback
   stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x), apps run in this process on their
   stand-in address and call through their sidecar's HTTP proxy listener; nothing captures traffic.
 """
@@ -24,6 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from mesh.agent.agent import die_with_parent
 from mesh.cni.ip import unavailable
 from mesh.cni.node import Node
 from mesh.cni.pod import PodSandbox
@@ -35,14 +36,6 @@ from mesh.kube.addresses import to_loopback
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "netns", "loopback")
-
-
-def sidecar_runs_in_pods() -> bool:
-    """Can the agent run Envoy inside a pod sandbox (its ``netns`` parameter, pilot-agent's XDS
-    proxy on a Unix socket)? The one place that decides whether ``auto`` may pick ``netns``."""
-    # The agent can (EnvoyAgent's ``netns``), but the runner does not start it in the pod yet, so
-    # ``auto`` keeps the loopback mode until it does.
-    return False
 
 
 @dataclass(frozen=True)
@@ -68,8 +61,6 @@ def choose(requested: str = "auto", subnet: str | None = None) -> Mode:
         return Mode("netns", "asked for")
     if why_not:
         return Mode("loopback", why_not)
-    if not sidecar_runs_in_pods():
-        return Mode("loopback", "the sidecar cannot run inside a pod namespace yet (pilot-agent's XDS proxy)")
     return Mode("netns", "root, iproute2 and iptables present")
 
 
@@ -87,8 +78,9 @@ class InPodApp:
     async def start(self) -> InPodApp:
         self.sandbox = await self.pods.add_pod(self.pod, self.ident)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # die_with_parent: a demo killed without its stop (a crashed notebook kernel) leaves no app behind
         self.process = self.sandbox.spawn(
-            [sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
+            [*die_with_parent(), sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
              "--ip", self.ip, "--app", self.app, "--version", self.version],
             stdout=subprocess.PIPE, env=env, text=True)
         line = await asyncio.to_thread(self.process.stdout.readline)
@@ -109,6 +101,24 @@ class InPodApp:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.process = None
+
+
+class InPodGateway:
+    """An ingress gateway's pod: its sandbox only (no app, no istio-init: gateways are not injected);
+    the demo runs its Envoy there as a ``router``."""
+
+    def __init__(self, pods: NetnsPods, pod: dict, ident):
+        self.pods, self.pod, self.ident = pods, pod, ident
+        self.app, self.version = ident.labels.get("app", "istio-ingressgateway"), ident.labels.get("version", "")
+        self.pod_name, self.ip, self.namespace = ident.name, ident.ip, ident.namespace
+        self.sandbox: PodSandbox | None = None
+
+    async def start(self) -> InPodGateway:
+        self.sandbox = await self.pods.add_pod(self.pod, self.ident)
+        return self
+
+    async def stop(self) -> None:
+        pass
 
 
 class LoopbackPods:
@@ -153,8 +163,8 @@ class NetnsPods:
     async def start(self) -> None:
         await asyncio.to_thread(self.node.start)
 
-    def make_app(self, pod: dict, ident) -> InPodApp:
-        return InPodApp(self, pod, ident)
+    def make_app(self, pod: dict, ident) -> InPodApp | InPodGateway:
+        return InPodGateway(self, pod, ident) if ident.proxy_type == "router" else InPodApp(self, pod, ident)
 
     async def add_pod(self, pod: dict, ident) -> PodSandbox:
         """What kubelet, the CNI plugin and istio-init do before the pod's containers start."""

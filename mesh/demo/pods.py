@@ -34,8 +34,15 @@ def is_mesh_pod(pod: dict) -> bool:
     return bool((pod.get("status") or {}).get("podIP")) and "app" in labels
 
 
+def is_ingress_gateway(pod: dict) -> bool:
+    """An ingress gateway pod with an IP (``istio: ingressgateway``, as the installer labels it): no
+    app, an Envoy of type ``router``."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get("istio") == "ingressgateway" and bool((pod.get("status") or {}).get("podIP"))
+
+
 def pod_identity(pod: dict, domain: str = "cluster.local") -> PodIdentity:
-    return PodIdentity.from_pod(pod, domain=domain)
+    return PodIdentity.from_pod(pod, proxy_type="router" if is_ingress_gateway(pod) else "sidecar", domain=domain)
 
 
 # -- the modelled sidecars of a replay (``mesh.xds.push_recorder``) ---------------------------------

@@ -24,18 +24,21 @@ import logging
 from dataclasses import dataclass, field
 
 from mesh.agent.agent import EnvoyAgent
+from mesh.agent.certs import WorkloadCertConfig
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
 from mesh.demo import podmode
 from mesh.demo.apps import APP_PORT, BookinfoApp
-from mesh.demo.pods import is_mesh_pod, pod_identity
+from mesh.demo.pods import is_ingress_gateway, is_mesh_pod, pod_identity
 from mesh.demo.supervise import Backoff, EnvoySupervisor
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.xds.debug import proxy_synced
 
 log = logging.getLogger(__name__)
+
+INGRESS_HTTP_PORT = 8080  # the ingress gateway container's HTTP port (its Service maps 80 to it)
 
 
 @dataclass
@@ -104,6 +107,8 @@ class BookinfoDemo:
         expected = first_workload_wave(self.trace)
         if not expected:
             raise ValueError(f"trace {opts.trace}: it has no pods with an app label and an IP to run")
+        if self.mode.name == "netns":  # and the ingress gateways, whose port-forward is the way in
+            expected |= ingress_gateways(self.trace)
         await self.runtime.start()
         await self._start_server(dict(opts.ports))
         loop = asyncio.get_running_loop()
@@ -115,6 +120,8 @@ class BookinfoDemo:
             with contextlib.suppress(KeyError):
                 entry = self.pod("productpage")
                 self.forwards["productpage"] = await self.runtime.forward(entry.proxy_id, APP_PORT)
+            for gateway in (p for p in self.pods.values() if p.agent and p.agent.pod.proxy_type == "router"):
+                self.forwards[gateway.app.app] = await self.runtime.forward(gateway.proxy_id, INGRESS_HTTP_PORT)
 
     async def _start_server(self, ports: dict[str, int]) -> None:
         opts = self.options
@@ -155,7 +162,7 @@ class BookinfoDemo:
             await asyncio.sleep(0.05)
 
     def _pod_added(self, pod: dict) -> None:
-        if self._stopping or not is_mesh_pod(pod):
+        if self._stopping or not (is_mesh_pod(pod) or (self.mode.name == "netns" and is_ingress_gateway(pod))):
             return
         self._spawn(self._start_pod(pod))
 
@@ -185,18 +192,33 @@ class BookinfoDemo:
         demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
         self.pods[key] = demo_pod
         await app.start()
-        if self.mode.name == "netns" and not podmode.sidecar_runs_in_pods():
-            demo_pod.ready = True  # --pods netns before the agent can run Envoy in a pod: apps only
-            log.info("pod %s: app on %s:%d in %s, no sidecar yet", key, ident.ip, APP_PORT, self.mode.name)
-            return
+        # netns: Envoy runs in the pod's namespace (gid 1337, REDIRECT layout) behind the agent's XDS
+        # proxy on a Unix socket; loopback: in this namespace, on the pod's stand-in address.
+        netns = app.sandbox.netns if self.mode.name == "netns" else None
+        # Captured pods need no HTTP proxy listener (Istio's default: no proxyHttpPort); loopback apps use it.
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
-                           log_level=self.options.envoy_log_level, delta=self.options.delta)
+                           http_proxy_port=None if netns else 15080, certs=self._workload_certs(ident) if netns else None,
+                           log_level=self.options.envoy_log_level, delta=self.options.delta, netns=netns)
         demo_pod.agent = agent
         await agent.start()
         await agent.wait_ready(timeout=30)
         demo_pod.supervisor = EnvoySupervisor(key, agent, Backoff(self.options.restart_backoff)).start()
         demo_pod.ready = True
-        log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
+        if netns:
+            log.info("pod %s: app on %s:%d, sidecar in network namespace %s (capture: 15001/15006)",
+                     key, ident.ip, APP_PORT, netns)
+        else:
+            log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
+
+    def _workload_certs(self, ident) -> WorkloadCertConfig:
+        """netns mode, as in a real mesh: every agent gets a workload certificate from istiod's CA
+        (secure port, the pod's service-account token), so sidecars talk auto-mTLS and
+        PeerAuthentication decides what the inbound side accepts."""
+        server = self.server
+        return WorkloadCertConfig(
+            f"{server.args.host}:{server.bound_ports['secure_xds']}", server.ca.root_pem,
+            lambda: server.service_account_tokens.issue(ident.namespace, ident.service_account),
+            trust_domain=server.environment.mesh().get("trustDomain") or "cluster.local")
 
     async def _stop_pod(self, demo_pod: DemoPod) -> None:
         # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
@@ -213,10 +235,8 @@ class BookinfoDemo:
 
     # -- state ------------------------------------------------------------------------------
     def all_synced(self) -> bool:
-        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)? Pods
-        without one (``--pods netns`` before the agent runs Envoy in a pod) have nothing to sync."""
-        sidecars = [p for p in self.pods.values() if p.agent is not None or self.mode.name != "netns"]
-        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in sidecars)
+        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)?"""
+        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in self.pods.values())
 
     def pod(self, app: str) -> DemoPod:
         """The first pod (by name) of ``app``."""
@@ -276,6 +296,12 @@ class BookinfoDemo:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+
+
+def ingress_gateways(trace) -> set[str]:
+    """``<name>.<ns>`` of the ingress gateway pods the trace creates (the gateways trace's one)."""
+    return {f"{e.object['metadata']['name']}.{e.object['metadata']['namespace']}" for e in trace.events
+            if e.type == "ADDED" and e.object.get("kind") == "Pod" and is_ingress_gateway(e.object)}
 
 
 def first_workload_wave(trace) -> set[str]:
