@@ -16,6 +16,9 @@ per connection, later ones merged into it (``PushQueue``,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/pushqueue.go#L50-L74); each connection
 runs the generators in push order (CDS, EDS, LDS, RDS) for the types its Envoy watches.
 
+Delta xDS (``DeltaAggregatedResources``) is served by the same server: ``mesh.xds.delta`` handles
+its requests and what it sends; streams, the push queue and ``generate`` are shared.
+
 A proxy whose agent has a workload certificate (node metadata ``MESH_WORKLOAD_CERT: SDS``)
 can terminate mutual TLS on its inbound port, so endpoints of its pod change for every client
 (``networking/endpoints.py``): its connecting and leaving each ask for a full push, and every
@@ -25,8 +28,8 @@ pod may have no Envoy running.
 
 Simplifications, named: no push throttling (``PILOT_PUSH_THROTTLE``; writes in flight are
 bounded instead) and no per-proxy
-``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
-Delta xDS; no authentication of the peer (plaintext port 15010).
+``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources);
+no authentication of the peer (plaintext port 15010).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from mesh.networking.tls import has_workload_cert
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
+from mesh.xds.delta import DELTA_METHOD, DeltaAds
 from mesh.xds.discovery import DiscoveryServer
 from mesh.xds.fastpath import (
     RequestFields,
@@ -111,6 +115,7 @@ class AdsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.port: int | None = None
+        self.delta = DeltaAds(self)
         discovery.push_handlers.append(self.on_debounced_push)
 
     # -- push context -------------------------------------------------------------------------
@@ -152,7 +157,8 @@ class AdsServer:
         """The ADS service as gRPC generic handlers, for any ``grpc.aio`` server (istiod registers
         the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``)."""
         handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler})]
+        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler,
+                                                                   DELTA_METHOD: self.delta.rpc_handler()})]
 
     def _bind_loop(self) -> None:
         """Tie pushes to the event loop that serves the streams (the first one to start)."""
@@ -195,8 +201,13 @@ class AdsServer:
         self._bind_loop()  # a stream may arrive through another server (the TLS one) first
         if not self.is_ready():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is not ready to serve discovery information")
-        con = Connection(peer=context.peer())
-        reader = asyncio.create_task(self._read(context, con))
+        await self.serve_stream(context, Connection(peer=context.peer()), decode_discovery_request,
+                                self._on_request, "DiscoveryRequest")
+
+    async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
+        """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
+        and the pushes queued for it, handled one at a time."""
+        reader = asyncio.create_task(self._read(context, con, decode, what))
         self.connections[con.number] = con
         self.metrics.on_connections(len(self.connections))
         try:
@@ -206,7 +217,7 @@ class AdsServer:
                     # Let go of the request before waiting for the next one: an EDS request lists
                     # every cluster, and thousands of idle streams would each keep their last one.
                     req, item = item, None
-                    await self._on_request(con, req, context)
+                    await on_request(con, req, context)
                     del req
                 elif kind == "push":
                     request, con.pending_push = con.pending_push, None
@@ -222,19 +233,19 @@ class AdsServer:
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
 
-    async def _read(self, context: grpc.aio.ServicerContext, con: Connection) -> None:
+    async def _read(self, context: grpc.aio.ServicerContext, con: Connection, decode, what: str) -> None:
         # context.read() rather than the request iterator: the last message is not kept alive.
         try:
             while True:
                 raw = await context.read()
                 if raw is grpc.aio.EOF:
                     break
-                con.queue.put_nowait(("request", decode_discovery_request(raw)))
+                con.queue.put_nowait(("request", decode(raw)))
                 del raw  # not kept alive while waiting for the next message (tens of KB for EDS)
         except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
             pass
         except Exception as err:  # a malformed message: end this stream, not the server
-            con.queue.put_nowait(("error", f"bad DiscoveryRequest: {err}"))
+            con.queue.put_nowait(("error", f"bad {what}: {err}"))
             return
         con.queue.put_nowait(("eof", None))
 
@@ -256,13 +267,17 @@ class AdsServer:
                         req.response_nonce, error)
             return
         if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
-            if con.pushed is not None and con.synced():  # a push has fully reached this proxy
-                self.metrics.on_converged(con.pushed, self.discovery.clock.now())
-                con.pushed = None
-            for listener in self.ack_listeners:
-                listener(con, type_url, req.version_info, req.response_nonce)
+            self.on_ack(con, type_url, req.version_info, req.response_nonce)
         if kind in (RequestKind.INITIAL, RequestKind.ACK_NEW_NAMES):
             await self._send(con, type_url, None, context)
+
+    def on_ack(self, con: Connection, type_url: str, version: str, nonce: str) -> None:
+        """An ACK on a stream of either protocol: convergence, then the listeners."""
+        if con.pushed is not None and con.synced():  # a push has fully reached this proxy
+            self.metrics.on_converged(con.pushed, self.discovery.clock.now())
+            con.pushed = None
+        for listener in self.ack_listeners:
+            listener(con, type_url, version, nonce)
 
     def _init_connection(self, con: Connection, req: RequestFields) -> str:
         """Who is this? The first request carries the node (``initConnection``)."""
@@ -307,9 +322,10 @@ class AdsServer:
         if request.full:
             con.state.instances = self.push_context.service_instances(con.state.proxy)
         con.pushed = request if con.pushed is None else con.pushed.merge(request)
+        send = self._send if con.delta is None else self.delta.send
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
-                await self._send(con, type_url, request, context)
+                await send(con, type_url, request, context)
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
@@ -352,13 +368,21 @@ class AdsServer:
         con.push_version = push.version
         watched.sent_names = names
         self.pushes_by_type[short_name(type_url)] += 1
-        self.metrics.on_send(type_url)
+        self.metrics.on_send(type_url, "sotw", len(data))
         con.record("send", type_url, push.version, nonce, f"{len(resources)} resources, {len(data)} bytes")
+        await self.write(context, data)
+
+    async def write(self, context, data: bytes) -> None:
+        """Write one response, holding one of the write slots while it is in flight."""
         async with self._write_slots:
             await context.write(data)
 
+    def new_nonce(self, version: str) -> str:
+        """A nonce unique on this server (it only needs to be unique per stream and type)."""
+        return f"{version}-{next(self._nonces)}"
+
     def _assemble(self, version: str, type_url: str, resources: list) -> tuple:
-        nonce = f"{version}-{next(self._nonces)}"
+        nonce = self.new_nonce(version)
         data = assemble_discovery_response(version, type_url, nonce, [r.encoded for r in resources])
         return resources, [r.name for r in resources], nonce, data
 
