@@ -268,9 +268,10 @@ class DeltaAds:
             removed = []  # an incremental push generated a subset: the rest stays as it is
         if not changed and not removed and request is not None:
             return  # nothing the proxy does not already hold
-        # Proxies given the same changes in this push share one response and nonce, as in SotW.
-        nonce, data = push.memo(("delta-response", type_url, tuple(map(id, changed)), tuple(removed)),
-                                lambda: self._assemble(push.version, type_url, changed, removed))
+        # Proxies given the same changes in this push share one response and nonce, as in SotW;
+        # the memo keeps the resources alive, so the ids in its key cannot be reused meanwhile.
+        _, nonce, data = push.memo(("delta-response", type_url, tuple(map(id, changed)), tuple(removed)),
+                                   lambda: self._assemble(push.version, type_url, changed, removed))
         for r in changed:
             watch.held[r.name] = r.version  # held from now on: a NACK does not make it re-sent
         for name in removed:
@@ -287,9 +288,9 @@ class DeltaAds:
                    f"{len(changed)} resources, {len(removed)} removed, {len(data)} bytes")
         await ads.write(context, data)
 
-    def _assemble(self, version: str, type_url: str, changed: list, removed: list[str]) -> tuple[str, bytes]:
+    def _assemble(self, version: str, type_url: str, changed: list, removed: list[str]) -> tuple:
         nonce = self.ads.new_nonce(version)
-        return nonce, assemble_delta_response(version, type_url, nonce, [delta_entry(r) for r in changed], removed)
+        return changed, nonce, assemble_delta_response(version, type_url, nonce, [delta_entry(r) for r in changed], removed)
 
 
 @dataclass(frozen=True)
