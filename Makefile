@@ -29,11 +29,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages: graphviz's `dot` (diagrams) and kubectl (apiserver tests).
+# Debian packages: graphviz's `dot` (diagrams), kubectl (apiserver tests), iptables (istio-init's
+# rules in pod namespaces; nf_tables backend) and iproute2 (`ip netns`, the demo's pods).
 system-deps:
 	@missing=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	command -v iptables-restore >/dev/null 2>&1 || missing="$$missing iptables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

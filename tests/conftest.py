@@ -10,6 +10,25 @@ from kubeobjects import bookinfo_events
 from tracehelpers import configmap, write_trace
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _contain_cluster_addresses():
+    """As root, blackhole routes for the pod and Service ranges for the whole session
+    (mesh.cni.node.Guard): a test that sent to a trace's 10.x address from the root namespace
+    fails at once instead of sending it off the machine."""
+    from mesh.cni.ip import unavailable
+
+    if unavailable() is not None:
+        yield
+        return
+    from mesh.cni.node import Guard
+
+    guard = Guard().start()
+    try:
+        yield
+    finally:
+        guard.stop()
+
+
 @pytest.fixture(autouse=True)
 def _restore_mesh_log_level():
     """A test that quietens the ``mesh`` logger must not take the logs of the tests after it."""

@@ -13,6 +13,7 @@ from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock, VirtualClock
 from mesh.demo import e2e
+from mesh.kube.addresses import to_loopback
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.teach import e2e_view
@@ -88,7 +89,7 @@ def test_wait_until_names_what_it_waited_for():
 def test_step_trace_waits_for_the_debounced_push_on_the_real_clock():
     async def run():
         trace_clock = VirtualClock()
-        cluster = ReplayClient(load_trace("canary"), trace_clock)
+        cluster = ReplayClient(to_loopback(load_trace("canary")), trace_clock)  # real Envoys: loopback only
         server = Server(ServerArgs(clock=RealClock(), ports={name: 0 for name in DEFAULT_PORTS}), kube_client=cluster)
         server.run_all()
         await server.start()

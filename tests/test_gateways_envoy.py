@@ -36,7 +36,7 @@ def mesh():
     state: dict = {"agents": {}, "apps": []}
 
     async def up():
-        server = Server(ServerArgs(trace="gateways", speed=0, clock=RealClock(),
+        server = Server(ServerArgs(trace="gateways", speed=0, clock=RealClock(), loopback_addresses=True,
                                    ports={name: 0 for name in DEFAULT_PORTS}))
         server.run_all()
         await server.start()

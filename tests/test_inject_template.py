@@ -121,7 +121,7 @@ def test_aliases_and_unknown_templates():
                                  templates={**CONFIG.templates})
     pod = {"metadata": {"name": "p", "namespace": "a", "annotations": {"inject.istio.io/templates": "both"}},
            "spec": {"containers": [{"name": "app", "image": "a"}]}}
-    with pytest.raises(InjectionError, match="'extra' not found; have gateway, sidecar"):
+    with pytest.raises(InjectionError, match="'extra' not found; have gateway, grpc-agent, grpc-simple, sidecar"):
         inject_pod(InjectionParams(pod=pod, config=config, values=VALUES, mesh_config=default_mesh_config()))
 
 

@@ -24,6 +24,8 @@ LAYERS: dict[str, int] = {
     "clock": 0,  # mesh's own: the virtual and the real clock
     "util": 0,  # small helpers (addresses, aiohttp serving), no Istio counterpart
     "kube": 1,  # pkg/kube: clients, informers, traces (and the trace API server)
+    "iptables": 1,  # tools/istio-iptables: istio-init's rules, a separate binary that imports no other mesh package
+    "cni": 2,  # mesh's own: kubelet + a CNI bridge plugin (pods as network namespaces), over iptables
     "config": 2,  # pkg/config: mesh, meshnetworks, host, validation
     "trustbundle": 2,  # pilot/pkg/trustbundle: held by the model's Environment, so below it
     "model": 3,  # pilot/pkg/model

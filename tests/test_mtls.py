@@ -27,6 +27,7 @@ from mesh.agent.sds import envoy_secrets
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
+from mesh.kube.addresses import to_loopback
 from mesh.kube.trace import load_trace
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
@@ -265,7 +266,7 @@ class _Records(logging.Handler):
 def _pods() -> dict[str, dict]:
     """details and productpage from the trace, before any server runs: their IPs must be free."""
     pods = {}
-    for event in load_trace("mtls").events:
+    for event in to_loopback(load_trace("mtls")).events:  # the addresses the server below replays
         obj = event.object
         if obj.get("kind") == "Pod" and obj["metadata"]["labels"].get("app") in ("details", "productpage"):
             pods[obj["metadata"]["labels"]["app"]] = obj
@@ -289,7 +290,7 @@ def mesh():
 
     async def up():
         state["apps"] = [await start_app(p["status"]["podIP"], 9080, app) for app, p in pods.items()]
-        server = Server(ServerArgs(trace="mtls", speed=SPEED, clock=RealClock(),
+        server = Server(ServerArgs(trace="mtls", speed=SPEED, clock=RealClock(), loopback_addresses=True,
                                    ports={name: 0 for name in DEFAULT_PORTS}))
         server.run_all()
         await server.start()

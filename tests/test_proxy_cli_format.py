@@ -21,8 +21,9 @@ from mesh.cli.proxy_config import (
     wanted,
 )
 from mesh.cli.proxy_status import rows as status_rows
-from mesh.demo.pods import check_subnet, is_mesh_pod, move_subnet
+from mesh.demo.pods import is_mesh_pod
 from mesh.demo.runner import first_workload_wave
+from mesh.kube.addresses import check_subnet, loopback_address, to_loopback
 from mesh.kube.trace import load_trace
 
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -117,16 +118,25 @@ def test_server_flags_stay_on_loopback():
             server_url(flags(server=bad))
 
 
-def test_move_subnet_rewrites_every_pod_address_and_nothing_else():
-    trace = load_trace("bookinfo")
-    moved = move_subnet(trace, "127.10.42")
-    text = repr([e.object for e in moved.events])
-    address = r"{}\.\d+'"  # a whole address value (the node's podCIDR 127.10.0.0/16 is not one)
-    assert not re.search(address.format(r"127\.10\.0"), text) and "'127.10.42.8'" in text
-    assert len(re.findall(address.format(r"127\.10\.0"), repr([e.object for e in trace.events]))) == \
-        len(re.findall(address.format(r"127\.10\.42"), text)) > 6
-    assert [e.t for e in moved.events] == [e.t for e in trace.events]
-    assert move_subnet(trace, "127.10.0") is trace
+def test_to_loopback_replaces_every_cluster_address_and_nothing_else():
+    trace = load_trace("gateways")
+    text = repr([e.object for e in trace.events])
+    address = r"'{}\.\d+'"  # a whole address value (the node's podCIDR 10.244.0.0/16 is not one)
+    pods = len(re.findall(address.format(r"10\.244\.0"), text))
+    services = len(re.findall(address.format(r"10\.96\.0"), text))
+    assert pods > 6 and services > 6 and "'198.18.0.10'" in text and "'10.244.0.0/16'" in text
+    for subnet, pod_prefix in ((None, "127.10.0"), ("127.10.42", "127.10.42")):
+        moved = to_loopback(trace, subnet)
+        out = repr([e.object for e in moved.events])
+        assert not re.search(r"'(10\.(244|96)|198\.18)\.\d+\.\d+'", out)  # no cluster address left
+        assert len(re.findall(address.format(pod_prefix.replace(".", r"\.")), out)) == pods
+        assert len(re.findall(address.format(r"127\.96\.0"), out)) == services
+        assert "'127.30.0.10'" in out and "'10.244.0.0/16'" in out and moved.header["addresses"] == "loopback"
+        assert [e.t for e in moved.events] == [e.t for e in trace.events]
+    assert loopback_address("10.244.3.7") == "127.10.3.7" and loopback_address("10.111.2.3") == "127.111.2.3"
+    assert loopback_address("198.19.0.1") == "127.31.0.1" and loopback_address("8.8.8.8") is None
+    with pytest.raises(ValueError, match="10.244.0.x only"):
+        loopback_address("10.244.1.2", "127.10.42")
     for bad in ("10.0.0", "127.10", "127.10.300"):
         with pytest.raises(ValueError):
             check_subnet(bad)

@@ -69,10 +69,10 @@ def test_sidecars_are_the_injected_pods_with_istio_node_identity(canary):
     assert [p.pod_name.split("-")[0] for p in proxies] == ["details", "productpage", "ratings", "reviews",
                                                              "reviews", "reviews"]
     assert all(p.type == "sidecar" and p.namespace == "default" for p in proxies)
-    assert all(p.ip_addresses[0].startswith("127.10.") for p in proxies)
+    assert all(p.ip_addresses[0].startswith("10.244.") for p in proxies)
     productpage = proxies[1]
     assert productpage.labels["app"] == "productpage"
-    assert productpage.node_id.startswith("sidecar~127.10.0.8~productpage-v1-")
+    assert productpage.node_id.startswith("sidecar~10.244.0.8~productpage-v1-")
     # istiod itself is not injected: not a proxy
     assert not any(p.namespace == "istio-system" for p in proxies)
 

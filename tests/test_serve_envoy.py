@@ -30,7 +30,7 @@ def mesh_on_canary():
 
     async def up():
         # the canary trace at SPEED× real time: its weight shifts arrive while Envoy is connected
-        server = Server(ServerArgs(trace="canary", speed=SPEED, clock=RealClock(),
+        server = Server(ServerArgs(trace="canary", speed=SPEED, clock=RealClock(), loopback_addresses=True,
                                    ports={name: 0 for name in DEFAULT_PORTS}))
         server.run_all()
         await server.start()

@@ -36,7 +36,7 @@ def test_initial_config_subscribes_like_envoy(stage8):
     eds = [c.name for c in config[CLUSTER] if c.body.get("type") == "EDS"]
     assert [a.name for a in config[ENDPOINT]] == eds
     assert [r.name for r in config[ROUTE]] == ["http_proxy"]
-    assert any(li.body["address"]["socketAddress"]["address"] == "127.10.0.8" for li in config[LISTENER])
+    assert any(li.body["address"]["socketAddress"]["address"] == "10.244.0.8" for li in config[LISTENER])
     assert "inbound|9080||" in {c.name for c in config[CLUSTER]}  # productpage's own port
 
 
@@ -47,7 +47,7 @@ def test_tables_show_the_generated_resources(stage8):
     routes = xds_view.routes_table(config[ROUTE], hosts=("reviews.",)).text.splitlines()
     assert len(routes) == 3 and routes[2].endswith("v1 90%, v3 10%")
     endpoints = xds_view.endpoints_table(config[ENDPOINT]).text
-    assert "127.10.0.5:9080" in endpoints
+    assert "10.244.0.5:9080" in endpoints
     assert "routes from RDS: http_proxy" in xds_view.listeners_table(config[LISTENER]).text
 
 

@@ -37,4 +37,7 @@ class ServerArgs:
     tls_cert_file: str | None = None  # istiod: --tlsCertFile, its own serving certificate
     tls_key_file: str | None = None  # istiod: --tlsKeyFile
     speed: float = 1.0  # replay speed for traces under the real clock (0: all at once)
+    # Replay the trace with loopback stand-ins for its cluster addresses (mesh.kube.addresses), for
+    # real Envoys in the root network namespace (``mesh proxy``, tests): they must never send to 10.x.
+    loopback_addresses: bool = False
     clock: Clock | None = None  # None: a VirtualClock (replay); serve passes a RealClock

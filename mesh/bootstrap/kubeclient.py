@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mesh.config.mesh import read_mesh_config_file
+from mesh.kube.addresses import to_loopback
 from mesh.kube.client import KubeClient, ReplayClient
 from mesh.kube.trace import load_trace
 
@@ -36,7 +37,10 @@ def init_kube_client(server: Server) -> None:
 def new_kube_client(server: Server) -> KubeClient:
     args = server.args
     if args.trace is not None:
-        return ReplayClient(load_trace(args.trace), server.clock, speed=args.speed)
+        trace = load_trace(args.trace)
+        if args.loopback_addresses:  # real Envoys in the root namespace: never the trace's 10.x addresses
+            trace = to_loopback(trace)
+        return ReplayClient(trace, server.clock, speed=args.speed)
     if args.kubeconfig is not None:
         # Imported here on purpose: the official kubernetes package is slow to import and only a
         # live cluster needs it (a replayed one never does).

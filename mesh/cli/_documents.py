@@ -23,7 +23,7 @@ class Document:
 
     @property
     def label(self) -> str:
-        meta = self.obj.get("metadata") or {}
+        meta = self.obj.get("metadata") if isinstance(self.obj.get("metadata"), dict) else {}
         where = f"{meta['namespace']}/{meta.get('name', '')}" if meta.get("namespace") else meta.get("name", "")
         return f"{self.obj.get('kind')} {where}"
 
@@ -38,10 +38,11 @@ def read_text(path: str) -> str:
         raise UsageError(f"{path}: cannot read: {err.strerror}") from err
 
 
-def load_documents(path: str) -> list[Document]:
+def load_documents(path: str, require_name: bool = True) -> list[Document]:
     """Parse every YAML document of ``path`` (``-`` = stdin); raise UsageError on the first defect.
 
-    Each document must be a mapping with ``apiVersion``, ``kind`` and ``metadata.name``.
+    Each document must be a mapping with ``apiVersion``, ``kind`` and (unless ``require_name`` is
+    false: a ``v1 List`` has no name) ``metadata.name``.
     """
     text = read_text(path)
     docs: list[Document] = []
@@ -65,9 +66,9 @@ def load_documents(path: str) -> list[Document]:
                 if not isinstance(value, str) or not value:
                     raise UsageError(f"{where}: missing or empty field {field!r}")
             meta = obj.get("metadata")
-            if not isinstance(meta, dict):
+            if require_name and not isinstance(meta, dict):
                 raise UsageError(f"{where}: missing field 'metadata' (a mapping with a name)")
-            if not isinstance(meta.get("name"), str) or not meta["name"]:
+            if require_name and (not isinstance(meta.get("name"), str) or not meta["name"]):
                 raise UsageError(f"{where}: missing or empty field 'metadata.name'")
             docs.append(Document(index, line, obj))
     except yaml.YAMLError as err:

@@ -1,8 +1,8 @@
 """``python -m mesh demo``: mesh serve on bookinfo, plus the pods — tiny apps and real Envoys.
 
 ``mesh serve`` is istiod alone (https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-discovery/app/cmd.go#L93-L115);
-the demo adds what a cluster would run next to it: every bookinfo pod's app on its loopback pod
-IP and its sidecar (one Envoy each, as pilot-agent starts it), waits until every sidecar is
+the demo adds what a cluster would run next to it: every bookinfo pod's app on its pod IP (in its
+own network namespace as root, else on a loopback stand-in; ``mesh.demo.podmode``) and its sidecar (one Envoy each, as pilot-agent starts it), waits until every sidecar is
 SYNCED, prints the ``curl`` commands that send traffic through them, and stops everything on
 Ctrl-C, SIGTERM or ``--duration``. The logic is in ``mesh.demo``.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.cli import UsageError
 from mesh.cli.proxy import delta_setting
-from mesh.demo.pods import check_subnet
+from mesh.demo.podmode import MODES
 from mesh.demo.runner import BookinfoDemo, DemoOptions
+from mesh.kube.addresses import check_subnet
 from mesh.kube.trace import TraceError
 
 log = logging.getLogger("mesh.demo")
@@ -32,8 +33,11 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("--trace", default="bookinfo", help="trace file or built-in trace name (default: bookinfo)")
     p.add_argument("--speed", type=float, default=1.0, help="trace replay speed (1 = real time, 0 = all at once)")
+    p.add_argument("--pods", choices=MODES, default="auto",
+                   help="where pods run: network namespaces on their trace IPs with iptables capture (netns, "
+                        "needs root), loopback stand-ins 127.10.0.x (loopback), or the best available (auto)")
     p.add_argument("--subnet", default=None,
-                   help="run the pods on <subnet>.x instead of the trace's 127.10.0.x (e.g. 127.10.7)")
+                   help="loopback mode: run the pods on <subnet>.x instead of 127.10.0.x (e.g. 127.10.7)")
     for name, port in DEFAULT_PORTS.items():
         p.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=port, dest=f"port_{name}",
                        help=f"{name} port (default {port}; 0 picks a free one)")
@@ -52,7 +56,7 @@ def run(args) -> int:
             check_subnet(args.subnet)
         except ValueError as err:
             raise UsageError(f"--subnet: {err}") from err
-    options = DemoOptions(trace=args.trace, speed=args.speed, subnet=args.subnet,
+    options = DemoOptions(trace=args.trace, speed=args.speed, subnet=args.subnet, pods=args.pods,
                           ports={name: getattr(args, f"port_{name}") for name in DEFAULT_PORTS},
                           envoy_log_level=args.envoy_log_level, delta=delta_setting(args, dict(os.environ)))
     try:
@@ -95,7 +99,9 @@ async def _demo(options: DemoOptions, args) -> int:
         _announce(demo)
         if args.ready_file:
             ready = {"ports": demo.server.bound_ports,
-                     "sidecars": {key: f"{p.ip}:{p.agent.http_proxy_port}" for key, p in sorted(demo.pods.items())}}
+                     "mode": demo.mode.name, "forwards": demo.forward_urls(),
+                     "sidecars": {key: f"{p.ip}:{p.agent.http_proxy_port}" for key, p in sorted(demo.pods.items())
+                                  if p.agent is not None}}
             Path(args.ready_file).write_text(json.dumps(ready, indent=2) + "\n", encoding="utf-8")
         try:
             await asyncio.wait_for(stop.wait(), timeout=args.duration)
@@ -109,8 +115,10 @@ async def _demo(options: DemoOptions, args) -> int:
 
 
 def _announce(demo: BookinfoDemo) -> None:
-    lines = ["", f"bookinfo is up: {len(demo.pods)} pods, each an app and a SYNCED Envoy sidecar.",
-             "Send traffic through productpage's sidecar:"]
+    sidecars = sum(p.agent is not None for p in demo.pods.values())
+    lines = ["", f"bookinfo is up: {len(demo.pods)} pods ({demo.mode.name}), {sidecars} with a SYNCED Envoy sidecar."]
+    lines += [f"  {name}: {url}" for name, url in demo.forward_urls().items()]
+    lines += ["Send traffic through productpage's sidecar:"]
     lines += [f"  {c}" for c in demo.curl_commands()]
     lines += ["What istiod sent the sidecars:"]
     lines += [f"  {c}" for c in demo.status_commands()]

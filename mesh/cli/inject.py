@@ -5,8 +5,9 @@ running ``IntoResourceFile`` https://github.com/istio/istio/blob/1.19.0/pkg/kube
 
 The injector config and values default to the ones the bookinfo trace installs
 (``traces/src/istio-system/``); the mesh config defaults to Istio's defaults. Pods, Deployments,
-ReplicaSets, StatefulSets, DaemonSets, Jobs and CronJobs are injected; other documents are
-printed unchanged. Output is YAML with sorted keys, one document per input document.
+ReplicaSets, ReplicationControllers, StatefulSets, DaemonSets, Jobs, CronJobs and DeploymentConfigs
+are injected, also inside a ``v1 List``; other documents are printed unchanged. Output is YAML
+with sorted keys, one document per input document.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def run(args) -> int:
         raise UsageError(str(err)) from err
     except OSError as err:
         raise UsageError(f"{err.filename}: {err.strerror}") from err
-    documents = load_documents(args.filename)
+    documents = load_documents(args.filename, require_name=False)
     text = inject_text(documents, config, values, mesh_config, args.revision,
                        warn=lambda message: print(message, file=sys.stderr))
     if args.output:

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
         p.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=port, dest=f"port_{name}",
                        help=f"{name} port (default {port}; 0 picks a free one)")
     p.add_argument("--speed", type=float, default=1.0, help="trace replay speed (1 = real time, 0 = all at once)")
+    p.add_argument("--loopback-addresses", action="store_true",
+                   help="replay the trace with loopback stand-ins for its 10.x pod/Service addresses "
+                        "(127.10.x.y, 127.96.x.y), for real Envoys started with `mesh proxy`")
     p.add_argument("--ready-file", default=None,
                    help="write the bound ports as JSON here once everything is up and synced")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -70,7 +73,7 @@ async def _serve(args) -> int:
                              networks_file=args.networks_file, config_dir=args.config_dir,
                              inject_config_file=args.inject_config_file, inject_values_file=args.inject_values_file,
                              domain_suffix=args.domain_suffix, host=args.host, ports=ports, speed=args.speed,
-                             clock=RealClock())
+                             loopback_addresses=args.loopback_addresses, clock=RealClock())
     server = Server(server_args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

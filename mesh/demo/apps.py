@@ -8,13 +8,25 @@ version and pod, plus what they got from the services they call:
 - reviews v2 and v3 call ratings (v1 does not, as in the sample: v1 shows no stars),
 - details and ratings call nobody.
 
-Calls go to the caller's own sidecar, the HTTP proxy listener on ``<own pod IP>:15080``, with
-the callee in the ``Host`` header (``reviews:9080``): there is no iptables redirect here
-(DESIGN §6), so the app talks to its Envoy the way an app talks to an HTTP proxy. Which
-reviews version answers is then Envoy's choice, made from the config the control plane sent.
+How a call leaves the app depends on where the pod runs (DESIGN §6a):
+
+- in its own network namespace (``capture=True``), the app calls ``http://reviews:9080/`` as a
+  Kubernetes app does: the pod's hosts file gives the ClusterIP and istio-init's iptables rules
+  capture the connection into the sidecar (``python -m mesh.demo.apps`` runs one app so, as a
+  process inside its pod);
+- in the loopback fallback, the app calls its own sidecar's HTTP proxy listener on ``<own pod
+  IP>:15080`` with the callee in the ``Host`` header (``reviews:9080``): nothing captures traffic
+  there, so the app talks to its Envoy the way an app talks to an HTTP proxy.
+
+Either way, which reviews version answers is Envoy's choice, made from the config the control
+plane sent.
 """
 
 from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
 
 import aiohttp
 from aiohttp import web
@@ -38,9 +50,10 @@ class BookinfoApp:
     """One pod's app. ``start()`` listens on ``ip:9080``; ``stop()`` closes it."""
 
     def __init__(self, pod_name: str, ip: str, app: str, version: str, namespace: str = "default",
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, capture: bool = False):
         self.pod_name, self.ip, self.app, self.version = pod_name, ip, app, version
         self.namespace = namespace
+        self.capture = capture  # True: call Services by name, captured by iptables; False: via the proxy
         self.timeout = timeout
         self.requests = 0  # how many requests this pod served
         self._runner: web.AppRunner | None = None
@@ -83,10 +96,39 @@ class BookinfoApp:
         # Propagate the request id, as Istio asks apps to (for tracing).
         if "x-request-id" in incoming.headers:
             headers["x-request-id"] = incoming.headers["x-request-id"]
+        url = f"http://{callee}:{APP_PORT}/" if self.capture else f"http://{self.ip}:{SIDECAR_PORT}/"
         try:
-            async with self._session.get(f"http://{self.ip}:{SIDECAR_PORT}/", headers=headers) as resp:
+            async with self._session.get(url, headers=headers) as resp:
                 if resp.content_type == "application/json":
                     return await resp.json()
                 return {"status": resp.status, "error": (await resp.text())[:200]}
         except (aiohttp.ClientError, TimeoutError) as err:
             return {"error": f"{type(err).__name__}: {err}"}
+
+
+async def _run_in_pod(app: BookinfoApp) -> None:
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await app.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One app as a process inside its pod's network namespace (``mesh.demo.podmode`` starts it)."""
+    parser = argparse.ArgumentParser(prog="python -m mesh.demo.apps")
+    parser.add_argument("--pod", required=True)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--ip", required=True)
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--version", default="v1")
+    args = parser.parse_args(argv)
+    asyncio.run(_run_in_pod(BookinfoApp(args.pod, args.ip, args.app, args.version, args.namespace, capture=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from mesh.agent.bootstrap import PodIdentity
+from mesh.kube.addresses import require_loopback
 from mesh.xds.debug import proxy_answered as answered  # noqa: F401  (notebook 17 reads e2e.answered)
 from mesh.xds.debug import proxy_synced as synced
 
@@ -76,7 +77,7 @@ async def start_apps(pods: Iterable[dict], port: int = APP_PORT) -> dict[str, we
     apps: dict[str, web.AppRunner] = {}
     try:
         for pod in sorted(pods, key=app_name):
-            apps[app_name(pod)] = await start_app(pod["status"]["podIP"], port, app_name(pod))
+            apps[app_name(pod)] = await start_app(require_loopback(pod["status"]["podIP"]), port, app_name(pod))
     except BaseException:
         await stop_apps(apps)
         raise

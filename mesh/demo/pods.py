@@ -3,9 +3,10 @@
 A pod's identity for its Envoy is what pilot-agent is given through the downward API (the
 ``POD_NAME``, ``POD_NAMESPACE``, ``INSTANCE_IP`` and ``SERVICE_ACCOUNT`` variables of
 https://github.com/istio/istio/blob/1.19.0/pilot/cmd/pilot-agent/options/options.go#L29-L41) plus
-the pod's labels; here it comes straight from the trace's Pod object. Trace pods carry IPs in ``127.10.0.0/24``; two demos (or
-a demo and a test) on one machine would fight over those addresses, so ``move_subnet`` rewrites a
-trace's ``127.10.0.x`` addresses into another ``/24`` of loopback before it is replayed.
+the pod's labels; here it comes straight from the trace's Pod object. Trace pods carry cluster
+addresses (10.244.0.x); where the demo cannot give pods network namespaces it replays the trace
+with loopback stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x, or another ``/24`` of
+loopback with ``--subnet``, so two demos on one machine do not fight over addresses).
 
 ``sidecar_proxies`` models the sidecars of a replay without Envoys, for the push recorder: every pod
 carrying the ``sidecar.istio.io/status`` annotation (the injector put an Envoy in it) is one, named by
@@ -16,47 +17,9 @@ the node a real mini pilot-agent would send for it (``mesh.agent.bootstrap``:
 
 from __future__ import annotations
 
-import ipaddress
-import json
-
 from mesh.agent.bootstrap import PodIdentity, build_bootstrap
-from mesh.kube.trace import Trace, TraceEvent
 from mesh.model.proxy import Proxy, parse_node_id
 from mesh.xds.push_recorder import PushRecorder
-
-TRACE_SUBNET = "127.10.0"  # the /24 the built-in traces give their pods
-
-
-def check_subnet(subnet: str) -> str:
-    """``127.10.7`` (three octets of loopback) or raise ValueError saying why not."""
-    parts = subnet.split(".")
-    if len(parts) != 3 or not all(p.isdigit() and int(p) < 256 for p in parts):
-        raise ValueError(f"subnet {subnet!r}: expected three octets such as 127.10.7")
-    if not ipaddress.ip_address(f"{subnet}.1").is_loopback:
-        raise ValueError(f"subnet {subnet!r}: mesh only uses loopback addresses (127.0.0.0/8)")
-    return subnet
-
-
-def move_subnet(trace: Trace, subnet: str, old: str = TRACE_SUBNET) -> Trace:
-    """A copy of ``trace`` where every address ``<old>.x`` (pod IPs, endpoint addresses, host IPs)
-    reads ``<subnet>.x``. Only whole string values that are such an address change."""
-    check_subnet(subnet)
-    if subnet == old:
-        return trace
-    prefix = old + "."
-
-    def fix(value):
-        if isinstance(value, str) and value.startswith(prefix) and value[len(prefix):].isdigit():
-            return subnet + "." + value[len(prefix):]
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    events = [TraceEvent(t=e.t, type=e.type, object=fix(json.loads(json.dumps(e.object))), line=e.line)
-              for e in trace.events]
-    return Trace(header=dict(trace.header), events=events, path=trace.path)
 
 
 def is_mesh_pod(pod: dict) -> bool:

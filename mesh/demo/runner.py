@@ -7,8 +7,12 @@ pilot-agent's ``Agent.Run`` does, https://github.com/istio/istio/blob/1.19.0/pkg
 then wait until every sidecar has ACKed what it was sent. Pods the trace adds later (a scale-out)
 get an app and a sidecar when they appear, and lose both when they are deleted.
 
+Where the pods run — network namespaces with istio-init's capture, or loopback stand-ins — is
+``mesh.demo.podmode``'s choice, logged in one line at start.
+
 Stopping goes the other way: Envoys first (SIGTERM, then SIGKILL; each Envoy also dies with this
-process, see ``mesh.agent.agent``), then the apps, then the server. Nothing is left running.
+process, see ``mesh.agent.agent``), then the apps, the pods' namespaces, then the server. Nothing
+is left running.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from mesh.agent.agent import EnvoyAgent
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock
+from mesh.demo import podmode
 from mesh.demo.apps import APP_PORT, BookinfoApp
-from mesh.demo.pods import TRACE_SUBNET, is_mesh_pod, move_subnet, pod_identity
+from mesh.demo.pods import is_mesh_pod, pod_identity
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.xds.debug import proxy_synced
@@ -38,7 +43,7 @@ class DemoPod:
     name: str
     namespace: str
     ip: str
-    app: BookinfoApp
+    app: BookinfoApp | podmode.InPodApp
     agent: EnvoyAgent | None = None
     ready: bool = False  # its Envoy is LIVE
     starting: asyncio.Task | None = None  # the task bringing it up, awaited before tearing it down
@@ -52,7 +57,8 @@ class DemoPod:
 class DemoOptions:
     trace: str = "bookinfo"
     speed: float = 1.0
-    subnet: str | None = None  # move the trace's 127.10.0.x pods here (None: keep them)
+    subnet: str | None = None  # loopback mode: pods on <subnet>.x instead of 127.10.0.x
+    pods: str = "auto"  # where pods run: "auto", "netns" or "loopback" (mesh.demo.podmode)
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     envoy_log_level: str = "warning"
     delta: bool | None = None  # Delta xDS for every sidecar (None: ISTIO_DELTA_XDS from the environment)
@@ -62,7 +68,10 @@ class BookinfoDemo:
     def __init__(self, options: DemoOptions | None = None):
         self.options = options or DemoOptions()
         self.server: Server | None = None
-        self.trace = None  # the trace replayed (moved to the demo's subnet), once started
+        self.trace = None  # the trace replayed (with loopback stand-ins in loopback mode), once started
+        self.mode: podmode.Mode | None = None
+        self.runtime = None  # podmode.LoopbackPods or NetnsPods
+        self.forwards: dict[str, object] = {}  # netns mode: name → PortForward from 127.0.0.1
         self.pods: dict[str, DemoPod] = {}  # by "<name>.<namespace>"
         self._tasks: set[asyncio.Task] = set()  # pods starting or stopping
         self._failures: list[BaseException] = []  # what those tasks raised, until a wait reports it
@@ -80,18 +89,24 @@ class BookinfoDemo:
 
     async def _start(self, timeout: float) -> None:
         opts = self.options
-        self.trace = load_trace(opts.trace)
-        if opts.subnet and opts.subnet != TRACE_SUBNET:
-            self.trace = move_subnet(self.trace, opts.subnet)
+        self.mode = podmode.choose(opts.pods, opts.subnet)
+        log.info("%s", self.mode.describe())
+        self.runtime = podmode.runtime(self.mode, opts.subnet)
+        self.trace = self.runtime.prepare(load_trace(opts.trace))
         expected = first_workload_wave(self.trace)
         if not expected:
             raise ValueError(f"trace {opts.trace}: it has no pods with an app label and an IP to run")
+        await self.runtime.start()
         await self._start_server(dict(opts.ports))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await self._wait(lambda: expected <= {k for k, p in self.pods.items() if p.ready},
                          deadline, f"the pods {sorted(expected)} to start")
         await self._wait(self.all_synced, deadline, "every sidecar to ACK its config")
+        if self.mode.name == "netns":  # the way in from the root namespace: loopback only (kubectl port-forward)
+            with contextlib.suppress(KeyError):
+                entry = self.pod("productpage")
+                self.forwards["productpage"] = await self.runtime.forward(entry.proxy_id, APP_PORT)
 
     async def _start_server(self, ports: dict[str, int]) -> None:
         opts = self.options
@@ -102,7 +117,12 @@ class BookinfoDemo:
                              kube_client=client)
         self.server.run_all()
         await self.server.start()
-        # Apps and sidecars follow the pods: those there now, and those the trace adds later.
+        # Pods' hosts files follow the Services (cluster DNS); apps and sidecars follow the pods.
+        services = client.informer("services")
+
+        def refresh(*_):
+            self.runtime.services_changed(services.list(), self.server.environment.domain_suffix or "cluster.local")
+        services.add_event_handler(on_add=refresh, on_update=refresh, on_delete=refresh)
         client.informer("pods").add_event_handler(on_add=self._pod_added, on_delete=self._pod_deleted)
 
     async def restart_server(self, timeout: float = 60.0) -> None:
@@ -150,14 +170,17 @@ class BookinfoDemo:
 
     async def _start_pod(self, pod: dict) -> None:
         ident = pod_identity(pod, self.server.environment.domain_suffix or "cluster.local")
-        labels = ident.labels
         key = f"{ident.name}.{ident.namespace}"
         if key in self.pods:
             return
-        app = BookinfoApp(ident.name, ident.ip, labels["app"], labels.get("version", "v1"), ident.namespace)
+        app = self.runtime.make_app(pod, ident)
         demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
         self.pods[key] = demo_pod
         await app.start()
+        if self.mode.name == "netns" and not podmode.sidecar_runs_in_pods():
+            demo_pod.ready = True  # --pods netns before the agent can run Envoy in a pod: apps only
+            log.info("pod %s: app on %s:%d in %s, no sidecar yet", key, ident.ip, APP_PORT, self.mode.name)
+            return
         agent = EnvoyAgent(ident, self.server.args.host, self.server.bound_ports["xds"],
                            log_level=self.options.envoy_log_level, delta=self.options.delta)
         demo_pod.agent = agent
@@ -174,11 +197,15 @@ class BookinfoDemo:
             await demo_pod.agent.stop()
             demo_pod.agent.cleanup()
         await demo_pod.app.stop()
+        if self.mode is not None and self.mode.name == "netns":
+            await self.runtime.remove_pod(demo_pod.proxy_id)
 
     # -- state ------------------------------------------------------------------------------
     def all_synced(self) -> bool:
-        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)?"""
-        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in self.pods.values())
+        """Is every sidecar caught up (``mesh.xds.debug.proxy_synced``: proxy-status's SYNCED)? Pods
+        without one (``--pods netns`` before the agent runs Envoy in a pod) have nothing to sync."""
+        sidecars = [p for p in self.pods.values() if p.agent is not None or self.mode.name != "netns"]
+        return bool(self.pods) and all(proxy_synced(self.server.ads, p.proxy_id) for p in sidecars)
 
     def pod(self, app: str) -> DemoPod:
         """The first pod (by name) of ``app``."""
@@ -198,10 +225,15 @@ class BookinfoDemo:
         """Commands that send traffic through a sidecar: to productpage (which calls details and
         reviews, which may call ratings) and straight to reviews and ratings."""
         entry = self.entry_pod()
-        proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
         hosts = [h for h in ("productpage", "reviews", "ratings", "details")
                  if any(p.app.app == h for p in self.pods.values())]
+        if self.mode.name == "netns":  # from inside the pod, as the app calls: captured by iptables
+            return [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts]
+        proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
         return [f"curl -s -H 'Host: {host}:{APP_PORT}' {proxy}" for host in hosts]
+
+    def forward_urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{fwd.local_port}/" for name, fwd in self.forwards.items()}
 
     def status_commands(self) -> list[str]:
         port = self.server.bound_ports["debug"]
@@ -227,6 +259,9 @@ class BookinfoDemo:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("stopping a pod failed: %s", result)
+        self.forwards = {}
+        if self.runtime is not None:
+            await self.runtime.stop()  # the pods' namespaces, the node, the forwards
         if self.server is not None:
             await self.server.stop()
             self.server = None

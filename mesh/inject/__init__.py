@@ -4,7 +4,8 @@ https://github.com/istio/istio/tree/1.19.0/pkg/kube/inject — one small module 
 
 * ``config``     — the injector ConfigMap (``config`` + ``values``), parsed and watched;
 * ``policy``     — whether a pod gets a sidecar, and why;
-* ``template``   — Jinja2 templates and their helper functions;
+* ``validate``   — the injection annotations istiod refuses (bad CIDRs, ports, modes);
+* ``template``   — Jinja2 templates (sidecar, gateway, grpc-agent, grpc-simple, custom) and their helpers;
 * ``merge``      — strategic merge of a rendered template into a pod;
 * ``probes``     — rewriting app probes to go through pilot-agent;
 * ``inject``     — one pod's injection, ending in a JSONPatch;

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ import yaml
 from mesh.inject import merge, probes
 from mesh.inject.config import InjectorConfig
 from mesh.inject.template import InjectionTemplateError, proxy_image, render
+from mesh.inject.validate import AnnotationError, validate_annotations
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +225,34 @@ def select_templates(params: InjectionParams) -> list[str]:
     return resolved
 
 
+def native_sidecars_enabled() -> bool:
+    """``ENABLE_NATIVE_SIDECARS`` (pilot/pkg/features, off by default in 1.19): the sidecar
+    template then makes the proxy an init container with ``restartPolicy: Always``.
+
+    https://github.com/istio/istio/blob/1.19.0/pilot/pkg/features/pilot.go#L652-L654
+    """
+    return os.environ.get("ENABLE_NATIVE_SIDECARS", "") in ("1", "t", "T", "TRUE", "true", "True")  # ParseBool
+
+
+def move_container(pod: dict, name: str, source: str, target: str) -> dict:
+    """``moveContainer``: take container ``name`` out of ``spec[source]`` and append it to
+    ``spec[target]`` (a copy of the pod; unchanged if there is none)."""
+    spec = (pod.get("spec") or {})
+    found = merge.find_container(name, spec.get(source))
+    if found is None:
+        return pod
+    pod = merge.clone(pod)
+    pod["spec"][source] = merge.modify_containers(pod["spec"][source], name, merge.REMOVE)
+    pod["spec"].setdefault(target, []).append(found)
+    return pod
+
+
 def run_templates(params: InjectionParams, proxy_config: dict) -> tuple[dict, dict, list[str], dict[str, str]]:
     """``RunTemplate``: returns (merged pod, template-only pod, template names, rendered YAML)."""
+    try:
+        validate_annotations((params.pod.get("metadata") or {}).get("annotations"))
+    except AnnotationError as err:
+        raise InjectionError(str(err)) from err
     glob = params.values.get("global") or {}
     labels = (params.pod.get("metadata") or {}).get("labels") or {}
     cluster = params.proxy_envs.get("ISTIO_META_CLUSTER_ID") or (glob.get("multiCluster") or {}).get("clusterName", "")
@@ -265,6 +293,11 @@ def run_templates(params: InjectionParams, proxy_config: dict) -> tuple[dict, di
             raise InjectionError(str(err)) from err
         rendered[name] = text
         template_pod = merge.strategic_merge(template_pod, overlay)
+        if native_sidecars_enabled() and merge.find_container(
+                PROXY, (template_pod.get("spec") or {}).get("initContainers")) is not None:
+            # The template made the proxy an init container, but the user's customisation of it is
+            # written under `containers`: move it across so the two are merged, not doubled.
+            merged_pod = move_container(merged_pod, PROXY, "containers", "initContainers")
         merged_pod = merge.strategic_merge(merged_pod, overlay)
     return merged_pod, template_pod, names, rendered
 

@@ -1,5 +1,6 @@
 """Injecting workloads in files, like ``istioctl kube-inject``: Pods, and the pod templates of
-Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and CronJobs.
+Deployments, ReplicaSets, ReplicationControllers, StatefulSets, DaemonSets, Jobs, CronJobs and
+OpenShift DeploymentConfigs, also as the items of a ``v1 List``.
 
 Go: ``IntoResourceFile`` and ``IntoObject``
 https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/inject.go#L546-L787.
@@ -21,14 +22,21 @@ from mesh.inject.config import SIDECAR_TEMPLATE, InjectorConfig
 from mesh.inject.inject import InjectionParams, inject_pod, proxy_config_for
 from mesh.inject.policy import inject_required
 
-WORKLOAD_KINDS = {  # kind → path from the object to its pod template
-    ("", "Pod"): (),
-    ("apps", "Deployment"): ("spec", "template"),
-    ("apps", "ReplicaSet"): ("spec", "template"),
-    ("apps", "StatefulSet"): ("spec", "template"),
-    ("apps", "DaemonSet"): ("spec", "template"),
-    ("batch", "Job"): ("spec", "template"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
+# kind → (path to the pod's metadata, path to its spec). istioctl's scheme registers these kinds
+# as "unversioned", so a kind is recognised under any apiVersion (extensions/v1beta1 Deployment,
+# batch/v1beta1 CronJob): https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/initializer.go#L44-L75
+WORKLOAD_KINDS = {
+    "Pod": ((), ()),
+    "ReplicationController": (("spec", "template"), ("spec", "template")),
+    "Deployment": (("spec", "template"), ("spec", "template")),
+    "DaemonSet": (("spec", "template"), ("spec", "template")),
+    "ReplicaSet": (("spec", "template"), ("spec", "template")),
+    "StatefulSet": (("spec", "template"), ("spec", "template")),
+    "Job": (("spec", "template"), ("spec", "template")),
+    "DeploymentConfig": (("spec", "template"), ("spec", "template")),  # OpenShift's apps.openshift.io/v1
+    # A CronJob's pod metadata is taken from its jobTemplate, not from the pod template inside it:
+    # that is what IntoObject reads, so annotations and injected labels land on the jobTemplate.
+    "CronJob": (("spec", "jobTemplate"), ("spec", "jobTemplate", "spec", "template")),
 }
 
 
@@ -36,8 +44,14 @@ class KubeInjectError(ValueError):
     pass
 
 
-def _group(api_version: str) -> str:
-    return api_version.rpartition("/")[0]  # "" for the core group ("v1")
+def _walk(obj: dict, path: tuple[str, ...], kind: str) -> dict:
+    node = obj
+    for step in path:
+        node = node.get(step)
+        if not isinstance(node, dict):
+            raise KubeInjectError(f"{kind} {(obj.get('metadata') or {}).get('name', '')}: "
+                                  f"{'.'.join(path)} is required")
+    return node
 
 
 def into_object(obj: dict, config: InjectorConfig, values: dict, mesh_config: dict, revision: str = "",
@@ -48,18 +62,14 @@ def into_object(obj: dict, config: InjectorConfig, values: dict, mesh_config: di
         out["items"] = [into_object(i, config, values, mesh_config, revision, warn) for i in obj.get("items") or []]
         return out
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
-    path = WORKLOAD_KINDS.get((_group(api_version), kind))
-    if path is None:
+    paths = WORKLOAD_KINDS.get(kind)
+    if paths is None:
         return obj
     out = copy.deepcopy(obj)
-    template = out
-    for step in path:
-        template = template.get(step)
-        if not isinstance(template, dict):
-            raise KubeInjectError(f"{kind} {obj['metadata'].get('name', '')}: {'.'.join(path)} is required")
+    meta_holder, spec_holder = _walk(out, paths[0], kind), _walk(out, paths[1], kind)
     deploy_meta = copy.deepcopy(out.get("metadata") or {})
-    meta = template.setdefault("metadata", {})
-    spec = template.setdefault("spec", {})
+    meta = meta_holder.setdefault("metadata", {})
+    spec = spec_holder.setdefault("spec", {})
     name = meta.get("name") or deploy_meta.get("name", "")
     full_name = f"{deploy_meta['namespace']}/{name}" if deploy_meta.get("namespace") else name
     if spec.get("hostNetwork"):
@@ -82,6 +92,6 @@ def into_object(obj: dict, config: InjectorConfig, values: dict, mesh_config: di
         default_templates=[SIDECAR_TEMPLATE], injected_annotations={},
     )
     result = inject_pod(params)
-    template["metadata"] = result.pod["metadata"]
-    template["spec"] = result.pod["spec"]
+    meta_holder["metadata"] = result.pod["metadata"]
+    spec_holder["spec"] = result.pod["spec"]
     return out

@@ -11,10 +11,13 @@ field by field; a ``volumes`` entry with a new ``name`` is added. The keys below
 ``patchMergeKey`` tags of ``k8s.io/api/core/v1`` for the lists a Pod has; every other list is
 replaced whole, maps merge recursively, and ``null`` in the patch deletes the field.
 
-Simplifications, named: the ``$patch``/``$setElementOrder`` directives are not supported (no
-injection template uses them); merged keyed lists put the patch's items first, in the patch's
-order, then the original's remaining items — which is the order Kubernetes produces for the
-patches injection makes (the injected volumes come before the app's own).
+Templates may use the ``$patch`` directive as in a strategic merge patch: ``$patch: replace`` in a
+map replaces the pod's map instead of merging into it, ``$patch: delete`` removes it, and in a
+keyed list ``{name: x, $patch: delete}`` removes item ``x`` and ``{$patch: replace}`` replaces the
+list. Simplifications, named: the rarer directives (``$setElementOrder``, ``$retainKeys``,
+``$deleteFromPrimitiveList``) are not supported. Merged keyed lists are ordered as Kubernetes orders them (see
+``_merge_keyed_list``): the injected volumes come before the app's own, and a user's
+``istio-proxy`` volume mount re-applied over the injected container stays after the injected ones.
 """
 
 from __future__ import annotations
@@ -46,33 +49,74 @@ def clone(value):
     return json.loads(json.dumps(value))
 
 
+PATCH = "$patch"  # strategic merge's directive key: "replace" or "delete" (a map or a list item)
+
+
+def _plain(value):
+    """A copy of patch data with the directives taken out (new data carries none into the pod)."""
+    text = json.dumps(value)
+    return json.loads(text) if PATCH not in text else _strip(value)  # the common case stays one copy
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k != PATCH}
+    if isinstance(value, list):
+        return [_strip(v) for v in value if not (isinstance(v, dict) and PATCH in v and len(v) == 1)]
+    return value
+
+
 def _merge_into(target: dict, patch: dict, path: tuple[str, ...]) -> dict:
     for key, value in patch.items():
         here = path + (key,)
-        if value is None:
+        directive = value.get(PATCH) if isinstance(value, dict) else None
+        if value is None or directive == "delete":
             target.pop(key, None)
+        elif directive == "replace":
+            target[key] = _plain(value)  # this map instead of the original's, not merged into it
         elif isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge_into(target[key], value, here)
         elif isinstance(value, list) and here in MERGE_KEYS and isinstance(target.get(key), list):
-            target[key] = _merge_keyed_list(target[key], value, MERGE_KEYS[here], here)
+            if any(isinstance(i, dict) and i.get(PATCH) == "replace" for i in value):
+                target[key] = _plain(value)  # [{$patch: replace}, ...]: the list is replaced whole
+            else:
+                target[key] = _merge_keyed_list(target[key], value, MERGE_KEYS[here], here)
         else:
-            target[key] = clone(value)
+            target[key] = _plain(value)
     return target
 
 
 def _merge_keyed_list(original: list, patch: list, key: str, path: tuple[str, ...]) -> list:
-    """Patch items first (merged with the original item of the same key), then the rest."""
+    """Merge by ``key``, then order as Kubernetes' ``mergeSortedSlice`` does: the patch's items in
+    patch order and the original's other items in their order, interleaved so that two items both
+    found in the original keep their original order — a patch item the original lacks goes first.
+
+    (``normalizeElementOrder``/``mergeSortedSlice`` in
+    https://github.com/kubernetes/apimachinery/blob/v0.28.0/pkg/util/strategicpatch/patch.go)
+    """
     by_key = {item.get(key): item for item in original if isinstance(item, dict)}
+    position = {k: i for i, k in enumerate(by_key)}
     merged, used = [], set()
     for item in patch:
         k = item.get(key) if isinstance(item, dict) else None
+        if isinstance(item, dict) and item.get(PATCH) == "delete":
+            used.add(k)  # {name: x, $patch: delete}: the original's item x goes
+            continue
         if k is not None and k in by_key:
-            merged.append(_merge_into(by_key[k], item, path))
+            merged.append((position[k], _merge_into(by_key[k], item, path)))
             used.add(k)
         else:
-            merged.append(clone(item))
-    merged += [i for i in original if not (isinstance(i, dict) and i.get(key) in used)]
-    return merged
+            merged.append((None, _plain(item)))
+    rest = [(position.get(i.get(key)) if isinstance(i, dict) else None, i)
+            for i in original if not (isinstance(i, dict) and i.get(key) in used)]
+    out = []
+    while merged or rest:
+        if rest and (not merged or (rest[0][0] is not None and merged[0][0] is not None
+                                    and rest[0][0] < merged[0][0])):
+            out.append(rest.pop(0)[1])
+        else:
+            out.append(merged.pop(0)[1])
+    return out
 
 
 MOVE_FIRST, MOVE_LAST, REMOVE = "first", "last", "remove"

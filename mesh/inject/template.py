@@ -28,6 +28,7 @@ Templates come from a ConfigMap, so they run in Jinja's sandbox. A missing value
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Mapping
 
@@ -96,6 +97,35 @@ def indent(text: str, spaces: int) -> str:
 def quote(value: object) -> str:
     """sprig's ``quote``: a double-quoted string (valid YAML and JSON)."""
     return json.dumps("" if isinstance(value, jinja2.Undefined) or value is None else _go_string(value))
+
+
+def getenv(key: str, default: str = "") -> str:
+    """istiod's environment variable ``key``, else ``default`` (template.go's ``env``): how the
+    sidecar template sees ``ENABLE_NATIVE_SIDECARS``."""
+    return os.environ.get(key) or default
+
+
+def append_multus_network(existing: str, network: str) -> str:
+    """``appendMultusNetwork``: add ``network`` to a ``k8s.v1.cni.cncf.io/networks`` value, which is
+    either a comma-separated list or a JSON list of ``{"name": ...}`` (kept as text, the new entry
+    spliced in before the closing bracket, as Go does). Already there: unchanged.
+
+    https://github.com/istio/istio/blob/1.19.0/pkg/kube/inject/template.go#L183-L210
+    """
+    if isinstance(existing, jinja2.Undefined) or not existing:
+        return network
+    end = existing.rfind("]")
+    if end != -1:
+        try:
+            networks = json.loads(existing)
+        except json.JSONDecodeError:
+            return existing  # not JSON after all: leave it as the user wrote it
+        if any(isinstance(n, dict) and n.get("name") == network for n in networks):
+            return existing
+        return existing[:end] + f', {{"name": "{network}"}}' + existing[end:]
+    if network in (n.strip() for n in existing.split(",")):
+        return existing
+    return f"{existing}, {network}"
 
 
 def directory(path: str) -> str:
@@ -179,6 +209,7 @@ def _environment() -> SandboxedEnvironment:
         annotation=annotation, isset=isset, value_or_default=value_or_default,
         exclude_inbound_port=exclude_inbound_port, to_json=to_json, from_json=from_json,
         proxy_config_json=proxy_config_json, pod_ports_json=pod_ports_json, directory=directory,
+        env=getenv, append_multus_network=append_multus_network,
     )
     env.filters.update(to_json=to_json, to_yaml=to_yaml, indent_rest=indent, quote=quote)
     return env

@@ -29,9 +29,12 @@ Simplifications, named so nobody mistakes them for Kubernetes behaviour:
   endpoints), and the newest pods go first;
 * no ``kubernetes`` Service, no legacy Endpoints objects, no managedFields, no kube-root-ca.crt.
 
-Addresses are loopback only (DESIGN.md §4): pod IPs from 127.10.0.0/16, Service clusterIPs from
-127.96.0.0/16, the Node at 127.0.0.1. Everything is a pure function of the calls made: the same
-calls give byte-identical events.
+Addresses are a real cluster's (DESIGN.md §4): pod IPs from 10.244.0.0/16 (the pod CIDR of a
+kubeadm or kind cluster), Service clusterIPs from 10.96.0.0/12 (kube-apiserver's default
+``--service-cluster-ip-range``), the Node at 10.244.0.1, the address of the bridge the pods' default
+route points to in ``mesh.cni``. They carry traffic only inside the network namespaces mesh creates;
+``mesh.kube.addresses`` maps them to loopback where namespaces are not available. Everything is a
+pure function of the calls made: the same calls give byte-identical events.
 """
 
 from __future__ import annotations
@@ -55,9 +58,9 @@ from mesh.kube.trace import TraceEvent
 from mesh.util.toyaml import to_yaml
 
 EPOCH = datetime(2023, 9, 5, tzinfo=UTC)  # Istio 1.19.0's release day: t=0 of every built trace
-POD_CIDR = "127.10.0.0/16"
-SERVICE_CIDR = "127.96.0.0/16"
-NODE_IP = "127.0.0.1"
+POD_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/12"
+NODE_IP = "10.244.0.1"  # the pods' gateway (mesh.cni's bridge); the pod pool starts at .2
 
 # k8s.io/apimachinery/pkg/util/rand's alphabet for generated names: no vowels (no accidental
 # words) and no 0/1/3 (easily confused with letters).

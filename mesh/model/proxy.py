@@ -5,7 +5,7 @@ and its node id parser ``ParseServiceNodeWithMetadata``
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L1038-L1073).
 An Envoy names itself with a node id of four ``~``-separated parts::
 
-    sidecar~127.10.0.5~reviews-v1-7d5f8c9b4-x2k9p.default~default.svc.cluster.local
+    sidecar~10.244.0.5~reviews-v1-7d5f8c9b4-x2k9p.default~default.svc.cluster.local
     <type>  ~<ip>      ~<pod name>.<namespace>          ~<DNS domain>
 """
 

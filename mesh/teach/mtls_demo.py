@@ -23,6 +23,7 @@ from cryptography import x509
 from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
+from mesh.kube.addresses import require_loopback
 from mesh.security.ca import key_to_pem, make_csr
 from mesh.teach.certs_view import duration
 from mesh.teach.views import TextView, table
@@ -147,6 +148,8 @@ async def start_sidecars(server, apps: list[str], namespace: str = "default", tt
     certificate from ``server``'s CA with a service-account token, then wait until all are synced."""
     demo = MtlsDemo(server)
     pods = {p["metadata"]["labels"].get("app"): p for p in server.kube_client.informer("pods").list(namespace)}
+    for app in apps:
+        require_loopback(pods[app]["status"]["podIP"])
     deadline = time.monotonic() + wait_for_addresses  # other Envoys may still hold these addresses
     while not all(port_free(pods[a]["status"]["podIP"], port) for a in apps for port in (9080, 15006, 15080)):
         if time.monotonic() > deadline:

@@ -36,6 +36,7 @@ PACKAGE_MAP: tuple[tuple[str, str, str], ...] = (
     ("pkg/kube/inject", "mesh.inject", "sidecar injection: policy, templates, webhook"),
     ("pkg/webhooks/validation", "mesh.webhooks", "the validation webhook"),
     ("pkg/istio-agent", "mesh.agent", "pilot-agent: bootstrap, XDS proxy, SDS, Envoy"),
+    ("tools/istio-iptables", "mesh.iptables", "istio-init: a pod's iptables capture rules"),
     ("operator", "mesh.install", "profiles, istioctl install, the operator loop"),
 )
 

@@ -1,0 +1,203 @@
+"""Where the demo's pods run: in network namespaces (as root), or on loopback stand-ins.
+
+``choose(requested)`` picks the mode, and the demo logs it in one line:
+
+- ``netns`` — each pod is a network namespace made by ``mesh.cni`` on its trace IP (10.244.0.x),
+  its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
+  inside it that calls Services by name (captured by iptables into the sidecar). Envoy runs in the
+  pod through ``PodSandbox.command(argv, gid=1337)`` and reaches istiod through pilot-agent's XDS
+  proxy on a Unix socket — the integration point is ``sidecar_runs_in_pods()``: until the agent
+  takes a pod sandbox, ``auto`` does not pick this mode (``--pods netns`` still builds the pods and
+  apps, without sidecars, to look at the plumbing).
+- ``loopback`` — not root, or no sidecar for pods yet: the trace is replayed with loopback
+  stand-ins (``mesh.kube.addresses.to_loopback``: 127.10.0.x), apps run in this process on their
+  stand-in address and call through their sidecar's HTTP proxy listener; nothing captures traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from mesh.cni.ip import unavailable
+from mesh.cni.node import Node
+from mesh.cni.pod import PodSandbox
+from mesh.cni.portforward import PortForward
+from mesh.cni.state import STATE_DIR
+from mesh.demo.apps import BookinfoApp
+from mesh.kube.addresses import to_loopback
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "netns", "loopback")
+
+
+def sidecar_runs_in_pods() -> bool:
+    """Can the agent run Envoy inside a pod sandbox (its ``netns`` parameter, pilot-agent's XDS
+    proxy on a Unix socket)? The one place that decides whether ``auto`` may pick ``netns``."""
+    # The agent can (EnvoyAgent's ``netns``), but the runner does not start it in the pod yet, so
+    # ``auto`` keeps the loopback mode until it does.
+    return False
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str  # "netns" or "loopback"
+    reason: str
+
+    def describe(self) -> str:
+        if self.name == "netns":
+            return f"pods: network namespaces on their trace IPs (10.244.0.x), istio-init's iptables capture ({self.reason})"
+        return f"pods: loopback stand-ins 127.10.0.x, sidecars as HTTP proxies, no capture ({self.reason})"
+
+
+def choose(requested: str = "auto", subnet: str | None = None) -> Mode:
+    if requested not in MODES:
+        raise ValueError(f"pods mode {requested!r}: expected one of {', '.join(MODES)}")
+    if requested == "loopback" or subnet is not None:
+        return Mode("loopback", "asked for" if requested == "loopback" else "--subnet is a loopback option")
+    why_not = unavailable()
+    if requested == "netns":
+        if why_not:
+            raise RuntimeError(f"--pods netns: {why_not}")
+        return Mode("netns", "asked for")
+    if why_not:
+        return Mode("loopback", why_not)
+    if not sidecar_runs_in_pods():
+        return Mode("loopback", "the sidecar cannot run inside a pod namespace yet (pilot-agent's XDS proxy)")
+    return Mode("netns", "root, iproute2 and iptables present")
+
+
+class InPodApp:
+    """A bookinfo app as a process inside its pod (``python -m mesh.demo.apps``); ``start`` first
+    makes the pod: its sandbox (``mesh.cni``) and istio-init's rules."""
+
+    def __init__(self, pods: NetnsPods, pod: dict, ident):
+        self.pods, self.pod, self.ident = pods, pod, ident
+        self.app, self.version = ident.labels["app"], ident.labels.get("version", "v1")
+        self.pod_name, self.ip, self.namespace = ident.name, ident.ip, ident.namespace
+        self.sandbox: PodSandbox | None = None
+        self.process: subprocess.Popen | None = None
+
+    async def start(self) -> InPodApp:
+        self.sandbox = await self.pods.add_pod(self.pod, self.ident)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.process = self.sandbox.spawn(
+            [sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
+             "--ip", self.ip, "--app", self.app, "--version", self.version],
+            stdout=subprocess.PIPE, env=env, text=True)
+        line = await asyncio.to_thread(self.process.stdout.readline)
+        if line.strip() != "ready":
+            await self.stop()
+            raise RuntimeError(f"app {self.app} in pod {self.sandbox.key} did not start")
+        return self
+
+    async def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.to_thread(self.process.wait, 5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
+
+
+class LoopbackPods:
+    """Today's fallback: stand-in addresses, apps in this process."""
+
+    mode = "loopback"
+
+    def __init__(self, subnet: str | None = None):
+        self.subnet = subnet
+
+    def prepare(self, trace):
+        return to_loopback(trace, self.subnet)
+
+    async def start(self) -> None:
+        pass
+
+    def make_app(self, pod: dict, ident) -> BookinfoApp:
+        labels = ident.labels
+        return BookinfoApp(ident.name, ident.ip, labels["app"], labels.get("version", "v1"), ident.namespace)
+
+    def services_changed(self, services: list[dict], domain: str) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class NetnsPods:
+    """Pods as network namespaces (``mesh.cni``), istio-init applied, apps inside them."""
+
+    mode = "netns"
+
+    def __init__(self):
+        self.node = Node()
+        self.services: list[dict] = []
+        self.domain = "cluster.local"
+        self.forwards: list[PortForward] = []
+
+    def prepare(self, trace):
+        return trace
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.node.start)
+
+    def make_app(self, pod: dict, ident) -> InPodApp:
+        return InPodApp(self, pod, ident)
+
+    async def add_pod(self, pod: dict, ident) -> PodSandbox:
+        """What kubelet, the CNI plugin and istio-init do before the pod's containers start."""
+        sandbox = await asyncio.to_thread(self.node.add_pod, ident.name, ident.namespace, ident.ip,
+                                          self.services, self.domain)
+        init = istio_init_args(pod)
+        if init is not None:
+            await asyncio.to_thread(sandbox.istio_init, init)
+        return sandbox
+
+    def sandbox(self, key: str) -> PodSandbox | None:
+        return self.node.pods.get(key)
+
+    def services_changed(self, services: list[dict], domain: str) -> None:
+        self.services, self.domain = services, domain
+        self.node.update_hosts(services, domain)
+
+    async def forward(self, key: str, port: int, local_port: int = 0) -> PortForward:
+        """``127.0.0.1:<local_port>`` → the pod's ``<ip>:<port>`` (kubectl port-forward)."""
+        sandbox = self.node.pods[key]
+        path = STATE_DIR / f"{self.node.run}-pf{len(self.forwards)}.sock"
+        forward = await PortForward(sandbox, port, path, local_port).start()
+        self.forwards.append(forward)
+        return forward
+
+    async def remove_pod(self, key: str) -> None:
+        await asyncio.to_thread(self.node.remove_pod, key)
+
+    async def stop(self) -> None:
+        for forward in self.forwards:
+            with contextlib.suppress(Exception):
+                await forward.stop()
+        self.forwards = []
+        await asyncio.to_thread(self.node.stop)
+
+
+def istio_init_args(pod: dict) -> list[str] | None:
+    """The ``istio-init`` container's args of an injected pod (None: not injected, or istio-cni)."""
+    for container in (pod.get("spec") or {}).get("initContainers") or []:
+        if container.get("name") == "istio-init":
+            return list(container.get("args") or [])
+    return None
+
+
+def runtime(mode: Mode, subnet: str | None = None):
+    return NetnsPods() if mode.name == "netns" else LoopbackPods(subnet)

@@ -1,0 +1,74 @@
+"""Where the demo's pods run (mesh.demo.podmode): the mode choice, and bookinfo's pods as network
+namespaces on their trace IPs, istio-init applied from the injected pods, apps inside them,
+productpage reached from 127.0.0.1 through a port-forward, and nothing left after stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.request
+
+import pytest
+
+from mesh.cni.ip import netns_names, unavailable
+from mesh.demo import podmode
+from mesh.demo.runner import BookinfoDemo, DemoOptions
+
+ZERO_PORTS = dict.fromkeys(["xds", "secure_xds", "monitoring", "webhook", "debug"], 0)
+
+
+def test_the_mode_is_chosen_once_with_a_reason(monkeypatch):
+    assert podmode.choose("loopback") == podmode.Mode("loopback", "asked for")
+    assert podmode.choose("auto", subnet="127.10.7").name == "loopback"  # --subnet is a loopback option
+    with pytest.raises(ValueError, match="expected one of auto, netns, loopback"):
+        podmode.choose("containers")
+    monkeypatch.setattr(podmode, "unavailable", lambda: "not root (...)")
+    assert podmode.choose("auto") == podmode.Mode("loopback", "not root (...)")
+    with pytest.raises(RuntimeError, match="--pods netns: not root"):
+        podmode.choose("netns")
+    monkeypatch.setattr(podmode, "unavailable", lambda: None)
+    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: False)
+    assert podmode.choose("auto").name == "loopback" and "XDS proxy" in podmode.choose("auto").reason
+    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: True)
+    assert podmode.choose("auto").name == "netns"
+    assert "10.244.0.x" in podmode.choose("auto").describe()
+
+
+def test_istio_init_args_come_from_the_injected_pod():
+    pod = {"spec": {"initContainers": [{"name": "istio-init", "args": ["istio-iptables", "-p", "15001"]}]}}
+    assert podmode.istio_init_args(pod) == ["istio-iptables", "-p", "15001"]
+    assert podmode.istio_init_args({"spec": {"initContainers": [{"name": "istio-validation"}]}}) is None
+    assert podmode.istio_init_args({"spec": {}}) is None
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"pods as network namespaces: {unavailable()}")
+def test_bookinfo_pods_as_network_namespaces(monkeypatch):
+    monkeypatch.setattr(podmode, "sidecar_runs_in_pods", lambda: False)  # the plumbing alone, no Envoy
+    # speed 5: the pods are created after the injector is up, so they carry istio-init (as in `make serve`)
+    demo = BookinfoDemo(DemoOptions(trace="bookinfo", speed=5, pods="netns", ports=dict(ZERO_PORTS)))
+
+    async def run() -> tuple[dict, dict, str, str, list[str]]:
+        await demo.start(timeout=60)
+        try:
+            pods = {key: (p.ip, p.app.sandbox.netns) for key, p in demo.pods.items()}
+            url = demo.forward_urls()["productpage"]
+            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=10).read()))
+            netns = pods[demo.pod("productpage").proxy_id][1]
+            rules = subprocess.run(["ip", "netns", "exec", netns, "iptables-save", "-t", "nat"],
+                                   capture_output=True, text=True, check=True).stdout
+            hosts = subprocess.run(["ip", "netns", "exec", netns, "getent", "hosts", "reviews.default.svc.cluster.local"],
+                                   capture_output=True, text=True, check=False).stdout
+            return pods, body, rules, hosts, demo.curl_commands()
+        finally:
+            await demo.stop()
+
+    pods, body, rules, hosts, commands = asyncio.run(run())
+    assert demo.mode.name == "netns" and len(pods) == 6
+    for key, (ip, netns) in pods.items():
+        assert ip.startswith("10.244.0.") and netns.endswith("-" + key)  # the trace's own pod IP, in its namespace
+        assert netns not in netns_names()  # gone after stop
+    assert body["app"] == "productpage" and body["pod"].startswith("productpage-v1-")
+    assert "-A ISTIO_OUTPUT -j ISTIO_REDIRECT" in rules and "--dport 15020 -j RETURN" in rules
+    assert hosts.split()[0].startswith("10.96.0.")
+    assert commands[0].startswith("python -m mesh exec productpage-v1-") and "http://productpage:9080/" in commands[0]
