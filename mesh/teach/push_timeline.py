@@ -1,6 +1,7 @@
 """Views of the push recorder (``mesh.xds.push_recorder``): the push timeline of
 ``python -m mesh replay TRACE --show pushes`` and notebook 16 — events, debounce windows and each
-push with what every modelled proxy was sent, in ``resources / bytes`` per type.
+push with what every modelled proxy was sent, in ``resources / bytes`` per type; a Delta sidecar's
+cells read ``+added -removed / bytes`` and its rows are marked ``(delta)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from mesh.xds.push_recorder import TYPES, ProxyDelivery, PushRecorder, Sent
 
 # -- views ------------------------------------------------------------------------------------------
 def _cell(sent: Sent | None) -> str:
-    return f"{sent.count} / {sent.bytes} B" if sent is not None else "-"
+    if sent is None:
+        return "-"
+    if sent.delta:
+        return f"+{sent.count} -{len(sent.removed)} / {sent.bytes} B"
+    return f"{sent.count} / {sent.bytes} B"
 
 
 def _totals(deliveries: Iterable[ProxyDelivery]) -> dict[str, tuple[int, int]]:
@@ -88,7 +93,8 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
         if per_proxy:
             for d in rec.deliveries:
                 sent = d.by_type()
-                rows.append(("", f"  {d.step}", d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
+                step = f"  {d.step} (delta)" if any(s.delta for s in d.sent) else f"  {d.step}"
+                rows.append(("", step, d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
             rows += [("", "  disconnect", gone, "", "", "", "", "") for gone in rec.disconnected]
         entries.append((p.at, 2, rec.number, tuple(rows)))
     out = []
@@ -124,5 +130,9 @@ def proxy_sends(recorder: PushRecorder, proxy_id: str) -> TextView:
                 continue
             for s in d.sent:
                 rows.append((f"{rec.push.at:7.3f}", rec.number, d.step, s.type, s.count, s.bytes,
-                             ", ".join(s.names[:3]) + (f" … (+{s.count - 3})" if s.count > 3 else "")))
-    return table(("at (s)", "push", "step", "type", "resources", "bytes", "names"), rows)
+                             ", ".join(s.names[:3]) + (f" … (+{s.count - 3})" if s.count > 3 else ""),
+                             ", ".join(s.removed)))
+    columns = ("at (s)", "push", "step", "type", "resources", "bytes", "names", "removed")
+    if not any(row[-1] for row in rows):  # a SotW proxy removes by leaving out: no column for it
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    return table(columns, rows)

@@ -176,6 +176,42 @@ def watched_names(existing: Sequence[str], req: DeltaRequestFields) -> tuple[lis
     return sorted(names), wildcard
 
 
+def delta_changes(watch: DeltaWatch, w: WatchedResource, resources: list, request: PushRequest | None,
+                  only: list[str] | None = None) -> tuple[list, list[str]]:
+    """What a Delta response carries, from what was generated: the resources whose version the
+    proxy does not hold, and the names it holds (or asked for) that are gone. ``only``: the
+    names a new subscription asked for. ADS and the push recorder both decide here."""
+    current = {r.name for r in resources}
+    changed = []
+    for r in resources:
+        if not r.version:
+            r.version = resource_version(r.encoded)
+        if watch.held.get(r.name) != r.version:
+            changed.append(r)
+    if watch.wildcard and only is None:  # CDS, LDS: everything is generated, what is missing is gone
+        removed = sorted(n for n in watch.held if n not in current)
+    elif request is None:  # answering a subscription: asked-for names that do not exist
+        asked = only if only is not None else w.names
+        removed = sorted(n for n in asked if n not in current and (n in watch.held or only is not None))
+    else:
+        # A push of a named type (EDS, RDS) may generate a subset (the changed services only), so
+        # absence proves nothing; Envoy drops those names itself when CDS or LDS remove their parent.
+        removed = []
+    return changed, removed
+
+
+def now_held(watch: DeltaWatch, w: WatchedResource, changed: list, removed: list[str]) -> None:
+    """Record a response as held by the proxy, when it is sent — a NACK does not undo that, so
+    a NACKed version is never sent again."""
+    for r in changed:
+        watch.held[r.name] = r.version
+    for name in removed:
+        watch.held.pop(name, None)
+    if watch.wildcard:
+        w.names = sorted(watch.held)  # a wildcard watch names what the proxy holds
+    watch.last_added, watch.last_removed = len(changed), len(removed)
+
+
 class DeltaAds:
     """The Delta half of an ``AdsServer`` (``ads.delta``): requests, pushes and sends of Delta streams."""
 
@@ -252,33 +288,14 @@ class DeltaAds:
             return
         if resources is None:
             return  # this push does not concern this type
-        current = {r.name for r in resources}
-        changed = []
-        for r in resources:
-            if not r.version:
-                r.version = resource_version(r.encoded)
-            if watch.held.get(r.name) != r.version:
-                changed.append(r)
-        if watch.wildcard and only is None:
-            removed = sorted(n for n in watch.held if n not in current)
-        elif request is None or request.full:  # a full answer for these names: absent ones are gone
-            asked = only if only is not None else w.names
-            removed = sorted(n for n in asked if n not in current and (n in watch.held or only is not None))
-        else:
-            removed = []  # an incremental push generated a subset: the rest stays as it is
+        changed, removed = delta_changes(watch, w, resources, request, only)
         if not changed and not removed and request is not None:
             return  # nothing the proxy does not already hold
         # Proxies given the same changes in this push share one response and nonce, as in SotW;
         # the memo keeps the resources alive, so the ids in its key cannot be reused meanwhile.
         _, nonce, data = push.memo(("delta-response", type_url, tuple(map(id, changed)), tuple(removed)),
                                    lambda: self._assemble(push.version, type_url, changed, removed))
-        for r in changed:
-            watch.held[r.name] = r.version  # held from now on: a NACK does not make it re-sent
-        for name in removed:
-            watch.held.pop(name, None)
-        if watch.wildcard:
-            w.names = sorted(watch.held)  # a wildcard watch names what the proxy holds
-        watch.last_added, watch.last_removed = len(changed), len(removed)
+        now_held(watch, w, changed, removed)
         w.nonce_sent, w.version_sent = nonce, push.version
         w.sent_names = [r.name for r in changed]
         con.push_version = push.version
