@@ -1,10 +1,10 @@
 """Delta (incremental) xDS: ``DeltaAggregatedResources`` beside State of the World, on the same server.
 
-Go: ``StreamDeltas`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/delta.go#L41-L152,
+Go: ``StreamDeltas`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/delta.go#L41-L150,
 ``processDeltaRequest`` (delta.go#L270-L315), ``shouldRespondDelta`` (delta.go#L319-L428),
-``pushDeltaXds`` (delta.go#L432-L555), ``deltaWatchedResources`` (delta.go#L595-L618) and the
+``pushDeltaXds`` (delta.go#L432-L554), ``deltaWatchedResources`` (delta.go#L595-L618) and the
 ``XdsDeltaResourceGenerator`` interface
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L281-L290.
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/context.go#L281-L286.
 
 In State of the World every response of a wildcard type (CDS, LDS) is the whole set, and
 leaving a resource out removes it. In Delta a response carries only resources that changed,
@@ -19,9 +19,10 @@ mesh serves both on one ``AdsServer``: a Delta stream is a ``Connection`` with `
 ``AdsServer.generate`` step; only what is sent differs. That is istiod's shape too: both stream
 kinds are one ``Connection`` type fed by ``pushConnection`` / ``pushConnectionDelta``.
 
-What changed, and only that (the ``XdsDeltaResourceGenerator`` idea). istiod's CDS implements
+What changed, and only that (the ``XdsDeltaResourceGenerator`` idea). istiod's CDS and EDS implement
 ``GenerateDeltas`` from the push's ``ConfigsUpdated`` (a deleted service → its clusters in
-``deletedRes``). mesh reaches the same answers by comparing versions: a resource's version is a
+``deletedRes``); LDS and RDS are rebuilt whole and removals computed as in SotW
+(delta.go#L494-L501). mesh reaches the same answers by comparing versions: a resource's version is a
 digest of its serialized bytes, so a push sends only resources whose version differs from what the
 proxy holds, and a wildcard type removes what the proxy holds and the push no longer generates.
 An EDS-only push already generates just the changed services' assignments (``eds.py``), so scaling
@@ -36,12 +37,14 @@ Simplifications, named:
 
 * ``initial_resource_versions`` are honoured, not only read as subscriptions: a resource the
   proxy declares at the version mesh would send is not sent again (istiod 1.19 treats them as
-  subscriptions only, "since we don't care about the version", delta.go#L289-L293; its versions
+  subscriptions only, "since we don't care about the version", delta.go#L289-L292; its versions
   are push versions, which a restarted istiod cannot compare — mesh's content digests can).
 * A stale nonce is not an ACK, but subscription changes it carries are kept and answered
-  (istiod drops the whole request, delta.go#L370-L378, with a TODO doubting that).
+  (istiod drops the whole request, delta.go#L378-L386, with a TODO doubting that).
 * A request that only unsubscribes is not answered (the client already dropped those resources).
-* No ``AlwaysRespond`` warming re-send (delta.go#L359-L368), no debug or health-info types, no
+* A push of EDS or RDS infers no removal (it may generate a subset); a deleted service's EDS goes
+  out as an empty assignment, not as a removal as istiod's delta EDS sends it.
+* No ``AlwaysRespond`` warming re-send (delta.go#L359-L373), no debug or health-info types, no
   aliases, TTLs or ``resource_locators``.
 """
 
