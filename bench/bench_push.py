@@ -2,7 +2,7 @@
 
 istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_time``
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/monitoring.go). Run
-``.venv/bin/python bench/bench_push.py [--services N] [--clients N] [--scale-rounds N] [--skip-envoy] [--skip-scale]``.
+``.venv/bin/python bench/bench_push.py [--services N] [--clients N] [--scale-rounds N] [--skip-envoy] [--skip-scale] [--delta]``.
 
 1. **serialization** — for a mesh of N services: building a cluster dict vs serializing it
    (betterproto2) vs finding it in the XdsCache.
@@ -17,6 +17,11 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
    also says where the CPU went — the server, the simulated clients, everything else on the
    machine — because server and clients share its cores: on a small machine the clients
    (Python gRPC receiving a gigabyte per full push) cost as much as the server.
+4. **delta** (``--delta``) — the same scale run again with the clients speaking Delta xDS
+   (``DeltaAggregatedResources``: wildcard CDS, EDS subscribed by name, ACKs carrying only the
+   nonce): the connect storm, incremental EDS of one service and a DestinationRule edit (over Delta
+   only the changed cluster goes out; unchanged endpoints are not re-sent), and the bytes sent per
+   EDS update per proxy over both protocols in the same run (``mesh_xds_sent_bytes``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from mesh.clock import RealClock  # noqa: E402
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason  # noqa: E402
 from mesh.networking.cluster import build_outbound_clusters  # noqa: E402
 from mesh.networking.push_context import PushContext  # noqa: E402
-from mesh.xds.ads import ADS_METHOD, AdsServer  # noqa: E402
+from mesh.xds.ads import ADS_METHOD, ADS_SERVICE, AdsServer  # noqa: E402
 from mesh.xds.cache import XdsCache  # noqa: E402
 from mesh.xds.discovery import DiscoveryServer  # noqa: E402
 from mesh.xds.resources import to_bytes  # noqa: E402
@@ -178,7 +183,9 @@ def cpu_note(phase: dict[str, float], last_send: float | None = None) -> str:
             f"other processes {phase['others']:.2f} s ({phase['cores']:.0f} cores, load {phase['load']:.1f})")
 
 
-async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3) -> None:
+async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3,
+                      protocol: str = "sotw") -> dict[str, float]:
+    """The scale run over ``protocol`` ("sotw" or "delta"); returns bytes sent per proxy per EDS update."""
     reg, store = make_mesh(n_services)
     discovery = DiscoveryServer(RealClock())
     ads = AdsServer(discovery, None, reg, store)
@@ -209,10 +216,29 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
         return (f"  {name}: p99 median {statistics.median(p99s):.2f} s, worst {max(p99s):.2f} s over {len(p99s)} "
                 f"round(s) (target p99 ≤ {target:g} s)")
 
+    async def full_vs_round(rnd: int) -> float:
+        """Over SotW: a VirtualService edit, a full push of CDS (no EDS, as in istiod); its p99.
+        (Over Delta the clusters do not change, so nothing would be sent to converge on.)"""
+        phase = Phase(clients)
+        store.apply("VirtualService", "svc-0", NS, {"hosts": ["svc-0"], "http": [{"route": [
+            {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
+        ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", NS)}))
+        version = ads.push_context.version
+        full = await converge((CLUSTER,), version, phase.t0)
+        print(f"  round {rnd + 1} full push (VirtualService edit: CDS, no EDS): p50 {statistics.median(full):.2f} s, "
+              f"p99 {pct(full, 0.99):.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
+        return pct(full, 0.99)
+
     per = -(-n_clients // processes)  # clients per process, rounded up
     clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
-                                 str(n_services), str(k * per)], stdin=subprocess.PIPE, text=True)
+                                 str(n_services), str(k * per), "1" if protocol == "delta" else "0"],
+                                stdin=subprocess.PIPE, text=True)
                for k in range(processes)]
+
+    def sent_bytes(short: str) -> float:
+        return ads.metrics.registry.get_sample_value("mesh_xds_sent_bytes_total",
+                                                     {"type": short, "protocol": protocol}) or 0.0
+    eds_bytes: list[float] = []
     try:
         await asyncio.sleep(1.0)  # let the client processes import before the storm starts
         phase = Phase(clients)
@@ -221,51 +247,53 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
             client.stdin.flush()
         version = ads.push_context.version
         storm = await converge((CLUSTER, ENDPOINT), version, phase.t0, timeout=120)
-        print(f"scale: {n_services} services × 3 endpoints, {n_clients} ADS clients (CDS+EDS) "
+        print(f"scale ({protocol}): {n_services} services × 3 endpoints, {n_clients} ADS clients (CDS+EDS) "
               f"in {processes} client process(es), {os.cpu_count()} cores shared by server and clients")
         print(f"  cold connect storm, all ACKed: {max(storm):.2f} s (target ≤ 10 s); "
               f"{cpu_note(phase.end(), last_send(version, phase.t0))}")
         full_p99, eds_p99, inc_p99 = [], [], []
         for rnd in range(rounds):
             await asyncio.sleep(0.5)
-            phase = Phase(clients)
-            store.apply("VirtualService", "svc-0", NS, {"hosts": ["svc-0"], "http": [{"route": [
-                {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
-            ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", NS)}))
+            if protocol == "sotw":
+                full_p99.append(await full_vs_round(rnd))
+                await asyncio.sleep(0.5)
             version = ads.push_context.version
-            # a VirtualService changes no endpoints: istiod (and mesh) send CDS, and no EDS
-            full = await converge((CLUSTER,), version, phase.t0)
-            full_p99.append(pct(full, 0.99))
-            print(f"  round {rnd + 1} full push (VirtualService edit: CDS, no EDS): p50 {statistics.median(full):.2f} s, "
-                  f"p99 {full_p99[-1]:.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
-            await asyncio.sleep(0.5)
             for t in (CLUSTER, ENDPOINT):  # an incremental EDS push keeps the version: count anew
                 acks.pop((t, version), None)
             phase = Phase(clients)
+            before = sent_bytes("eds")
             host = f"svc-1.{NS}.svc.cluster.local"
             reg.set_endpoints(host, 9080, [endpoint(f"127.12.0.{j}", app="svc-1") for j in range(1, 5 + rnd)])
             ads.push(PushRequest.of(TriggerReason.ENDPOINT, full=False, configs={ConfigKey("ServiceEntry", host, NS)}))
             inc = await converge((ENDPOINT,), version, phase.t0)
             inc_p99.append(pct(inc, 0.99))
+            eds_bytes.append((sent_bytes("eds") - before) / n_clients)
             print(f"  round {rnd + 1} incremental EDS of one service: p50 {statistics.median(inc):.2f} s, "
-                  f"p99 {inc_p99[-1]:.2f} s; {cpu_note(phase.end())}")
+                  f"p99 {inc_p99[-1]:.2f} s, {eds_bytes[-1]:.0f} bytes per proxy; {cpu_note(phase.end())}")
         # A change EDS does depend on (a DestinationRule: subsets and load balancing) sends CDS and EDS,
-        # every ClusterLoadAssignment to every client — twice the bytes of the push above.
+        # every ClusterLoadAssignment to every client — twice the bytes of the push above. Over
+        # Delta only the changed cluster is sent, and the unchanged assignments not at all.
+        types = (CLUSTER, ENDPOINT) if protocol == "sotw" else (CLUSTER,)
         for rnd in range(rounds):
             await asyncio.sleep(0.5)
             phase = Phase(clients)
+            before = sent_bytes("cds") + sent_bytes("eds")
             store.apply("DestinationRule", "svc-0", NS, {"host": "svc-0", "trafficPolicy": {
                 "connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}})
             ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("DestinationRule", "svc-0", NS)}))
             version = ads.push_context.version
-            both = await converge((CLUSTER, ENDPOINT), version, phase.t0)
+            both = await converge(types, version, phase.t0)
             eds_p99.append(pct(both, 0.99))
-            print(f"  round {rnd + 1} full push (DestinationRule edit: CDS+EDS): p50 {statistics.median(both):.2f} s, "
-                  f"p99 {eds_p99[-1]:.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
-        print(summary("full push after a config change (VirtualService: CDS)", full_p99, 2))
-        print(summary("full push carrying EDS too (DestinationRule: CDS+EDS)", eds_p99, 2))
-        print(summary("incremental EDS", inc_p99, 1))
+            per_proxy = (sent_bytes("cds") + sent_bytes("eds") - before) / n_clients
+            print(f"  round {rnd + 1} full push (DestinationRule edit: {'+'.join(short_name(t) for t in types)}): "
+                  f"p50 {statistics.median(both):.2f} s, p99 {eds_p99[-1]:.2f} s, {per_proxy:.0f} bytes per proxy; "
+                  f"{cpu_note(phase.end(), last_send(version, phase.t0))}")
+        if full_p99:
+            print(summary("full push after a config change (VirtualService: CDS)", full_p99, 2))
+        print(summary(f"full push after a DestinationRule edit ({'+'.join(short_name(t) for t in types)})", eds_p99, 2))
+        print(summary("incremental EDS", inc_p99, 0.3 if protocol == "delta" else 1))
         print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
+        return {"eds_bytes_per_proxy": statistics.median(eds_bytes)}
     finally:
         for client in clients:
             client.stdin.close()
@@ -278,7 +306,7 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
-def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -> None:
+def client_process(port: int, n_clients: int, n_services: int, first: int = 0, delta: int = 0) -> None:
     import grpc
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -293,6 +321,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
         f = descriptor_pb2.FieldDescriptorProto
         file = descriptor_pb2.FileDescriptorProto(name="bench_lite.proto", package="bench.lite", syntax="proto3")
         msg = file.message_type.add(name="DiscoveryResponseLite")
+        # (DeltaDiscoveryResponse numbers its fields the same: system_version_info 1, type_url 4, nonce 5.)
         for name, number in (("version_info", 1), ("type_url", 4), ("nonce", 5)):
             msg.field.add(name=name, number=number, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
         pool = descriptor_pool.DescriptorPool()
@@ -306,6 +335,38 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
     def request(type_url: str, version: str, nonce: str, names: bytes = b"") -> bytes:
         return (_field(1, version.encode()) if version else b"") + names + _field(4, type_url.encode()) + \
             (_field(5, nonce.encode()) if nonce else b"")
+
+    def delta_request(type_url: str, nonce: str, subscribe: list[str] = ()) -> bytes:
+        """A DeltaDiscoveryRequest: type_url 2, resource_names_subscribe 3, response_nonce 6."""
+        return _field(2, type_url.encode()) + b"".join(_field(3, n.encode()) for n in subscribe) + \
+            (_field(6, nonce.encode()) if nonce else b"")
+
+    async def one_delta(i: int):
+        from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest
+
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{NS}~{NS}.svc.cluster.local",
+                "cluster": f"client.{NS}"}
+        call = channel.stream_stream(f"/{ADS_SERVICE}/DeltaAggregatedResources")()
+        subscribed = False
+        try:
+            await call.write(bytes(DeltaDiscoveryRequest.from_dict({"node": node, "typeUrl": CLUSTER})))
+            while True:
+                data = await call.read()
+                if data is grpc.aio.EOF:
+                    break
+                msg = response_class.FromString(data)
+                del data
+                await call.write(delta_request(msg.type_url, msg.nonce))  # a Delta ACK: the nonce alone
+                if msg.type_url == CLUSTER and not subscribed:
+                    await call.write(delta_request(ENDPOINT, "", eds_names))
+                    subscribed = True
+        except asyncio.CancelledError:
+            pass
+        except grpc.aio.AioRpcError as err:
+            failures[err.code().name] += 1
+        finally:
+            await channel.close()
 
     async def one(i: int):
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
@@ -340,7 +401,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
     async def main():
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.readline)  # "go"
-        tasks = [asyncio.create_task(one(i)) for i in range(first, first + n_clients)]
+        tasks = [asyncio.create_task((one_delta if delta else one)(i)) for i in range(first, first + n_clients)]
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
         if failures:
             print(f"  client streams failed: {dict(failures)}", file=sys.stderr)
@@ -353,7 +414,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0) -
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client-process":
-        client_process(*(int(a) for a in sys.argv[2:6]))
+        client_process(*(int(a) for a in sys.argv[2:7]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=1000)
@@ -363,13 +424,20 @@ def main() -> None:
     p.add_argument("--client-processes", type=int, default=2, help="spread the simulated clients over N processes")
     p.add_argument("--skip-envoy", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--delta", action="store_true",
+                   help="after the SotW scale run, the same with Delta xDS clients, and bytes per EDS update compared")
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     bench_serialization(args.services)
     if not args.skip_envoy:
         asyncio.run(bench_latency(args.rounds))
-    if not args.skip_scale:
-        asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
+    if not args.skip_scale or args.delta:
+        sotw = asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
+    if args.delta:
+        delta = asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds,
+                                        protocol="delta"))
+        print(f"bytes sent per EDS update (one service's endpoints) per proxy: SotW {sotw['eds_bytes_per_proxy']:.0f}, "
+              f"Delta {delta['eds_bytes_per_proxy']:.0f}")
 
 
 if __name__ == "__main__":
