@@ -341,54 +341,35 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, d
         return _field(2, type_url.encode()) + b"".join(_field(3, n.encode()) for n in subscribe) + \
             (_field(6, nonce.encode()) if nonce else b"")
 
-    async def one_delta(i: int):
+    async def one(i: int):
+        """One client stream, SotW or Delta, ACKing every response; subscribed to EDS after its first CDS."""
         from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest
 
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{NS}~{NS}.svc.cluster.local",
                 "cluster": f"client.{NS}"}
-        call = channel.stream_stream(f"/{ADS_SERVICE}/DeltaAggregatedResources")()
+        method = f"/{ADS_SERVICE}/DeltaAggregatedResources" if delta else ADS_METHOD
+        call = channel.stream_stream(method)()  # written to directly: no request iterator task
         subscribed = False
         try:
-            await call.write(bytes(DeltaDiscoveryRequest.from_dict({"node": node, "typeUrl": CLUSTER})))
+            first = (DeltaDiscoveryRequest if delta else DiscoveryRequest).from_dict({"node": node, "typeUrl": CLUSTER})
+            await call.write(bytes(first))
             while True:
                 data = await call.read()
                 if data is grpc.aio.EOF:
                     break
                 msg = response_class.FromString(data)
                 del data
-                await call.write(delta_request(msg.type_url, msg.nonce))  # a Delta ACK: the nonce alone
-                if msg.type_url == CLUSTER and not subscribed:
-                    await call.write(delta_request(ENDPOINT, "", eds_names))
-                    subscribed = True
-        except asyncio.CancelledError:
-            pass
-        except grpc.aio.AioRpcError as err:
-            failures[err.code().name] += 1
-        finally:
-            await channel.close()
-
-    async def one(i: int):
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{NS}~{NS}.svc.cluster.local",
-                "cluster": f"client.{NS}"}
-        call = channel.stream_stream(ADS_METHOD)()  # written to directly: no request iterator task
-        subscribed = False
-        try:
-            await call.write(bytes(DiscoveryRequest.from_dict({"node": node, "typeUrl": CLUSTER})))
-            while True:
-                data = await call.read()
-                if data is grpc.aio.EOF:
-                    break
-                msg = response_class.FromString(data)
-                del data
-                if msg.type_url == CLUSTER:
+                if delta:  # a Delta ACK carries the nonce alone
+                    await call.write(delta_request(msg.type_url, msg.nonce))
+                elif msg.type_url == CLUSTER:
                     await call.write(request(CLUSTER, msg.version_info, msg.nonce))
-                    if not subscribed:
-                        await call.write(request(ENDPOINT, "", "", names_bytes))
-                        subscribed = True
-                else:  # like Envoy, an EDS ACK names every cluster it watches
+                else:  # like Envoy, a SotW EDS ACK names every cluster it watches
                     await call.write(request(msg.type_url, msg.version_info, msg.nonce, names_bytes))
+                if msg.type_url == CLUSTER and not subscribed:
+                    await call.write(delta_request(ENDPOINT, "", eds_names) if delta
+                                     else request(ENDPOINT, "", "", names_bytes))
+                    subscribed = True
         except asyncio.CancelledError:
             pass
         except grpc.aio.AioRpcError as err:
@@ -401,7 +382,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, d
     async def main():
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.readline)  # "go"
-        tasks = [asyncio.create_task((one_delta if delta else one)(i)) for i in range(first, first + n_clients)]
+        tasks = [asyncio.create_task(one(i)) for i in range(first, first + n_clients)]
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
         if failures:
             print(f"  client streams failed: {dict(failures)}", file=sys.stderr)

@@ -66,10 +66,10 @@ def test_classify_ack_nack_stale_and_new_names():
 class Client:
     """A tiny ADS client: send DiscoveryRequests, read DiscoveryResponses."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, method: str = ADS_METHOD, parse=DiscoveryResponse.parse):
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.outbox: asyncio.Queue = asyncio.Queue()
-        call = self.channel.stream_stream(ADS_METHOD, request_serializer=bytes, response_deserializer=DiscoveryResponse.parse)
+        call = self.channel.stream_stream(method, request_serializer=bytes, response_deserializer=parse)
 
         async def requests():
             while (msg := await self.outbox.get()) is not None:

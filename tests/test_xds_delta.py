@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import grpc
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DeltaDiscoveryResponse
-from test_xds_ads import NODE, REVIEWS, make_server, run
+from test_xds_ads import NODE, REVIEWS, Client, make_server, run
 from xds_fakes import endpoint
 
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
@@ -23,19 +20,11 @@ RATINGS = "ratings.default.svc.cluster.local"
 RATINGS_CLUSTER = f"outbound|9080||{RATINGS}"
 
 
-class DeltaClient:
-    def __init__(self, port: int):
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        self.outbox: asyncio.Queue = asyncio.Queue()
-        call = self.channel.stream_stream(DELTA, request_serializer=bytes,
-                                          response_deserializer=DeltaDiscoveryResponse.parse)
+class DeltaClient(Client):
+    """The scripted client of test_xds_ads.py, speaking Delta: DeltaDiscoveryRequests out."""
 
-        async def requests():
-            while (msg := await self.outbox.get()) is not None:
-                yield msg
-        self.call = call(requests())
-        self.first = True
-        self._pending: asyncio.Future | None = None
+    def __init__(self, port: int):
+        super().__init__(port, DELTA, DeltaDiscoveryResponse.parse)
 
     def send(self, type_url, subscribe=(), unsubscribe=(), nonce="", initial=None, error=None):
         d = {"typeUrl": type_url, "resourceNamesSubscribe": list(subscribe),
@@ -46,29 +35,6 @@ class DeltaClient:
         if error:
             d["errorDetail"] = {"code": 3, "message": error}
         self.outbox.put_nowait(DeltaDiscoveryRequest.from_dict(d))
-
-    def _read(self):
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self.call.read())
-        return self._pending
-
-    async def recv(self, timeout=5.0) -> DeltaDiscoveryResponse:
-        result = await asyncio.wait_for(asyncio.shield(self._read()), timeout)
-        self._pending = None
-        return result
-
-    async def nothing(self, wait=0.3) -> bool:
-        try:
-            await asyncio.wait_for(asyncio.shield(self._read()), wait)
-        except TimeoutError:
-            return True
-        return False
-
-    async def close(self):
-        if self._pending is not None:
-            self._pending.cancel()
-        self.outbox.put_nowait(None)
-        await self.channel.close()
 
 
 def names(resp: DeltaDiscoveryResponse) -> list[str]:
@@ -192,7 +158,6 @@ def test_delta_reconnect_with_initial_versions_resends_only_what_changed():
             assert REVIEWS_CLUSTER not in sent  # held at the current version: not re-sent
             assert resp.removed_resources == [RATINGS_CLUSTER]
             # A SotW stream on the same server keeps being served as before.
-            from test_xds_ads import Client
             sotw = Client(port)
             try:
                 sotw.send(LISTENER)
