@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
 from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DeltaDiscoveryResponse
 from test_xds_ads import NODE, REVIEWS, Client, make_server, run
 from xds_fakes import endpoint
@@ -169,3 +172,32 @@ def test_delta_reconnect_with_initial_versions_resends_only_what_changed():
             await again.close()
             await ads.stop()
     run(scenario())
+
+
+def test_istiod_serves_delta_on_both_xds_ports():
+    """Stage 16 registers the one ADS service on 15010 and on the TLS server of 15012: Delta too."""
+    from test_secure_servers import ISTIOD, serve
+
+    async def scenario(server):
+        server.clock.advance(10)  # bookinfo's Services arrive at t=5
+        server.clock.run()
+        got = {}
+        for port_name in ("xds", "secure_xds"):
+            target = f"127.0.0.1:{server.bound_ports[port_name]}"
+            if port_name == "xds":
+                channel = grpc.aio.insecure_channel(target)
+            else:
+                channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(server.ca.root_pem.encode()),
+                                                  options=[("grpc.ssl_target_name_override", ISTIOD)])
+            async with channel:
+                call = channel.stream_stream(DELTA, request_serializer=bytes,
+                                             response_deserializer=DeltaDiscoveryResponse.parse)()
+                await call.write(bytes(DeltaDiscoveryRequest.from_dict({"node": NODE, "typeUrl": CLUSTER})))
+                resp = await asyncio.wait_for(call.read(), 10)
+                got[port_name] = set(names(resp))
+                call.cancel()
+        return got
+
+    got = serve(scenario)
+    reviews = "outbound|9080||reviews.default.svc.cluster.local"
+    assert reviews in got["xds"] and got["xds"] == got["secure_xds"]
