@@ -258,12 +258,14 @@ class DeltaAds:
             con.record(kind, type_url, "", req.response_nonce, f"{len(req.initial_versions)} held")
             await self.send(con, type_url, None, context)
             return
-        previous = set(w.names)
-        w.names, _ = watched_names(w.names, req)
-        watch = con.delta[type_url]
-        for name in req.unsubscribe:
-            watch.held.pop(name, None)
-        added = [n for n in w.names if n not in previous]
+        added = []
+        if req.subscribe or req.unsubscribe:  # (a plain ACK, the common case, changes no names)
+            previous = set(w.names)
+            w.names, _ = watched_names(w.names, req)
+            watch = con.delta[type_url]
+            for name in req.unsubscribe:
+                watch.held.pop(name, None)
+            added = [n for n in w.names if n not in previous]
         if req.response_nonce and req.response_nonce != w.nonce_sent:
             con.record(RequestKind.STALE.value, type_url, "", req.response_nonce)
         elif req.response_nonce:
