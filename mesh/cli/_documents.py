@@ -3,16 +3,18 @@
 Everything is read and checked before anything is printed, so a malformed document (bad YAML,
 not a mapping, no ``kind``) stops the command with an error naming the file, the document's
 index (1-based, counting non-empty documents) and line, and the field — and no partial output.
+Binary, mis-encoded, over-deep and alias-bomb files are refused the same way, in bounded memory
+(``mesh/util/safeinput.py``).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import yaml
 
 from mesh.cli import UsageError
+from mesh.util import safeinput
 
 
 @dataclass(frozen=True)
@@ -29,35 +31,25 @@ class Document:
 
 
 def read_text(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
+    """A file's text (``-`` = stdin), refusing binary, mis-encoded and oversized input (exit 2)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read: {err.strerror}") from err
+        return safeinput.read_text(path)
+    except safeinput.InputError as err:
+        raise UsageError(str(err)) from err
 
 
 def load_documents(path: str, require_name: bool = True) -> list[Document]:
     """Parse every YAML document of ``path`` (``-`` = stdin); raise UsageError on the first defect.
 
     Each document must be a mapping with ``apiVersion``, ``kind`` and (unless ``require_name`` is
-    false: a ``v1 List`` has no name) ``metadata.name``.
+    false: a ``v1 List`` has no name) ``metadata.name``. The reading is bounded
+    (``mesh/util/safeinput.py``: size, nesting depth, alias expansion).
     """
     text = read_text(path)
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
     try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            line = node.start_mark.line + 1
-            obj = loader.construct_document(node)
-            if obj is None:
-                continue
-            index += 1
+        for line, obj in safeinput.yaml_documents(text, path):
+            index = len(docs) + 1
             where = f"{path}: document {index} (line {line})"
             if not isinstance(obj, dict):
                 raise UsageError(f"{where}: expected a mapping (a Kubernetes object), got {type(obj).__name__}")
@@ -70,14 +62,12 @@ def load_documents(path: str, require_name: bool = True) -> list[Document]:
                 raise UsageError(f"{where}: missing field 'metadata' (a mapping with a name)")
             if require_name and (not isinstance(meta.get("name"), str) or not meta["name"]):
                 raise UsageError(f"{where}: missing or empty field 'metadata.name'")
+            if isinstance(meta, dict) and meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+                raise UsageError(f"{where}: field 'metadata.namespace' must be a string")
             docs.append(Document(index, line, obj))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise UsageError(f"{path}: document {len(docs) + 1}:{at}: invalid YAML: {problem}") from err
-    finally:
-        loader.dispose()
+    except safeinput.InputError as err:
+        at = f" line {err.line}" if err.line else ""
+        raise UsageError(f"{path}: document {len(docs) + 1}:{at}: {err.message}") from err
     return docs
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 
 from mesh.bootstrap import Server, ServerArgs
@@ -20,7 +21,7 @@ from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.cli import UsageError
 from mesh.clock import RealClock
 from mesh.kube.trace import TraceError
-from mesh.util.net import is_loopback
+from mesh.util.net import PortInUse, is_loopback
 
 log = logging.getLogger("mesh.serve")
 
@@ -61,7 +62,10 @@ def run(args) -> int:
     try:
         return asyncio.run(_serve(args))
     except TraceError as err:
-        print(f"error: the trace cannot be replayed; nothing was applied:\n{err}")
+        print(f"error: the trace cannot be replayed; nothing was applied:\n{err}", file=sys.stderr)
+        return 2
+    except PortInUse as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
@@ -82,7 +86,11 @@ async def _serve(args) -> int:
 
     server.run_all()
     _log_replay(server)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()  # what did start is stopped before the error is reported
+        raise
     log.info("mesh is up: ports %s; %d/16 stages implemented", json.dumps(server.bound_ports),
              len(server.completed))
     if args.ready_file:

@@ -23,9 +23,8 @@ import logging
 import re
 from pathlib import Path
 
-import yaml
-
 from mesh.config.watcher import Watcher
+from mesh.util import safeinput
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +140,9 @@ def _check_field(name: str, value: object) -> None:
 def parse_mesh_yaml(text: str) -> dict:
     """Parse the user's mesh YAML into a dict, checking field names and types."""
     try:
-        data = yaml.safe_load(text) if text and text.strip() else {}
-    except yaml.YAMLError as err:
-        raise MeshConfigError(f"invalid YAML: {err}") from err
+        data = safeinput.load_yaml(text, "mesh config") if text and text.strip() else {}
+    except safeinput.InputError as err:
+        raise MeshConfigError(err.message + (f" (line {err.line})" if err.line else "")) from err
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -223,7 +222,9 @@ def read_mesh_config_file(path: str | Path) -> dict:
     """``ReadMeshConfig``: a mesh config file merged over the defaults; errors name the file."""
     path = Path(path)
     try:
-        return apply_mesh_config(path.read_text(encoding="utf-8"))
+        return apply_mesh_config(safeinput.read_text(path))
+    except safeinput.InputError as err:
+        raise MeshConfigError(str(err)) from err
     except MeshConfigError as err:
         raise MeshConfigError(f"{path}: {err}") from err
 

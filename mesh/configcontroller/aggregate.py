@@ -16,16 +16,26 @@ are a ``ConvertedStore``: it watches its input kinds, runs the converter
 (``mesh.configcontroller.ingress.convert``, ``mesh.configcontroller.gateway_api.convert``) whenever an input
 changes, and reports each generated object that appeared, changed or went away.
 
+When conversion runs. istiod's Gateway API controller converts once per PushContext
+(``Reconcile``, called from ``PushContext.InitContext``), and its Ingress controller on every
+``List`` — never once per Service event. mesh: an event on a converter's own kinds (Ingress,
+IngressClass, Gateway API kinds, Namespaces) converts at once and reports each generated object
+that appeared, changed or went away, so the push it triggers names them. A **Service** event only
+marks the output stale: the next read (the PushContext build of the full push that every Service
+event triggers anyway) converts once, however many Services arrived, and reports nothing — that
+push already sends everything. So 3000 Services arriving cost one conversion, not 3000 (each of
+which read all 3000).
+
 Simplifications, named: istiod's Ingress controller reports a change as a synthetic
-``<name>-virtualservice``/``<name>-gateway`` event and converts on every ``List``, and its
-Gateway API controller converts once per push context; mesh converts on input change and reports
-the generated objects themselves. Gateway API status is not written back.
+``<name>-virtualservice``/``<name>-gateway`` event; mesh reports the generated objects
+themselves. Gateway API status is not written back.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable
 
 from mesh.kube.client import KubeClient
@@ -36,6 +46,8 @@ log = logging.getLogger(__name__)
 EVENT_ADD, EVENT_UPDATE, EVENT_DELETE = "add", "update", "delete"
 GENERATED_KINDS = ("Gateway", "VirtualService")  # networking.istio.io kinds converters produce
 
+# Inputs whose events only mark the conversion stale (see the module docstring).
+DEFERRED_INPUTS = ("services",)
 INGRESS_INPUTS = ("ingresses.networking.k8s.io", "ingressclasses.networking.k8s.io", "services")
 GATEWAY_API_INPUTS = (
     "gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
@@ -69,10 +81,13 @@ class ConvertedStore:
         self.errors: list[str] = []
         self.conversions = 0
         self._ready = False
+        self._stale = False
+        self._lock = threading.RLock()  # informer threads (live clusters) and readers
         for kind in inputs:
+            changed = self._mark_stale if kind in DEFERRED_INPUTS else self.refresh
             self.client.informer(kind).add_event_handler(
-                on_add=lambda o: self.refresh(), on_update=lambda a, b: self.refresh(),
-                on_delete=lambda o: self.refresh(),
+                on_add=lambda o, f=changed: f(), on_update=lambda a, b, f=changed: f(),
+                on_delete=lambda o, f=changed: f(),
             )
         self._ready = True
         self.refresh()
@@ -83,22 +98,34 @@ class ConvertedStore:
     def input_objects(self) -> list[dict]:
         return [o for kind in self.inputs for o in self.client.informer(kind).list()]
 
-    def refresh(self) -> None:
-        """Convert again and report what changed."""
+    def _mark_stale(self) -> None:
+        self._stale = True
+
+    def _refresh_if_stale(self) -> None:
+        if self._stale:
+            self.refresh(notify=False)
+
+    def refresh(self, notify: bool = True) -> None:
+        """Convert again and (``notify``) report what changed."""
         if not self._ready:
             return  # still subscribing to inputs: convert once at the end
+        with self._lock:
+            self._stale = False
+            self._convert_and_diff(notify)
+
+    def _convert_and_diff(self, notify: bool) -> None:
         try:
             generated = self._convert(self.input_objects())
         except ValueError as err:  # a converter's input error: keep the last good output
             log.warning("%s conversion failed: %s", self.name, err)
             self.errors.append(str(err))
+            del self.errors[:-100]  # the recent ones: a bad input failing on every event must not grow this
             return
         self.conversions += 1
-        fresh = {}
-        for obj in generated:
-            cfg = Config.from_object(obj, self.domain_suffix)
-            if cfg.kind in GENERATED_KINDS:
-                fresh[cfg.key] = cfg
+        if not notify:
+            self.configs = self._generated_configs(generated, keep=self.configs)
+            return
+        fresh = self._generated_configs(generated)
         for key in sorted(k for k in self.configs if k not in fresh):
             old = self.configs.pop(key)
             self._notify(None, old, EVENT_DELETE)
@@ -111,10 +138,24 @@ class ConvertedStore:
                 self.configs[key] = cfg
                 self._notify(old, cfg, EVENT_UPDATE)
 
+    def _generated_configs(self, generated: list[dict], keep: dict | None = None) -> dict:
+        """The generated objects as Configs by key; an unchanged one stays the object in ``keep``."""
+        fresh = {}
+        for obj in generated:
+            cfg = Config.from_object(obj, self.domain_suffix)
+            if cfg.kind in GENERATED_KINDS:
+                old = (keep or {}).get(cfg.key)
+                unchanged = old is not None and (old.spec, old.labels, old.annotations) == \
+                    (cfg.spec, cfg.labels, cfg.annotations)
+                fresh[cfg.key] = old if unchanged else cfg
+        return fresh
+
     def get(self, kind: str, name: str, namespace: str) -> Config | None:
+        self._refresh_if_stale()
         return self.configs.get((kind, namespace, name))
 
     def list(self, kind: str, namespace: str | None = None) -> list[Config]:
+        self._refresh_if_stale()
         return [c for (k, ns, _), c in sorted(self.configs.items(), key=lambda i: (i[0][1], i[0][2]))
                 if k == kind and (namespace is None or ns == namespace)]
 

@@ -55,10 +55,11 @@ def find_pod(pods: Iterable[dict], app: str, version: str | None = None) -> dict
 
 
 # -- the apps ------------------------------------------------------------------------------------
-async def start_app(ip: str, port: int, name: str) -> web.AppRunner:
-    """A pod's app: answers any path with ``{"app": name, "headers": <the request headers it saw>}``."""
+async def start_app(ip: str, port: int, name: str, status: int = 200) -> web.AppRunner:
+    """A pod's app: answers any path with ``{"app": name, "headers": <the request headers it saw>}``
+    (and ``status``: a broken pod answers 500)."""
     async def handle(request: web.Request) -> web.Response:
-        return web.json_response({"app": name, "headers": dict(request.headers)})
+        return web.json_response({"app": name, "headers": dict(request.headers)}, status=status)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)

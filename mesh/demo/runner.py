@@ -10,7 +10,8 @@ get an app and a sidecar when they appear, and lose both when they are deleted.
 Where the pods run — network namespaces with istio-init's capture, or loopback stand-ins — is
 ``mesh.demo.podmode``'s choice, logged in one line at start.
 
-Stopping goes the other way: Envoys first (SIGTERM, then SIGKILL; each Envoy also dies with this
+Each sidecar is supervised (``supervise.py``): an Envoy that dies is restarted with kubelet's
+back-off, and comes back SYNCED. Stopping goes the other way: Envoys first (SIGTERM, then SIGKILL; each Envoy also dies with this
 process, see ``mesh.agent.agent``), then the apps, the pods' namespaces, then the server. Nothing
 is left running.
 """
@@ -29,6 +30,7 @@ from mesh.clock import RealClock
 from mesh.demo import podmode
 from mesh.demo.apps import APP_PORT, BookinfoApp
 from mesh.demo.pods import is_mesh_pod, pod_identity
+from mesh.demo.supervise import Backoff, EnvoySupervisor
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.xds.debug import proxy_synced
@@ -47,6 +49,11 @@ class DemoPod:
     agent: EnvoyAgent | None = None
     ready: bool = False  # its Envoy is LIVE
     starting: asyncio.Task | None = None  # the task bringing it up, awaited before tearing it down
+    supervisor: EnvoySupervisor | None = None  # restarts its Envoy if it dies (supervise.py)
+
+    @property
+    def restarts(self) -> int:
+        return self.supervisor.restarts if self.supervisor else 0
 
     @property
     def proxy_id(self) -> str:
@@ -61,6 +68,7 @@ class DemoOptions:
     pods: str = "auto"  # where pods run: "auto", "netns" or "loopback" (mesh.demo.podmode)
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     envoy_log_level: str = "warning"
+    restart_backoff: float = 1.0  # first delay before restarting a dead Envoy (kubelet: 10 s; supervise.py)
     delta: bool | None = None  # Delta xDS for every sidecar (None: ISTIO_DELTA_XDS from the environment)
 
 
@@ -186,6 +194,7 @@ class BookinfoDemo:
         demo_pod.agent = agent
         await agent.start()
         await agent.wait_ready(timeout=30)
+        demo_pod.supervisor = EnvoySupervisor(key, agent, Backoff(self.options.restart_backoff)).start()
         demo_pod.ready = True
         log.info("pod %s: app on %s:%d, sidecar on %s:%d", key, ident.ip, APP_PORT, *agent.proxy_address)
 
@@ -193,6 +202,8 @@ class BookinfoDemo:
         # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
         if demo_pod.starting is not None and demo_pod.starting is not asyncio.current_task():
             await asyncio.wait([demo_pod.starting])
+        if demo_pod.supervisor is not None:
+            await demo_pod.supervisor.stop()  # stopping on purpose: no restart
         if demo_pod.agent is not None:
             await demo_pod.agent.stop()
             demo_pod.agent.cleanup()

@@ -19,7 +19,6 @@ new one was refused.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import yaml
 
 from mesh.inject.template import compile_templates
+from mesh.util import safeinput
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +69,10 @@ def injector_configmap_name(revision: str = "") -> str:
 def parse_injector_config(text: str, origin: str = "<config>") -> InjectorConfig:
     """Parse the ``config`` YAML; raise InjectorConfigError naming ``origin`` and the field."""
     try:
-        data = yaml.safe_load(text) if text and text.strip() else {}
-    except yaml.YAMLError as err:
-        raise InjectorConfigError(f"{origin}: invalid YAML: {err}") from err
+        data = safeinput.load_yaml(text, origin) if text and text.strip() else {}
+    except safeinput.InputError as err:
+        raise InjectorConfigError(f"{origin}: {err.message}"
+                                  + (f" (line {err.line})" if err.line else "")) from err
     data = data or {}
     if not isinstance(data, dict):
         raise InjectorConfigError(f"{origin}: expected a mapping, got {type(data).__name__}")
@@ -130,11 +130,11 @@ def parse_values(text: str, origin: str = "<values>") -> dict:
     if not text or not text.strip():
         return {}
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = safeinput.parse_json(text, origin)
+    except safeinput.InputError:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
+            data = safeinput.load_yaml(text, origin)
+        except safeinput.InputError as err:
             raise InjectorConfigError(f"{origin}: invalid JSON/YAML: {err}") from err
     if not isinstance(data, dict):
         raise InjectorConfigError(f"{origin}: expected an object of Helm values, got {type(data).__name__}")
@@ -144,10 +144,10 @@ def parse_values(text: str, origin: str = "<values>") -> dict:
 def load_files(config_path: str | Path, values_path: str | Path | None) -> tuple[InjectorConfig, dict]:
     """``loadConfig``: the injector config and values from two files (``--inject-config``, ``--values``)."""
     try:
-        config_text = Path(config_path).read_text(encoding="utf-8")
-        values_text = Path(values_path).read_text(encoding="utf-8") if values_path else ""
-    except OSError as err:
-        raise InjectorConfigError(f"{err.filename}: {err.strerror}") from err
+        config_text = safeinput.read_text(config_path)
+        values_text = safeinput.read_text(values_path) if values_path else ""
+    except safeinput.InputError as err:
+        raise InjectorConfigError(str(err)) from err
     return parse_injector_config(config_text, str(config_path)), parse_values(values_text, str(values_path))
 
 

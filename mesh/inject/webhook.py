@@ -12,7 +12,13 @@ either ``allowed: true`` alone (not injected), ``allowed: true`` plus a base64 J
 webhook's ``failurePolicy``). The HTTP rules are istiod's: an empty body is 400, a
 ``Content-Type`` other than ``application/json`` is 415, and a body that is not an
 AdmissionReview is answered — with HTTP 200 — by a review carrying the error, so one bad
-request never takes the server down.
+request never takes the server down. Beyond istiod: the request and the Pod are checked against
+the types the injector reads (``POD_SHAPE``; istiod gets that from decoding into ``corev1.Pod``),
+so a wrongly typed field is a denial naming it, and any other failure is a denial too — never
+an HTTP 500. Header, body and shutdown timeouts are ``mesh/util/web.py``'s.
+
+The decision log is bounded: ``MAX_DECISIONS`` rows, and ``MAX_KEPT_BYTES`` of exchanged objects
+(reviews, pods, responses); past that the oldest rows keep only their summary.
 
 ``/inject/cluster/c1/net/n1`` passes values in the path: ``cluster`` and ``net`` become
 ``ISTIO_META_CLUSTER_ID`` and ``ISTIO_META_NETWORK``, other keys are upper-cased env names.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -40,13 +47,38 @@ from mesh.inject.inject import (
     proxy_config_for,
 )
 from mesh.inject.policy import inject_required
+from mesh.util import safeinput
+from mesh.util.clip import clip
+from mesh.util.shape import MapOf, shape_problem
 
 log = logging.getLogger(__name__)
 
 ADMISSION_V1 = "admission.k8s.io/v1"
 ADMISSION_V1BETA1 = "admission.k8s.io/v1beta1"
 URL_PARAMETER_TO_ENV = {"cluster": "ISTIO_META_CLUSTER_ID", "net": "ISTIO_META_NETWORK"}
-MAX_DECISIONS = 10_000  # the record is for teaching and `replay --show injection`; bound it for `serve`
+# The decision log (for teaching and `replay --show injection`) is bounded by count and by the
+# bytes of the exchanged objects it keeps: past MAX_KEPT_BYTES the oldest decisions drop their
+# review/pod/response (the summary row stays) until the total is back under the bound.
+MAX_DECISIONS = 10_000
+MAX_KEPT_BYTES = 16 << 20
+
+_PROBE = {"httpGet": {"path": str, "port": (int, str), "scheme": str, "host": str, "httpHeaders": [dict]},
+          "tcpSocket": {"port": (int, str), "host": str}, "grpc": {"port": int, "service": str}, "exec": dict,
+          "timeoutSeconds": int, "periodSeconds": int, "initialDelaySeconds": int}
+_CONTAINER = {"name": str, "image": str, "args": [str], "command": [str],
+              "ports": [{"containerPort": int, "name": str, "protocol": str}],
+              "env": [{"name": str, "value": str, "valueFrom": dict}], "volumeMounts": [dict],
+              "readinessProbe": _PROBE, "livenessProbe": _PROBE, "startupProbe": _PROBE,
+              "securityContext": dict, "resources": dict}
+# The Pod fields the injector reads, with their types: istiod decodes request.object into a
+# corev1.Pod first, and a wrongly typed field fails that decode ("could not unmarshal raw object").
+POD_SHAPE = {"apiVersion": str, "kind": str,
+             "metadata": {"name": str, "generateName": str, "namespace": str, "labels": MapOf(str),
+                          "annotations": MapOf(str), "ownerReferences": [{"apiVersion": str, "kind": str, "name": str}]},
+             "spec": {"containers": [_CONTAINER], "initContainers": [_CONTAINER], "volumes": [dict],
+                      "hostNetwork": bool, "serviceAccountName": str, "securityContext": dict,
+                      "imagePullSecrets": [dict], "dnsConfig": dict}}
+REQUEST_SHAPE = {"uid": str, "namespace": str, "operation": str, "dryRun": bool, "kind": dict}
 
 
 @dataclass
@@ -64,6 +96,7 @@ class AdmissionDecision:
     response: dict | None = field(default=None, repr=False)  # the AdmissionReview sent back
     before: dict | None = field(default=None, repr=False)  # the pod as received
     after: dict | None = field(default=None, repr=False)  # the pod after the patch
+    kept_bytes: int = field(default=0, repr=False)  # JSON size of review + before + after, while kept
 
     @property
     def error(self) -> bool:
@@ -112,6 +145,8 @@ class Webhook:
         self.clock = clock
         self.decisions: collections.deque[AdmissionDecision] = collections.deque(maxlen=MAX_DECISIONS)
         self.counts = collections.Counter()  # total / skipped / injected / failed, as istiod's metrics
+        self._kept_bytes = 0
+        self._trimmed = 0  # decisions (from the oldest) whose objects were dropped
 
     # -- the decision ----------------------------------------------------------------------------
     def review(self, review: dict, path: str = "/inject", via: str = "http") -> dict:
@@ -124,22 +159,32 @@ class Webhook:
                 or not isinstance(request, dict):
             return self._malformed(f"expected an AdmissionReview ({ADMISSION_V1} or {ADMISSION_V1BETA1}) with a "
                                    f"request, got apiVersion={api_version!r} kind={review.get('kind')!r}")
-        response, decision = self._admit(request, path, via)
-        if decision is not None:
-            decision.review = review
+        problem = shape_problem(request, REQUEST_SHAPE, "request")
+        if problem:
+            self.counts["failed"] += 1
+            return {"apiVersion": api_version, "kind": "AdmissionReview",
+                    "response": {"uid": "", "allowed": False, "status": {"message": f"could not decode request: {problem}"}}}
+        try:
+            response, decision = self._admit(request, path, via)
+        except Exception as err:  # a bug must not become an HTTP 500: deny, as failurePolicy expects
+            log.exception("admission of %s failed", clip(request.get("uid", "")))
+            self.counts["failed"] += 1
+            response, decision = {"allowed": False, "status": {"message": f"pod injection failed: internal error: "
+                                                                          f"{clip(str(err))}"}}, None
         answer = {"apiVersion": api_version, "kind": "AdmissionReview",
                   "response": {"uid": request.get("uid", ""), **response}}
         if decision is not None:
-            decision.response = answer
+            decision.review, decision.response = review, answer
+            self._kept(decision, _size(review) + _size(answer))
         return answer
 
     def _admit(self, request: dict, path: str, via: str) -> tuple[dict, AdmissionDecision | None]:
         pod = request.get("object")
-        if not isinstance(pod, dict) or not isinstance(pod.get("metadata", {}), dict) \
-                or not isinstance(pod.get("spec", {}), dict):
+        problem = shape_problem(pod, POD_SHAPE, "request.object") if pod is not None else "request.object: missing"
+        if problem:
             self.counts["failed"] += 1
-            return {"allowed": False, "status": {"message": "could not read request.object as a Pod"}}, None
-        pod = json.loads(json.dumps(pod))  # our own copy
+            return {"allowed": False, "status": {"message": f"could not unmarshal raw object: {problem}"}}, None
+        pod = copy.deepcopy(pod)  # our own copy
         meta = pod.setdefault("metadata", {})
         meta.pop("managedFields", None)
         if not meta.get("namespace"):
@@ -148,9 +193,9 @@ class Webhook:
         config = self.watcher.config
         decision = inject_required(config, pod.get("spec") or {}, meta)
         record = AdmissionDecision(t=self._now(), namespace=meta["namespace"], pod=name, injected=False,
-                                   reason=decision.reason, via=via, before=pod)
+                                   reason=decision.reason, via=via, before=copy.deepcopy(pod))
         if not decision:
-            log.info("skipping %s/%s: %s", meta["namespace"], name, decision.reason)
+            log.info("skipping %s/%s: %s", clip(meta["namespace"]), clip(name), decision.reason)
             self.counts["skipped"] += 1
             self._record(record)
             return {"allowed": True}, record
@@ -175,7 +220,7 @@ class Webhook:
         return {"allowed": True, "patch": patch, "patchType": "JSONPatch"}, record
 
     def _malformed(self, message: str) -> dict:
-        log.error("could not decode admission review: %s", message)
+        log.error("could not decode admission review: %s", clip(message))
         self.counts["failed"] += 1
         # istiod answers in v1beta1 when it could not even tell which version it was asked in.
         return {"response": {"uid": "", "allowed": False, "status": {"message": message}}}
@@ -184,7 +229,30 @@ class Webhook:
         return round(self.clock.now(), 6) if self.clock is not None else 0.0
 
     def _record(self, decision: AdmissionDecision) -> None:
+        """Keep the decision (counted without its response, added by ``_kept``)."""
+        if len(self.decisions) == self.decisions.maxlen:
+            self._kept_bytes -= self.decisions[0].kept_bytes
+            self._trimmed = max(0, self._trimmed - 1)
         self.decisions.append(decision)
+        self._kept(decision, _size(decision.before) + _size(decision.after))
+
+    def _kept(self, decision: AdmissionDecision, size: int) -> None:
+        """Count ``size`` more bytes held by ``decision``; then, while over ``MAX_KEPT_BYTES``, the
+        oldest decisions drop their objects (all but the newest), keeping their summary row."""
+        decision.kept_bytes += size
+        self._kept_bytes += size
+        while self._kept_bytes > MAX_KEPT_BYTES and self._trimmed < len(self.decisions) - 1:
+            old = self.decisions[self._trimmed]
+            self._kept_bytes -= old.kept_bytes
+            old.kept_bytes = 0
+            old.review = old.before = old.after = old.response = None
+            old.patch = []
+            self._trimmed += 1
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes (as JSON) of the objects the decision log still holds."""
+        return self._kept_bytes
 
     # -- HTTP, framework-free ------------------------------------------------------------------------
     def serve(self, body: bytes, content_type: str | None, path: str = "/inject") -> tuple[int, str, bytes]:
@@ -196,12 +264,16 @@ class Webhook:
             self.counts["failed"] += 1
             return 415, "text/plain", b"invalid Content-Type, want `application/json`\n"
         try:
-            review = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            answer = self._malformed(f"could not decode body: {err}")
+            review = safeinput.parse_json(body, "body")  # depth-bounded
+        except safeinput.InputError as err:
+            answer = self._malformed(f"could not decode body: {err.message}")
         else:
             answer = self.review(review, path)
         return 200, "application/json", json.dumps(answer, separators=(",", ":")).encode()
+
+
+def _size(obj: object) -> int:
+    return len(json.dumps(obj, separators=(",", ":"), default=str)) if obj is not None else 0
 
 
 # -- aiohttp -----------------------------------------------------------------------------------------

@@ -17,17 +17,20 @@ package. The stages above cannot tell them apart — that is the point.
 
 from __future__ import annotations
 
+import collections
 import copy
 import logging
 from collections.abc import Callable
 
-from mesh.clock import Clock, VirtualClock
+from mesh.clock import Clock, RealClock, VirtualClock
 from mesh.kube import kinds
 from mesh.kube.informer import Informer
 from mesh.kube.kinds import Kind, ObjectKey
 from mesh.kube.trace import Trace, TraceEvent
 
 log = logging.getLogger(__name__)
+
+APPLY_CHUNK = 100  # trace events applied per event-loop turn on the real clock (ReplayClient._drain)
 
 # An admission plugin sees (event type, object) before it is stored and returns the object to
 # store — how a trace's MutatingWebhookConfiguration gets to inject pods on replay (DESIGN §4).
@@ -101,10 +104,15 @@ class ReplayClient(KubeClient):
         self.applied: list[TraceEvent] = []  # what happened, in order, with the time it happened
         self.denied: list[tuple[TraceEvent, str]] = []  # events admission refused, with the reason
         self._objects: dict[ObjectKey, dict] = {}
+        # The same objects by (group, kind): admission plugins list one kind on every event, and a
+        # scan of everything would make N arriving objects cost N².
+        self._by_kind: dict[tuple[str, str], dict[ObjectKey, dict]] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._resource_version = 0
         self._timers = []
         self._closed = False
+        self._backlog: collections.deque[TraceEvent] = collections.deque()
+        self._draining = False
         start = self.clock.now()
         # One timer per distinct time, applying its events in trace order: asyncio does not keep
         # timers due at the same instant in the order they were scheduled, and a pod applied
@@ -125,7 +133,7 @@ class ReplayClient(KubeClient):
         key = (kind.group, kind.kind)
         if key not in self._informers:
             informer = Informer(kind)
-            informer.replace(o for k, o in self._objects.items() if (k.group, k.kind) == key)
+            informer.replace(self._by_kind.get(key, {}).values())
             self._informers[key] = informer
         return self._informers[key]
 
@@ -135,7 +143,7 @@ class ReplayClient(KubeClient):
     def list_objects(self, kind: Kind | str | None = None) -> list[dict]:
         """Every object in the replayed cluster now (of one kind, if given), sorted."""
         k = as_kind(kind) if kind is not None else None
-        found = [o for key, o in self._objects.items() if k is None or (key.group, key.kind) == (k.group, k.kind)]
+        found = list(self._objects.values() if k is None else self._by_kind.get((k.group, k.kind), {}).values())
         return sorted(found, key=lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
     def create(self, obj: dict) -> dict:
@@ -162,8 +170,24 @@ class ReplayClient(KubeClient):
 
     # -- internals ------------------------------------------------------------------------
     def _apply_batch(self, events: list[TraceEvent]) -> None:
-        for event in events:
-            self._apply(event)
+        """Apply a batch in order. On the real clock, at most ``APPLY_CHUNK`` events at a time,
+        then the event loop gets a turn (3000 Services arriving at one instant would otherwise
+        keep every other request waiting); later batches queue behind, so order is kept. On the
+        virtual clock the whole batch is applied at its instant, as before."""
+        self._backlog.extend(events)
+        if not self._draining:
+            self._drain()
+
+    def _drain(self) -> None:
+        self._draining = True
+        chunk = APPLY_CHUNK if isinstance(self.clock, RealClock) else len(self._backlog)
+        while self._backlog and chunk > 0 and not self._closed:
+            self._apply(self._backlog.popleft())
+            chunk -= 1
+        if self._backlog and not self._closed:
+            self.clock.call_later(0, self._drain)
+        else:
+            self._draining = False
 
     def _write(self, event_type: str, obj: dict) -> dict:
         event = TraceEvent(t=self.clock.now(), type=event_type, object=copy.deepcopy(obj), line=0)
@@ -192,10 +216,12 @@ class ReplayClient(KubeClient):
             self._resource_version += 1
             meta["resourceVersion"] = str(self._resource_version)
         key = kinds.object_key(obj)
+        same_kind = self._by_kind.setdefault((key.group, key.kind), {})
         if event.type == "DELETED":
             self._objects.pop(key, None)
+            same_kind.pop(key, None)
         else:
-            self._objects[key] = obj
+            self._objects[key] = same_kind[key] = obj
         self.applied.append(TraceEvent(t=self.clock.now(), type=event.type, object=obj, line=event.line))
         informer = self._informers.get((key.group, key.kind))
         if informer is not None:

@@ -10,7 +10,9 @@ replayed in order, is all the cluster a control plane needs to see. Format::
 
 Loading is all-or-nothing: every line is checked, every problem is reported as
 ``file:line: field: message``, and a trace with any problem yields no events at all, so a
-half-applied trace can never leave a store in a state no cluster was ever in.
+half-applied trace can never leave a store in a state no cluster was ever in. Reading is
+bounded (``mesh/util/safeinput.py``): binary, mis-encoded, oversized and over-deep input is one
+problem line too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from mesh.kube import kinds
+from mesh.util import safeinput
 
 TRACE_FORMAT = "mesh/v1"
 EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED")
@@ -109,7 +112,11 @@ def resolve_trace_path(name_or_path: str | Path | None) -> Path:
 def load_trace(name_or_path: str | Path | None = None) -> Trace:
     """Read and validate a trace file; raise TraceError naming every bad line."""
     path = resolve_trace_path(name_or_path)
-    return parse_trace(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = safeinput.read_text(path)  # bounded; binary and mis-encoded files are refused
+    except safeinput.InputError as err:
+        raise TraceError([TraceProblem(str(path), err.line or 1, "file", err.message)]) from None
+    return parse_trace(text, str(path))
 
 
 def parse_trace(text: str, path: str = "<memory>") -> Trace:
@@ -120,9 +127,9 @@ def parse_trace(text: str, path: str = "<memory>") -> Trace:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            check.fail(number, "json", f"not valid JSON ({err.msg} at column {err.colno})")
+            record = safeinput.parse_json(raw, path, number)  # depth-bounded
+        except safeinput.InputError as err:
+            check.fail(number, "json", err.message)
             continue
         if not isinstance(record, dict):
             check.fail(number, "json", f"expected a JSON object, got {type(record).__name__}")
@@ -172,6 +179,16 @@ def _check_object(obj: dict, line: int, check: _Checker) -> None:
         return
     if not isinstance(meta.get("name"), str) or not meta.get("name"):
         check.fail(line, "object.metadata.name", "missing or empty")
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        check.fail(line, "object.metadata.namespace", f"must be a string, got {type(meta['namespace']).__name__}")
+        return
+    for name in ("labels", "annotations"):
+        value = meta.get(name)
+        if value is not None and (not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+            check.fail(line, f"object.metadata.{name}", "must be a map of strings to strings")
+    if not isinstance(obj.get("apiVersion"), str) or not isinstance(obj.get("kind"), str):
+        return
     kind = kinds.for_object(obj)
     if kind is not None and kind.namespaced and not meta.get("namespace"):
         check.fail(line, "object.metadata.namespace", f"{kind.kind} is namespaced; namespace is missing")

@@ -64,9 +64,30 @@ class Proxy:
         return f"{self.type}~{self.ip_addresses[0]}~{self.id}~{self.dns_domain}"
 
 
+# Node metadata fields mesh reads, and the JSON type each must have. istiod unmarshals the Struct
+# into its NodeMetadata Go struct and answers a wrongly typed field with INVALID_ARGUMENT
+# (``initProxyMetadata``, https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L586-L594).
+METADATA_TYPES = {"INSTANCE_IPS": str, "NAMESPACE": str, "ISTIO_VERSION": str, "CLUSTER_ID": str,
+                  "NETWORK": str, "MESH_WORKLOAD_CERT": str, "INTERCEPTION_MODE": str, "HTTP_PROXY_PORT": str,
+                  "LABELS": dict}
+
+
+def check_metadata_types(metadata: dict) -> None:
+    """Raise NodeIdError naming the first known metadata field that has the wrong JSON type."""
+    for name, expected in METADATA_TYPES.items():
+        value = metadata.get(name)
+        if value is not None and not isinstance(value, expected):
+            raise NodeIdError(f"node.metadata.{name}: expected a {'string' if expected is str else 'mapping'}, "
+                              f"got {type(value).__name__}")
+    for key, value in (metadata.get("LABELS") or {}).items():
+        if not isinstance(value, str):
+            raise NodeIdError(f"node.metadata.LABELS.{key[:100]}: expected a string, got {type(value).__name__}")
+
+
 def parse_node_id(node_id: str, metadata: dict | None = None) -> Proxy:
     """Parse an Istio node id; raise NodeIdError naming what is wrong."""
     metadata = dict(metadata or {})
+    check_metadata_types(metadata)
     parts = node_id.split("~")
     if len(parts) != 4:
         raise NodeIdError(f"missing parts in the service node {node_id!r}: expected type~ip~pod.ns~domain")

@@ -2,21 +2,25 @@
 
 Go: ``BuildClusters`` / ``buildOutboundClusters``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster.go#L311-L392,
-subsets ``buildSubsetCluster``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L182-L252,
-the default cluster (#L362-L447), traffic policy merge ``MergeTrafficPolicy`` (#L313-L360),
-connection pools ``applyConnectionPool`` (#L888-L962), load balancers ``applyLoadBalancer``
-(cluster.go#L843-L894), the default circuit-breaker thresholds (cluster.go#L62-L76) and the
-BlackHole / Passthrough clusters (cluster_builder.go#L683-L709).
+per service port the default cluster ``buildDefaultCluster``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster_builder.go#L361-L431
+with its upstream protocol ``setUpstreamProtocol`` (#L1273-L1293), the DestinationRule applied
+``applyDestinationRule`` (#L252-L304) and one cluster per subset ``buildSubsetCluster``
+(#L182-L250); the discovery type ``convertResolution`` (cluster.go#L667-L687), the default
+circuit-breaker thresholds (cluster.go#L62-L76) and the BlackHole / Passthrough clusters
+(cluster_builder.go#L683-L709). The traffic policy itself — which one applies (top level, port
+level, subset), connection pools, outlier detection, load balancers — is
+``networking/cluster_traffic_policy.py``; its ``tls`` is ``networking/cluster_tls.py``.
 
 Names are Istio's, because every tool reads them: ``outbound|9080|v1|reviews.default.svc.cluster.local``
 is direction, port, subset (empty for the whole service) and host. The EDS service name of a
 cluster is the cluster name itself, so EDS can look the service and subset back up from it.
 
-Auto mTLS (``buildAutoMtlsSettings``, cluster_builder.go#L801-L860): for a proxy whose agent
-serves it a workload certificate over SDS, every EDS cluster of an in-mesh service gets
-``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``, plaintext to the
-rest — checking the server against the service's SPIFFE identities (``networking/tls.py``).
+Auto mTLS (``buildAutoMtlsSettings``, cluster_builder.go#L801-L849): for a proxy whose agent
+serves it a workload certificate over SDS, every EDS cluster of an in-mesh service whose rule sets
+no ``tls`` gets ``transportSocketMatches`` — mutual TLS to endpoints marked ``tlsMode: istio``,
+plaintext to the rest — checking the server against the service's SPIFFE identities
+(``networking/tls.py``).
 
 Quiet defaults, as istiod writes them: every cluster carries ``common_lb_config``
 (``buildDefaultCluster``, cluster_builder.go#L362-L370), and outbound ones
@@ -36,27 +40,46 @@ Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
 
 Gateways get no PassthroughCluster: they have no original-destination listener (cluster.go#L266-L269).
 
-Simplifications, named: no DestinationRule ``tls`` settings, no outlier detection, no locality
-failover settings, no port-level traffic policies, IPv4 only.
+Simplifications, named: IPv4 only; DNS clusters carry neither ``dns_lookup_family`` nor the
+mesh's DNS refresh rate, and a DNS subset keeps the service's one hostname endpoint rather than
+filtering by the subset's labels; a headless service's cluster stays ORIGINAL_DST for gateways too
+(Istio makes it EDS there, cluster.go#L676-L679); no ``alt_stat_name`` (MeshConfig
+``outboundClusterStatName``) and no metadata-exchange cluster filter (stock Envoy has none). The
+DestinationRule for a host is the one ``PushContext.destination_rule`` finds (no per-proxy
+scoping); the named simplifications of the policy and TLS modules apply here too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mesh.model.config import Config
-from mesh.model.service import Port, Resolution, Service
+from mesh.model.service import Port, Resolution, Service, ServiceProtocol
+from mesh.networking.cluster_tls import alpn_override_metadata, apply_upstream_tls, auto_mtls_settings
+from mesh.networking.cluster_traffic_policy import (
+    MutableCluster,
+    apply_connection_pool,
+    apply_h2_upgrade,
+    apply_load_balancer,
+    apply_outlier_detection,
+    default_thresholds,
+    merge_traffic_policy,
+    set_h2_options,
+    set_use_downstream_protocol,
+)
 from mesh.networking.extensions import HTTP_PROTOCOL_OPTIONS_TYPE
 from mesh.networking.push_context import PushContext, ServiceInstance
-from mesh.networking.tls import auto_mtls_socket_matches, outbound_sni
+from mesh.networking.tls import outbound_sni
 
-UINT32_MAX = 4294967295
 DEFAULT_CONNECT_TIMEOUT = "10s"  # MeshConfig.connectTimeout
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH_IPV4 = "InboundPassthroughClusterIpv4"
 INBOUND_PASSTHROUGH_BIND_IPV4 = "127.0.0.6"  # listener_address.go#L36
 
-_LB_POLICIES = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST",
-                "RANDOM": "RANDOM", "PASSTHROUGH": "CLUSTER_PROVIDED"}
+
+
+_HTTP2_PROTOCOLS = (ServiceProtocol.HTTP2, ServiceProtocol.GRPC, ServiceProtocol.GRPC_WEB)  # Instance.IsHTTP2
 
 
 def outbound_cluster_name(port: int, subset: str, host: str) -> str:
@@ -94,20 +117,29 @@ def build_inbound_clusters(instances: list[ServiceInstance], captured: bool) -> 
     return [build_inbound_cluster(i, False) for i in unique_ports(instances)]
 
 
-def build_outbound_clusters(push: PushContext, service: Service, auto_mtls: bool = False) -> list[dict]:
-    """``auto_mtls``: the proxy has a workload certificate (SDS), so in-mesh clusters may use it."""
+def build_outbound_clusters(push: PushContext, service: Service, auto_mtls: bool = False,
+                            sidecar: bool = True) -> list[dict]:
+    """``buildOutboundClusters`` for one service: per port the whole-service cluster, then one
+    per subset of its DestinationRule. ``auto_mtls``: the proxy has a workload certificate (SDS),
+    so in-mesh clusters may use it unasked; ``sidecar``: False for a gateway."""
     rule = push.destination_rule(service.hostname)
     spec = rule.spec if rule is not None else {}
     out = []
     for port in service.ports:
         if port.protocol == "UDP":
             continue
-        policy = spec.get("trafficPolicy") or {}
-        identities = service_identities(push, service, port.port) if auto_mtls else None
-        out.append(_outbound_cluster(service, port, "", policy, rule, identities))
+        build = _OutboundBuild(service, port, rule, auto_mtls, sidecar,
+                               lambda p=port.port: service_identities(push, service, p))
+        policy = merge_traffic_policy(None, spec.get("trafficPolicy"), port.port)
+        default = build.cluster("", policy, _discovery_type(service))
+        out.append(default)
         for subset in spec.get("subsets") or []:
-            merged = merge_traffic_policy(policy, subset.get("trafficPolicy") or {})
-            out.append(_outbound_cluster(service, port, subset.get("name", ""), merged, rule, identities))
+            # a subset starts from the type its service's cluster ended with, unless its own
+            # policy says PASSTHROUGH (cluster_builder.go#L198-L202)
+            own_lb = (subset.get("trafficPolicy") or {}).get("loadBalancer") or {}
+            kind = "ORIGINAL_DST" if own_lb.get("simple") == "PASSTHROUGH" else default["type"]
+            merged = merge_traffic_policy(policy, subset.get("trafficPolicy"), port.port)
+            out.append(build.cluster(subset.get("name", ""), merged, kind))
     return out
 
 
@@ -120,76 +152,83 @@ def service_identities(push: PushContext, service: Service, port: int) -> list[s
     return sorted(found)
 
 
-def merge_traffic_policy(base: dict, subset: dict) -> dict:
-    """A subset's policy replaces the rule's policy field by field (``MergeTrafficPolicy``)."""
-    merged = dict(base)
-    merged.update({k: v for k, v in subset.items() if v})
-    return merged
-
-
-def _outbound_cluster(service: Service, port: Port, subset: str, policy: dict, rule: Config | None,
-                      mtls_identities: list[str] | None = None) -> dict:
-    name = outbound_cluster_name(port.port, subset, service.hostname)
-    cluster: dict = {"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
-                     "commonLbConfig": {"localityWeightedLbConfig": {}}}
+def _discovery_type(service: Service) -> str:
+    """``convertResolution`` (cluster.go#L667-L687) for a sidecar."""
     if service.resolution == Resolution.CLIENT_SIDE_LB:
-        cluster["type"] = "EDS"
-        cluster["edsClusterConfig"] = {"edsConfig": {"ads": {}, "initialFetchTimeout": "0s",
-                                                     "resourceApiVersion": "V3"}, "serviceName": name}
-    elif service.resolution == Resolution.PASSTHROUGH:
-        cluster["type"] = "ORIGINAL_DST"
-    else:  # DNS: Envoy resolves the host itself
-        cluster["type"] = "STRICT_DNS" if service.resolution == Resolution.DNS_LB else "LOGICAL_DNS"
-        target = service.external_name or service.hostname
-        cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
-            "address": {"socketAddress": {"address": target, "portValue": port.port}}}}]}]}
-    _apply_load_balancer(cluster, policy.get("loadBalancer") or {})
-    cluster["circuitBreakers"] = {"thresholds": [_thresholds(policy.get("connectionPool") or {})]}
-    tcp = (policy.get("connectionPool") or {}).get("tcp") or {}
-    if tcp.get("connectTimeout"):
-        cluster["connectTimeout"] = tcp["connectTimeout"]
-    if port.protocol in ("HTTP2", "GRPC", "GRPC-Web"):
-        cluster["typedExtensionProtocolOptions"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": HTTP_PROTOCOL_OPTIONS_TYPE, "explicitHttpConfig": {"http2ProtocolOptions": {}}}}
-    if mtls_identities is not None and cluster["type"] == "EDS" and not service.mesh_external:
-        # ORIGINAL_DST and DNS clusters are left alone, as Istio leaves headless services
-        cluster["transportSocketMatches"] = auto_mtls_socket_matches(
-            mtls_identities, outbound_sni(port.port, subset, service.hostname),
-            http2=port.protocol in ("HTTP2", "GRPC", "GRPC-Web"))
-    metadata = {"services": [{"host": service.hostname, "name": service.name, "namespace": service.namespace}]}
-    if subset:
-        metadata["subset"] = subset
-    if rule is not None:
-        metadata["config"] = f"/apis/networking.istio.io/v1alpha3/namespaces/{rule.namespace}/destination-rule/{rule.name}"
-    cluster["metadata"] = {"filterMetadata": {"istio": metadata}}
-    return cluster
+        return "EDS"
+    if service.resolution == Resolution.PASSTHROUGH:
+        return "ORIGINAL_DST"
+    return "STRICT_DNS" if service.resolution == Resolution.DNS_LB else "LOGICAL_DNS"
 
 
-def _apply_load_balancer(cluster: dict, lb: dict) -> None:
-    if cluster["type"] == "ORIGINAL_DST":
-        cluster["lbPolicy"] = "CLUSTER_PROVIDED"
-        return
-    simple = lb.get("simple", "")
-    cluster["lbPolicy"] = _LB_POLICIES.get(simple, "LEAST_REQUEST")  # Istio's default is LEAST_REQUEST
-    if simple == "PASSTHROUGH":
-        cluster["type"] = "ORIGINAL_DST"
-        cluster.pop("edsClusterConfig", None)
-        cluster.pop("loadAssignment", None)
-    hashing = lb.get("consistentHash")
-    if hashing:
-        cluster["lbPolicy"] = "MAGLEV" if "maglev" in hashing else "RING_HASH"
+class _OutboundBuild:
+    """The clusters of one service port: ``buildDefaultCluster`` then ``applyDestinationRule``
+    (cluster_builder.go#L254-L304) or ``buildSubsetCluster`` (#L182-L250)."""
 
+    def __init__(self, service: Service, port: Port, rule: Config | None, auto_mtls: bool, sidecar: bool,
+                 find_accounts: Callable[[], list[str]]):
+        self.service, self.port, self.rule = service, port, rule
+        self.auto_mtls, self.sidecar = auto_mtls, sidecar
+        self._find_accounts, self._accounts = find_accounts, None
 
-def _thresholds(pool: dict) -> dict:
-    """Istio lifts Envoy's small defaults to "unlimited", then applies the DestinationRule's pool."""
-    tcp, http = pool.get("tcp") or {}, pool.get("http") or {}
-    return {
-        "maxConnections": tcp.get("maxConnections", UINT32_MAX),
-        "maxPendingRequests": http.get("http1MaxPendingRequests", UINT32_MAX),
-        "maxRequests": http.get("http2MaxRequests", UINT32_MAX),
-        "maxRetries": http.get("maxRetries", UINT32_MAX),
-        "trackRemaining": True,
-    }
+    def service_accounts(self) -> list[str]:
+        """Looked up only when TLS needs them (they cost a pass over the endpoints), once per port."""
+        if self._accounts is None:
+            self._accounts = self._find_accounts()
+        return self._accounts
+
+    def cluster(self, subset: str, policy: dict | None, kind: str) -> dict:
+        service, port = self.service, self.port
+        name = outbound_cluster_name(port.port, subset, service.hostname)
+        mc = MutableCluster({"name": name, "connectTimeout": DEFAULT_CONNECT_TIMEOUT, "commonLbConfig": {},
+                             "type": kind})
+        cluster = mc.cluster
+        if kind in ("STRICT_DNS", "LOGICAL_DNS"):  # Envoy resolves the host itself
+            target = service.external_name or service.hostname
+            cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
+                "address": {"socketAddress": {"address": target, "portValue": port.port}}}}]}]}
+        # setUpstreamProtocol (cluster_builder.go#L1273-L1293): HTTP/2 ports speak it upstream; a
+        # sniffed port on a sidecar speaks whatever the caller spoke
+        if port.protocol in _HTTP2_PROTOCOLS:  # as a string too: some callers build Ports by hand
+            set_h2_options(mc)
+        elif self.sidecar and port.protocol == ServiceProtocol.UNSUPPORTED:
+            set_use_downstream_protocol(mc)
+        metadata: dict = {"services": [{"host": service.hostname, "name": service.name,
+                                        "namespace": service.namespace}]}
+        self._apply_traffic_policy(mc, subset, policy or {})
+        if cluster["type"] == "EDS":  # maybeApplyEdsConfig: after the policy, which may change the type
+            cluster["edsClusterConfig"] = {"edsConfig": {"ads": {}, "initialFetchTimeout": "0s",
+                                                         "resourceApiVersion": "V3"}, "serviceName": name}
+        if self.rule is not None:
+            if subset:
+                metadata["subset"] = subset
+            metadata["config"] = (f"/apis/networking.istio.io/v1alpha3/namespaces/{self.rule.namespace}"
+                                  f"/destination-rule/{self.rule.name}")
+            alpn_override_metadata(metadata, (policy or {}).get("tls"))
+        cluster["metadata"] = {"filterMetadata": {"istio": metadata}}
+        return mc.build()
+
+    def _apply_traffic_policy(self, mc: MutableCluster, subset: str, policy: dict) -> None:
+        """``applyTrafficPolicy`` (cluster_builder.go#L774-L796), in its order: the HTTP/2 choice
+        must be settled before TLS picks its ALPN."""
+        pool = policy.get("connectionPool") or {}
+        apply_connection_pool(mc, pool, DEFAULT_CONNECT_TIMEOUT)
+        apply_h2_upgrade(mc, pool)
+        apply_outlier_detection(mc.cluster, policy.get("outlierDetection"))
+        apply_load_balancer(mc.cluster, policy.get("loadBalancer"))
+        tls_policy = policy.get("tls")
+        in_mesh_eds = mc.cluster["type"] == "EDS" and not self.service.mesh_external
+        needs_accounts = self.auto_mtls and in_mesh_eds if tls_policy is None else (
+            tls_policy.get("mode") in ("ISTIO_MUTUAL", "SIMPLE", "MUTUAL"))
+        accounts = self.service_accounts() if needs_accounts else []
+        tls, auto_detected = auto_mtls_settings(
+            tls_policy, accounts, outbound_sni(self.port.port, subset, self.service.hostname),
+            self.auto_mtls and in_mesh_eds)
+        apply_upstream_tls(mc, tls, auto_detected, self.sidecar,
+                           bool(self.rule is not None and self.rule.spec.get("workloadSelector")),
+                           external_registry=self.service.registry == "External", service_accounts=accounts)
+        if mc.cluster["type"] == "ORIGINAL_DST":
+            mc.cluster["lbPolicy"] = "CLUSTER_PROVIDED"
 
 
 def build_inbound_cluster(instance: ServiceInstance, captured: bool = True) -> dict:
@@ -206,7 +245,7 @@ def build_inbound_cluster(instance: ServiceInstance, captured: bool = True) -> d
     else:
         cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
             "address": {"socketAddress": {"address": ep.address, "portValue": ep.endpoint_port}}}}]}]}
-    cluster["circuitBreakers"] = {"thresholds": [_thresholds({})]}
+    cluster["circuitBreakers"] = {"thresholds": [default_thresholds()]}
     service = instance.service
     cluster["metadata"] = {"filterMetadata": {"istio": {"services": [
         {"host": service.hostname, "name": service.name, "namespace": service.namespace}]}}}
@@ -227,7 +266,7 @@ def passthrough_cluster() -> dict:
     (``passthroughHttpProtocolOptions``, cluster_builder.go#L76-L86). Without capture mesh's routes
     never use it — traffic must stay on loopback — but it is part of every sidecar's CDS, as in Istio."""
     return {"name": PASSTHROUGH, "type": "ORIGINAL_DST", "connectTimeout": DEFAULT_CONNECT_TIMEOUT,
-            "lbPolicy": "CLUSTER_PROVIDED", "circuitBreakers": {"thresholds": [_thresholds({})]},
+            "lbPolicy": "CLUSTER_PROVIDED", "circuitBreakers": {"thresholds": [default_thresholds()]},
             "typedExtensionProtocolOptions": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": HTTP_PROTOCOL_OPTIONS_TYPE, "commonHttpProtocolOptions": {"idleTimeout": "300s"},
                 "useDownstreamProtocolConfig": {"httpProtocolOptions": {}, "http2ProtocolOptions": {}}}}}

@@ -22,7 +22,13 @@ http entry (``<http.name>.<match.name>`` when both are set); a route Istio made 
 
 Istio also sets the deprecated ``max_grpc_timeout``; Envoy 1.40 warns about it, so mesh leaves it out.
 
-Simplifications, named: no mirroring, CORS, consistent-hash routing or destination-level headers;
+Consistent hashing: a DestinationRule's ``consistentHash`` makes its clusters RING_HASH or MAGLEV
+(``networking/cluster_traffic_policy.py``); what to hash — a header, a cookie, the source IP, a
+query parameter — is the route's ``hashPolicy``: ``hashForService`` for a service's default route
+and ``hashForHTTPDestination`` per VirtualService destination (route.go#L1296-L1388), turned into
+Envoy's form by ``consistentHashToHashPolicy`` (route.go#L1251-L1294).
+
+Simplifications, named: no mirroring, CORS or destination-level headers;
 without capture (INTERCEPTION_MODE=NONE, the loopback demo) the catch-all virtual host always
 blocks (``block_all``, 502) — there mesh must never forward traffic to an address it does not know.
 """
@@ -34,6 +40,7 @@ from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.model.service import Service
 from mesh.networking.cluster import outbound_cluster_name
+from mesh.networking.cluster_traffic_policy import proto_duration
 from mesh.networking.extensions import FAULT_TYPE, PREVIOUS_HOSTS_TYPE
 from mesh.networking.push_context import PushContext, resolve_short_name
 
@@ -103,6 +110,10 @@ def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int]
             else:
                 routes = [default_route(outbound_cluster_name(port.port, "", service.hostname),
                                         f"{service.hostname}:{port.port}/*")]
+                # hashForService: a DestinationRule's consistent hash needs the route to say what to hash
+                hashing = hash_policy(service_consistent_hash(push, service.hostname, port.port))
+                if hashing is not None:
+                    routes[0]["route"]["hashPolicy"] = [hashing]
             if not routes:
                 continue
             domains = virtual_host_domains(service, port.port, proxy.dns_domain, 0 if ports is None else port.port)
@@ -238,6 +249,12 @@ def _route_action(push: PushContext, vs: Config, http: dict, port: int) -> dict:
             continue  # a zero-weight destination among several receives nothing
         clusters.append((destination_cluster(d, host, push.service(host), port), weight))
     action: dict = {}
+    # per destination, its rule's consistent hash (one entry each, as Istio appends them)
+    hashes = [hash_policy(destination_consistent_hash(push, resolve_short_name(
+        d["destination"].get("host", ""), vs.namespace, vs.domain or push.domain), d["destination"]))
+        for d in destinations]
+    if any(h is not None for h in hashes):
+        action["hashPolicy"] = [h for h in hashes if h is not None]
     if len(clusters) == 1:
         action["cluster"] = clusters[0][0]
     elif clusters:
@@ -265,6 +282,72 @@ def destination_cluster(destination: dict, host: str, service: Service | None, l
     elif service is not None and len(service.ports) == 1:
         port = service.ports[0].port
     return outbound_cluster_name(port, destination.get("subset", ""), host)
+
+
+# -- consistent hashing: DestinationRule → route hash policy --------------------------------------
+
+def _port_level_hash(settings: list[dict] | None, port: int | None) -> dict | None:
+    """``portLevelSettingsConsistentHash``: the hash of the entry for this port, if any."""
+    if port is None:
+        return None
+    for pls in settings or []:
+        if int((pls.get("port") or {}).get("number") or 0) == port:
+            return ((pls.get("loadBalancer") or {}).get("consistentHash"))
+    return None
+
+
+def service_consistent_hash(push: PushContext, hostname: str, port: int) -> dict | None:
+    """``hashForService``: the rule's top-level hash, or its port-level entry's for this port."""
+    rule = push.destination_rule(hostname)
+    if rule is None:
+        return None
+    policy = rule.spec.get("trafficPolicy") or {}
+    return (_port_level_hash(policy.get("portLevelSettings"), port)
+            or (policy.get("loadBalancer") or {}).get("consistentHash"))
+
+
+def destination_consistent_hash(push: PushContext, hostname: str, destination: dict) -> dict | None:
+    """``hashForHTTPDestination``: the most specific of the subset's port-level hash, the subset's,
+    the rule's port-level one (only for a destination naming its port) and the rule's own."""
+    rule = push.destination_rule(hostname)
+    if rule is None:
+        return None
+    policy = rule.spec.get("trafficPolicy") or {}
+    port = int((destination.get("port") or {}).get("number") or 0) or None
+    subset_hash = subset_pls_hash = None
+    for subset in rule.spec.get("subsets") or []:
+        if subset.get("name") == destination.get("subset", ""):
+            sub_policy = subset.get("trafficPolicy") or {}
+            subset_hash = (sub_policy.get("loadBalancer") or {}).get("consistentHash")
+            subset_pls_hash = _port_level_hash(sub_policy.get("portLevelSettings"), port)
+            break
+    for found in (subset_pls_hash, subset_hash, _port_level_hash(policy.get("portLevelSettings"), port)):
+        if found is not None:
+            return found
+    return (policy.get("loadBalancer") or {}).get("consistentHash")
+
+
+def hash_policy(consistent_hash: dict | None) -> dict | None:
+    """``consistentHashToHashPolicy``: what the ring (or Maglev table) hashes a request by. A
+    hash with no key (only ``ringHash``/``maglev`` settings) gives no policy: Envoy then picks
+    a random point on the ring for each request."""
+    if not consistent_hash:
+        return None
+    if consistent_hash.get("httpHeaderName"):
+        return {"header": {"headerName": consistent_hash["httpHeaderName"]}}
+    if consistent_hash.get("httpCookie") is not None:
+        cookie = consistent_hash["httpCookie"]
+        out: dict = {"name": cookie.get("name", "")}
+        if cookie.get("ttl"):
+            out["ttl"] = proto_duration(cookie["ttl"])
+        if cookie.get("path"):
+            out["path"] = cookie["path"]
+        return {"cookie": out}
+    if "useSourceIp" in consistent_hash:
+        return {"connectionProperties": {"sourceIp": bool(consistent_hash["useSourceIp"])}}
+    if consistent_hash.get("httpQueryParameterName"):
+        return {"queryParameter": {"name": consistent_hash["httpQueryParameterName"]}}
+    return None
 
 
 def default_retry_policy() -> dict:

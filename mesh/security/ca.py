@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -189,13 +189,20 @@ class IstioCA:
         """A leaf certificate for the CSR's public key, whose only SANs are ``subject_ids``."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
-        except ValueError as err:
-            raise CAError("CSR", f"the CSR is not a PEM certificate request ({err})") from err
-        if not csr.is_signature_valid:
+            valid = csr.is_signature_valid
+            csr.public_key()
+        except (ValueError, UnsupportedAlgorithm) as err:
+            raise CAError("CSR", f"the CSR is not a PEM certificate request with a usable key ({err})") from err
+        if not valid:
             raise CAError("CSR", "the CSR signature does not verify")
-        ttl = dt.timedelta(seconds=ttl_seconds) if ttl_seconds > 0 else self.default_ttl
-        if check_lifetime and ttl_seconds > 0 and ttl > self.max_ttl:
-            raise CAError("TTL", f"requested TTL {ttl} is greater than the max allowed TTL {self.max_ttl}")
+        if check_lifetime and ttl_seconds > self.max_ttl.total_seconds():  # compared before any date arithmetic
+            raise CAError("TTL", f"requested TTL {_ttl_text(ttl_seconds)} is greater than the max allowed TTL "
+                                 f"{self.max_ttl}")
+        try:
+            ttl = dt.timedelta(seconds=ttl_seconds) if ttl_seconds > 0 else self.default_ttl
+            _now() + ttl  # noqa: B018 -- a date past year 9999 cannot be put in a certificate
+        except OverflowError:
+            raise CAError("TTL", f"requested TTL {ttl_seconds}s is too large") from None
         if not subject_ids:
             raise CAError("CSR", "no identity to put in the certificate")
         now = _now()
@@ -273,3 +280,10 @@ def _check_signed_by(child: x509.Certificate, parent: x509.Certificate) -> None:
     except (ValueError, TypeError, InvalidSignature) as err:
         raise CAError("CSR", f"{child.subject.rfc4514_string() or 'leaf'} is not signed by "
                              f"{parent.subject.rfc4514_string()}: {err}") from err
+
+
+def _ttl_text(seconds: int) -> str:
+    try:
+        return str(dt.timedelta(seconds=seconds))
+    except OverflowError:
+        return f"{seconds}s"

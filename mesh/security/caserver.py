@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from mesh.security.ca import CAError, IstioCA
@@ -170,7 +171,7 @@ class CertificateService(ca_pb2_grpc.IstioCertificateServiceServicer):
         try:
             csr = x509.load_pem_x509_csr(request.csr.encode())
             asked = _csr_uris(csr) if csr.is_signature_valid else None
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):  # not a CSR, or a key type no one can verify
             asked = None
         if asked is None:
             await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,

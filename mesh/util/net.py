@@ -26,3 +26,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 literal in brackets (``::1`` → ``[::1]:15010``), as gRPC and URLs want it."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class PortInUse(OSError):
+    """A port mesh must listen on is taken (mesh binds its ports exclusively: no SO_REUSEPORT)."""

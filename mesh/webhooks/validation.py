@@ -8,6 +8,8 @@ per-kind rules live in :mod:`mesh.config.validation`.
 
 What happens to a request, in order:
 
+0. headers, body and shutdown are bounded in time (``mesh/util/web.py``); any body we can parse
+   gets an AdmissionReview answer, a wrongly typed field a denial naming it — never HTTP 500;
 1. no body → HTTP 400 ``no body found``; a Content-Type other than exactly
    ``application/json`` → HTTP 415. Nothing else is ever an HTTP error.
 2. a body that is not an AdmissionReview (bad JSON, wrong kind/apiVersion, no request) → HTTP
@@ -34,11 +36,20 @@ import logging
 from aiohttp import web
 
 from mesh.config import validation
+from mesh.util import safeinput
+from mesh.util.clip import clip
+from mesh.util.shape import MapOf, shape_problem
 
 log = logging.getLogger(__name__)
 
 REVIEW_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 VALID_TOP_LEVEL_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}
+# What istiod's decode into a config object (``crd.ConvertObject``) needs: wrongly typed top-level
+# fields fail it with "cannot decode configuration".
+REQUEST_SHAPE = {"uid": str, "namespace": str, "operation": str, "dryRun": bool, "kind": {"kind": str}}
+OBJECT_SHAPE = {"apiVersion": str, "kind": str,
+                "metadata": {"name": str, "namespace": str, "labels": MapOf(str), "annotations": MapOf(str)},
+                "spec": dict}
 
 
 def _denied(message: str) -> dict:
@@ -55,15 +66,21 @@ def admit(request: dict) -> dict:
         return {"allowed": True}
     obj = request.get("object")
     if not isinstance(obj, dict):
-        return _denied(f"cannot decode configuration: expected an object, got {json.dumps(obj)}")
+        return _denied(f"cannot decode configuration: expected an object, got {clip(json.dumps(obj))}")
+    problem = shape_problem(obj, OBJECT_SHAPE, "object")
+    if problem:
+        return _denied(f"cannot decode configuration: {problem}")
     try:
         problems = validation.validate(obj)
     except validation.UnknownKind as err:
         log.info("%s%s", err, dry_run)
         return _denied(str(err))
+    except Exception as err:  # a wrongly typed field the rules did not expect: deny, never HTTP 500
+        log.warning("validating %s failed: %s", clip(json.dumps(obj.get("metadata"))), clip(repr(err)))
+        return _denied(f"error decoding configuration: {clip(str(err))}")
     message = validation.istiod_message(obj, problems)
     if message is not None:
-        log.info("%s%s", message, dry_run)
+        log.info("%s%s", clip(message, 1000), dry_run)
         return _denied(message)
     meta = obj.get("metadata") or {}
     for key in obj:
@@ -89,6 +106,9 @@ def review(body: object) -> dict:
     elif not isinstance(body.get("request"), dict):
         api_version = body["apiVersion"]
         response = _denied("could not decode object: AdmissionReview has no request")
+    elif problem := shape_problem(body["request"], REQUEST_SHAPE, "request"):
+        api_version = body["apiVersion"]
+        response = _denied(f"could not decode object: {problem}")
     else:
         api_version, request = body["apiVersion"], body["request"]
         response = admit(request)
@@ -104,10 +124,10 @@ async def handle_validate(request: web.Request) -> web.Response:
     if request.headers.get("Content-Type") != "application/json":
         return web.Response(status=415, text="invalid Content-Type, want `application/json`\n")
     try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        decoded = safeinput.parse_json(body, "body")  # depth-bounded
+    except safeinput.InputError as err:
         answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                  "response": _denied(f"could not decode body: {err}")}
+                  "response": _denied(f"could not decode body: {err.message}")}
     else:
         answer = review(decoded)
     return web.json_response(answer)

@@ -17,7 +17,8 @@ https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/pushqueue.go#L50-L74); 
 runs the generators in push order (CDS, EDS, LDS, RDS) for the types its Envoy watches.
 
 Delta xDS (``DeltaAggregatedResources``) is served by the same server: ``mesh.xds.delta`` handles
-its requests and what it sends; streams, the push queue and ``generate`` are shared.
+its requests and what it sends; streams (``serve_stream``), fairness, the push queue and
+``generate`` are shared.
 
 A proxy whose agent has a workload certificate (node metadata ``MESH_WORKLOAD_CERT: SDS``)
 can terminate mutual TLS on its inbound port, so endpoints of its pod change for every client
@@ -26,8 +27,30 @@ PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-speci
 the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
 pod may have no Envoy running.
 
-Simplifications, named: no push throttling (``PILOT_PUSH_THROTTLE``; writes in flight are
-bounded instead) and no per-proxy
+Fairness: one slow or hostile client only delays itself.
+
+* Pushes take a slot of the push throttle (``PILOT_PUSH_THROTTLE`` = 100,
+  https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/discovery.go#L463-L507); answers to a
+  proxy's own requests do not, as in istiod. A push whose write has not completed within
+  ``STALL_AFTER`` (a peer that does not open its HTTP/2 window) gives its slot back, so 100
+  stuck streams cannot stop pushes to everyone else.
+* Every write has a deadline, istiod's ``PILOT_XDS_SEND_TIMEOUT``
+  (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/grpc/grpc.go#L36-L56): past it the stream
+  ends with DEADLINE_EXCEEDED ("timeout sending"). istiod's default is 0 (no deadline); mesh's
+  is 10 s, so a stuck stream cannot hold its response in memory for ever.
+* Requests waiting for their stream's worker are bounded (``MAX_QUEUED_REQUESTS``,
+  ``MAX_QUEUED_BYTES``): a client that keeps sending while not reading is cut off with
+  RESOURCE_EXHAUSTED. istiod instead stops reading (its request channel holds one message) and
+  lets HTTP/2 flow control push back; ending the stream frees the memory at once.
+* Requests for type URLs mesh has no generator for are dropped before they are recorded, and
+  metric labels are only ever the known types (``monitoring.py``), so made-up type URLs create
+  no state; client-supplied text is clipped in logs (``mesh/util/clip.py``).
+* Wrongly typed node metadata ends the stream with INVALID_ARGUMENT, as ``initProxyMetadata``
+  does (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L586-L594).
+* The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
+  fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
+
+Simplifications, named: no per-proxy
 ``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources);
 no authentication of the peer (plaintext port 15010).
 """
@@ -38,6 +61,7 @@ import asyncio
 import importlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -51,6 +75,8 @@ from mesh.model.push_request import PushRequest, TriggerReason
 from mesh.model.service import ServiceDiscovery
 from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
+from mesh.util.clip import clip
+from mesh.util.net import PortInUse, host_port
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
@@ -72,6 +98,54 @@ log = logging.getLogger(__name__)
 
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+PUSH_THROTTLE = int(os.environ.get("PILOT_PUSH_THROTTLE", "100"))  # pushes in flight at once
+SEND_TIMEOUT = float(os.environ.get("PILOT_XDS_SEND_TIMEOUT", "10"))  # seconds; 0 = none (istiod's default)
+STALL_AFTER = 0.1  # seconds a push's write may take before it gives its throttle slot back
+MAX_QUEUED_REQUESTS = 100  # requests read but not yet handled, per stream
+MAX_QUEUED_BYTES = 4 << 20  # their encoded size, per stream
+
+
+def exclusive_port_options() -> list[tuple[str, int]]:
+    """gRPC server options that make the listening port exclusive: gRPC core sets SO_REUSEPORT by
+    default, and a second server on the same port would then silently share the new connections."""
+    return [("grpc.so_reuseport", 0)]
+
+
+def add_port(server: grpc.aio.Server, address: str, what: str, credentials=None) -> int:
+    """``add_insecure_port`` / ``add_secure_port``, with a clear error when the port is taken."""
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        raise PortInUse(f"cannot listen on {address} for {what}: address already in use or not available "
+                        f"(is another mesh server running?)") from err
+
+
+class _StreamEnded(Exception):
+    """Raised in a stream's worker once the stream has been ended (``Connection.end``)."""
+
+
+class _ThrottleSlot:
+    """One push's slot of the push throttle, given back once (when the push ends or stalls)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore):
+        self._semaphore = semaphore
+        self.held = False
+
+    async def __aenter__(self) -> _ThrottleSlot:
+        await self._semaphore.acquire()
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._semaphore.release()
+
+    async def __aexit__(self, *exc) -> None:
+        self.release()
 
 
 def default_generators() -> dict[str, Generator]:
@@ -103,19 +177,20 @@ class AdsServer:
         self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
         self.outbound_traffic_mode: Callable[[], str] = lambda: "ALLOW_ANY"  # and outboundTrafficPolicy.mode
         self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
-        self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type
+        self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type (known types only)
         self.generate_errors: Counter = Counter()
+        self.closed_by_server: Counter = Counter()  # streams we ended, by gRPC status name
         # Called as f(connection, type_url, version, nonce) on every ACK: convergence metrics, benchmarks.
         self.ack_listeners: list[Callable[[Connection, str, str, str], object]] = []
         self._versions = itertools.count(1)
         self._nonces = itertools.count(1)
-        self._write_slots: asyncio.Semaphore | None = None  # made in start(), on the serving loop
+        self._push_slots: asyncio.Semaphore | None = None  # the push throttle, made on the serving loop
         self._push_context: PushContext | None = None
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.port: int | None = None
-        self.delta = DeltaAds(self)
+        self.delta = DeltaAds(self)  # the Delta xDS half (mesh.xds.delta)
         discovery.push_handlers.append(self.on_debounced_push)
 
     # -- push context -------------------------------------------------------------------------
@@ -165,10 +240,10 @@ class AdsServer:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
-            # Writes in flight at once, across all streams: each holds a whole response in gRPC's
+            # Pushes in flight at once, across all streams: each holds a whole response in gRPC's
             # buffers until the peer reads it, so a push to thousands of proxies must not start
             # them all together.
-            self._write_slots = asyncio.Semaphore(100)
+            self._push_slots = asyncio.Semaphore(PUSH_THROTTLE)
         if self.on_debounced_push not in self.discovery.push_handlers:  # started again after stop()
             self.discovery.push_handlers.append(self.on_debounced_push)
 
@@ -180,9 +255,15 @@ class AdsServer:
         # (1000 soft, 3000 hard) would fail some of them with INTERNAL.
         collect_garbage_less_often()  # fastpath.py, 8.
         self._server = grpc.aio.server(options=[("grpc.server.max_pending_requests", 100_000),
-                                                ("grpc.server.max_pending_requests_hard_limit", 100_000)])
+                                                ("grpc.server.max_pending_requests_hard_limit", 100_000),
+                                                *exclusive_port_options()])
         self._server.add_generic_rpc_handlers(self.rpc_handlers())
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = add_port(self._server, host_port(host, port), "xDS")
+        except PortInUse:
+            server, self._server = self._server, None
+            await server.stop(None)  # not left for the garbage collector, after the loop has gone
+            raise
         await self._server.start()
         log.info("ADS listening on %s:%d", host, self.port)
         return self.port
@@ -192,7 +273,7 @@ class AdsServer:
         if self.on_debounced_push in self.discovery.push_handlers:
             self.discovery.push_handlers.remove(self.on_debounced_push)
         for con in list(self.connections.values()):
-            con.queue.put_nowait(("close", None))
+            con.end()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -208,30 +289,58 @@ class AdsServer:
         """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
         and the pushes queued for it, handled one at a time."""
         reader = asyncio.create_task(self._read(context, con, decode, what))
+        worker = asyncio.create_task(self._work(con, context, on_request))
+        ended = asyncio.create_task(con.ended.wait())
         self.connections[con.number] = con
         self.metrics.on_connections(len(self.connections))
         try:
-            while True:
-                kind, item = await con.queue.get()
-                if kind == "request":
-                    # Let go of the request before waiting for the next one: an EDS request lists
-                    # every cluster, and thousands of idle streams would each keep their last one.
-                    req, item = item, None
-                    await on_request(con, req, context)
-                    del req
-                elif kind == "push":
-                    request, con.pending_push = con.pending_push, None
-                    await self._push_connection(con, request, context)
-                elif kind == "error":
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item)
-                else:  # "eof" (Envoy went away) or "close" (we are stopping)
-                    break
+            # The worker handles the queue; anyone may end the stream (the reader on a flood, a
+            # write past its deadline) by setting con.ended, even while the worker is stuck.
+            await asyncio.wait({worker, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if worker.done() and not worker.cancelled() and worker.exception() is not None:
+                raise worker.exception()
+            if con.close_status is not None:
+                code, message = con.close_status
+                self.closed_by_server[code.name] += 1
+                log.info("ADS: closing %s: %s: %s", con.id, code.name, clip(message))
+                if con.writing:
+                    # gRPC cannot send a status while a message is still waiting for the peer's
+                    # window: cancel the call instead (the peer sees the stream reset), which
+                    # frees its buffers just the same.
+                    raise asyncio.CancelledError
+                await context.abort(code, message)
         finally:
-            reader.cancel()
+            for task in (reader, worker, ended):
+                task.cancel()
             self.connections.pop(con.number, None)
             self._mtls_sidecar_changed(con)
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
+
+    async def _work(self, con: Connection, context: grpc.aio.ServicerContext, on_request) -> None:
+        """One item of the connection's queue at a time (the Go ``select`` loop of ``Stream``)."""
+        try:
+            await self._work_queue(con, context, on_request)
+        except _StreamEnded:
+            pass
+
+    async def _work_queue(self, con: Connection, context: grpc.aio.ServicerContext, on_request) -> None:
+        while True:
+            kind, item = await con.queue.get()
+            if kind == "request":
+                # Let go of the request before waiting for the next one: an EDS request lists
+                # every cluster, and thousands of idle streams would each keep their last one.
+                (req, size), item = item, None
+                con.dequeued(size)
+                await on_request(con, req, context)
+                del req
+            elif kind == "push":
+                request, con.pending_push = con.pending_push, None
+                async with _ThrottleSlot(self._push_slots) as slot:
+                    await self._push_connection(con, request, context, slot)
+            else:  # "eof" (Envoy went away) or "close" (we are stopping)
+                con.end()
+                return
 
     async def _read(self, context: grpc.aio.ServicerContext, con: Connection, decode, what: str) -> None:
         # context.read() rather than the request iterator: the last message is not kept alive.
@@ -240,12 +349,17 @@ class AdsServer:
                 raw = await context.read()
                 if raw is grpc.aio.EOF:
                     break
-                con.queue.put_nowait(("request", decode(raw)))
+                if not con.queued(len(raw), MAX_QUEUED_REQUESTS, MAX_QUEUED_BYTES):
+                    con.end(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"too many requests waiting (more than {MAX_QUEUED_REQUESTS} or "
+                            f"{MAX_QUEUED_BYTES} bytes): the client sends faster than it reads")
+                    return
+                con.queue.put_nowait(("request", (decode(raw), len(raw))))
                 del raw  # not kept alive while waiting for the next message (tens of KB for EDS)
         except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
             pass
         except Exception as err:  # a malformed message: end this stream, not the server
-            con.queue.put_nowait(("error", f"bad {what}: {err}"))
+            con.end(grpc.StatusCode.INVALID_ARGUMENT, f"bad {what}: {clip(str(err))}")
             return
         con.queue.put_nowait(("eof", None))
 
@@ -254,22 +368,27 @@ class AdsServer:
         if con.state is None:
             error = self._init_connection(con, req)
             if error:
-                con.queue.put_nowait(("error", error))
+                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
                 return
         type_url = req.type_url
+        if type_url not in self.generators:
+            # istiod keeps a watch even for types it cannot generate; mesh drops the request, so
+            # made-up type URLs (any number of them, of any length) leave no state behind.
+            log.warning("ADS: no generator for %s requested by %s", clip(type_url), con.id)
+            return
         error = (req.error_message or f"error code {req.error_code}") if req.error_code else ""
         kind = con.classify(type_url, req.response_nonce, req.resource_names, error)
-        con.record(kind.value, type_url, req.version_info, req.response_nonce, error)
+        con.record(kind.value, type_url, clip(req.version_info), clip(req.response_nonce), clip(error))
         if kind == RequestKind.NACK:
             self.rejects[short_name(type_url)] += 1
             self.metrics.on_reject(type_url)
             log.warning("ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
-                        req.response_nonce, error)
+                        clip(req.response_nonce), clip(error))
             return
         if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
             self.on_ack(con, type_url, req.version_info, req.response_nonce)
         if kind in (RequestKind.INITIAL, RequestKind.ACK_NEW_NAMES):
-            await self._send(con, type_url, None, context)
+            await self._send(con, type_url, None, context, None)
 
     def on_ack(self, con: Connection, type_url: str, version: str, nonce: str) -> None:
         """An ACK on a stream of either protocol: convergence, then the listeners."""
@@ -281,13 +400,16 @@ class AdsServer:
 
     def _init_connection(self, con: Connection, req: RequestFields) -> str:
         """Who is this? The first request carries the node (``initConnection``)."""
-        node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
+        try:
+            node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
+        except Exception as err:  # protobuf's own refusals (bad wire data, NaN/Infinity in a Struct)
+            return f"node: cannot decode: {clip(str(err))}"
         if not node_id:
             return "the first DiscoveryRequest on a stream must carry node.id"
         try:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
-            return str(err)
+            return clip(str(err), 1000)
         con.state = ProxyState(proxy, self.push_context.service_instances(proxy))
         log.info("ADS: new connection %s from %s", con.id, con.peer)
         self._mtls_sidecar_changed(con)
@@ -316,7 +438,8 @@ class AdsServer:
             else:
                 con.pending_push = con.pending_push.merge(request)
 
-    async def _push_connection(self, con: Connection, request: PushRequest, context) -> None:
+    async def _push_connection(self, con: Connection, request: PushRequest, context,
+                               slot: _ThrottleSlot | None = None) -> None:
         if con.state is None:
             return  # not initialized yet: it will get everything when it asks
         if request.full:
@@ -325,7 +448,7 @@ class AdsServer:
         send = self._send if con.delta is None else self.delta.send
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
-                await send(con, type_url, request, context)
+                await send(con, type_url, request, context, slot)
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
@@ -344,9 +467,10 @@ class AdsServer:
                 r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
         return resources
 
-    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context) -> None:
+    async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context,
+                    slot: _ThrottleSlot | None) -> None:
         if type_url not in self.generators:
-            log.warning("ADS: no generator for %s requested by %s", type_url, con.id)
+            log.warning("ADS: no generator for %s requested by %s", clip(type_url), con.id)
             return
         watched = con.watched[type_url]
         push = self.push_context
@@ -370,12 +494,35 @@ class AdsServer:
         self.pushes_by_type[short_name(type_url)] += 1
         self.metrics.on_send(type_url, "sotw", len(data))
         con.record("send", type_url, push.version, nonce, f"{len(resources)} resources, {len(data)} bytes")
-        await self.write(context, data)
+        await self.write(con, context, data, slot)
 
-    async def write(self, context, data: bytes) -> None:
-        """Write one response, holding one of the write slots while it is in flight."""
-        async with self._write_slots:
-            await context.write(data)
+    async def write(self, con: Connection, context, data: bytes, slot: _ThrottleSlot | None) -> None:
+        """``conn.send``: write one response within SEND_TIMEOUT; a push that stalls gives its
+        throttle slot back first, so other proxies' pushes go on."""
+        write = asyncio.ensure_future(context.write(data))
+        write.add_done_callback(_retrieve)
+        con.writing = True
+        deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT if SEND_TIMEOUT > 0 else None
+        try:
+            if slot is not None and slot.held:
+                done, _ = await asyncio.wait({write}, timeout=STALL_AFTER)
+                if not done:
+                    slot.release()
+            if deadline is None:
+                await write
+                return
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            done, _ = await asyncio.wait({write}, timeout=remaining)
+            if not done:
+                write.cancel()
+                log.info("ADS: timeout writing %s", con.id)
+                con.end(grpc.StatusCode.DEADLINE_EXCEEDED, "timeout sending")
+                raise _StreamEnded
+            write.result()
+            con.writing = False
+        finally:
+            if not write.done():
+                write.cancel()
 
     def new_nonce(self, version: str) -> str:
         """A nonce unique on this server (it only needs to be unique per stream and type)."""
@@ -393,3 +540,10 @@ class AdsServer:
             if con.state is not None and con.state.proxy.id == proxy_id:
                 return con
         return None
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A write abandoned with its stream fails later inside gRPC; that is expected, not worth a
+    "Task exception was never retrieved" report."""
+    if not task.cancelled():
+        task.exception()

@@ -74,6 +74,32 @@ class Connection:
     def protocol(self) -> str:
         return "sotw" if self.delta is None else "delta"
 
+    # Requests read and waiting in the queue, and their encoded size: bounded (ads.py).
+    queued_requests: int = 0
+    queued_bytes: int = 0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once: the stream must end
+    close_status: tuple | None = None  # (grpc.StatusCode, message) when the server ends it with an error
+    writing: bool = False  # a response is being written (it may be stuck behind the peer's window)
+
+    def queued(self, size: int, max_requests: int, max_bytes: int) -> bool:
+        """Count one more waiting request; False if that would exceed the bounds."""
+        if self.queued_requests >= max_requests or self.queued_bytes + size > max_bytes:
+            return False
+        self.queued_requests += 1
+        self.queued_bytes += size
+        return True
+
+    def dequeued(self, size: int) -> None:
+        self.queued_requests -= 1
+        self.queued_bytes -= size
+
+    def end(self, code=None, message: str = "") -> None:
+        """End the stream: normally (``code`` None) or with a gRPC status. The first call wins."""
+        if not self.ended.is_set():
+            if code is not None:
+                self.close_status = (code, message)
+            self.ended.set()
+
     @property
     def id(self) -> str:
         """``<pod>.<ns>-<n>``, as istiod names connections (``connectionID``)."""

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from mesh.model.push_request import PushRequest
+from mesh.util.clip import clip
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.fastpath import length_delimited_field
 from mesh.xds.generator import WatchedResource
@@ -234,20 +235,23 @@ class DeltaAds:
         if con.state is None:
             error = ads._init_connection(con, req)
             if error:
-                con.queue.put_nowait(("error", error))
+                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
                 return
         type_url = req.type_url
+        if type_url not in ads.generators:  # as for SotW: made-up type URLs leave no state behind
+            log.warning("Delta ADS: no generator for %s requested by %s", clip(type_url), con.id)
+            return
         w = con.watched.get(type_url)
         if req.error_code:
-            error = req.error_message or f"error code {req.error_code}"
+            error = clip(req.error_message or f"error code {req.error_code}")
             if w is not None and req.response_nonce == w.nonce_sent:
                 w.last_error = error
                 w.nacks += 1
-            con.record(RequestKind.NACK.value, type_url, "", req.response_nonce, error)
+            con.record(RequestKind.NACK.value, type_url, "", clip(req.response_nonce), error)
             ads.rejects[short_name(type_url)] += 1
             ads.metrics.on_reject(type_url)
             log.warning("Delta ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
-                        req.response_nonce, error)
+                        clip(req.response_nonce), error)
             return
         if w is None:  # first request of this type on this stream, or a reconnect
             names, wildcard = watched_names((), req)
@@ -256,7 +260,7 @@ class DeltaAds:
                                              held=dict(req.initial_versions))
             kind = "reconnect" if req.initial_versions else RequestKind.INITIAL.value
             con.record(kind, type_url, "", req.response_nonce, f"{len(req.initial_versions)} held")
-            await self.send(con, type_url, None, context)
+            await self.send(con, type_url, None, context, None)
             return
         added = []
         if req.subscribe or req.unsubscribe:  # (a plain ACK, the common case, changes no names)
@@ -267,17 +271,19 @@ class DeltaAds:
                 watch.held.pop(name, None)
             added = [n for n in w.names if n not in previous]
         if req.response_nonce and req.response_nonce != w.nonce_sent:
-            con.record(RequestKind.STALE.value, type_url, "", req.response_nonce)
+            con.record(RequestKind.STALE.value, type_url, "", clip(req.response_nonce))
         elif req.response_nonce:
             w.nonce_acked, w.version_acked, w.last_error = req.response_nonce, w.version_sent, ""
             con.record(RequestKind.ACK.value, type_url, w.version_acked, req.response_nonce)
             ads.on_ack(con, type_url, w.version_acked, req.response_nonce)
         if added:  # new subscriptions: answer with just those (``Delta.Subscribed``)
-            await self.send(con, type_url, None, context, only=added)
+            await self.send(con, type_url, None, context, None, only=added)
 
     # -- sends (pushDeltaXds) --------------------------------------------------------------------
-    async def send(self, con: Connection, type_url: str, request: PushRequest | None, context,
+    async def send(self, con: Connection, type_url: str, request: PushRequest | None, context, slot,
                    only: list[str] | None = None) -> None:
+        """``pushDeltaXds``: generate ``type_url`` and send what the proxy does not hold (``slot``:
+        the push's throttle slot, None when answering a request)."""
         ads = self.ads
         if type_url not in ads.generators:
             log.warning("Delta ADS: no generator for %s requested by %s", type_url, con.id)
@@ -308,7 +314,7 @@ class DeltaAds:
         ads.metrics.on_send(type_url, "delta", len(data))
         con.record("send", type_url, push.version, nonce,
                    f"{len(changed)} resources, {len(removed)} removed, {len(data)} bytes")
-        await ads.write(context, data)
+        await ads.write(con, context, data, slot)
 
     def _assemble(self, version: str, type_url: str, changed: list, removed: list[str]) -> tuple:
         nonce = self.ads.new_nonce(version)

@@ -23,6 +23,8 @@ from mesh.xds.debounce import DebouncedPush, Debouncer
 
 log = logging.getLogger(__name__)
 
+MAX_RECORDED_REQUESTS = 10_000  # ConfigUpdates kept for /debug/push_requests and the teaching timelines
+
 
 @dataclass(frozen=True)
 class RecordedRequest:
@@ -33,7 +35,7 @@ class RecordedRequest:
 class DiscoveryServer:
     def __init__(self, clock: Clock):
         self.clock = clock
-        self.requests: list[RecordedRequest] = []  # every ConfigUpdate, in order
+        self.requests: list[RecordedRequest] = []  # every ConfigUpdate, in order (the last MAX_RECORDED_REQUESTS)
         self.pushes: list[DebouncedPush] = []  # every push that left the debouncer
         self.push_handlers: list[Callable[[DebouncedPush], object]] = []
         self.debouncer = Debouncer(clock, self._on_push)
@@ -46,7 +48,10 @@ class DiscoveryServer:
         if not request.start:
             request.start = self.clock.now()
         self.requests.append(RecordedRequest(self.clock.now(), request))
-        log.info("push requested: %s", request.describe())
+        if len(self.requests) > 2 * MAX_RECORDED_REQUESTS:  # a long-running serve: keep the recent ones
+            del self.requests[:-MAX_RECORDED_REQUESTS]
+        if log.isEnabledFor(logging.INFO):
+            log.info("push requested: %s", request.describe())
         if self.started:
             self.debouncer.submit(request)
         else:

@@ -1,7 +1,8 @@
 """Prometheus metrics of the push pipeline, named as istiod names them.
 
 Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/monitoring.go#L35-L140 (names,
-labels and histogram buckets). ``XdsMetrics`` owns its own ``CollectorRegistry`` so several
+labels and histogram buckets). Label values come from fixed sets only (known xDS types,
+trigger reasons), so no client can grow the number of series. ``XdsMetrics`` owns its own ``CollectorRegistry`` so several
 servers (tests, notebooks) never collide; ``generate_latest(metrics.registry)`` is the body of
 ``/metrics`` on the monitoring port.
 
@@ -24,7 +25,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mesh.model.push_request import PushRequest
 from mesh.xds.debounce import DebouncedPush
-from mesh.xds.types import short_name
+from mesh.xds.types import SHORT_NAMES
+
+
+def type_label(type_url: str) -> str:
+    """The ``type`` label of a type URL: ``cds``/``eds``/``lds``/``rds``, and ``other`` for any
+    other — a label value per client-chosen type URL would be a series that is never freed."""
+    short = SHORT_NAMES.get(type_url)
+    return short.lower() if short else "other"
 
 
 class XdsMetrics:
@@ -62,13 +70,13 @@ class XdsMetrics:
         self.push_context_init.observe(seconds)
 
     def on_send(self, type_url: str, protocol: str = "sotw", size: int = 0) -> None:
-        short = short_name(type_url).lower()
+        short = type_label(type_url)
         self.pushes.labels(short, protocol).inc()
         self.config_size.labels(short).observe(size)
         self.sent_bytes.labels(short, protocol).inc(size)
 
     def on_reject(self, type_url: str) -> None:
-        self.rejects.labels(short_name(type_url).lower()).inc()
+        self.rejects.labels(type_label(type_url)).inc()
 
     def on_connections(self, count: int) -> None:
         self.connected.set(count)

@@ -36,6 +36,21 @@ ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"  # EDS
 LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"  # LDS
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"  # RDS
 
+# betterproto2 (0.9.1) finds a field from a JSON key by snake-casing the key, which can never give
+# a name with a digit after an underscore: ``consecutive5xx`` (the protobuf JSON name of
+# OutlierDetection's ``consecutive_5xx``) and its own ``consecutive5Xx`` both become
+# ``consecutive5_xx``, an unknown field, so ``from_dict`` of every message class would refuse them.
+# The few such fields mesh writes are named here, in both spellings.
+_DIGIT_FIELDS = ("consecutive_5xx", "enforcing_consecutive_5xx")
+_JSON_TO_FIELD = {alias: name for name in _DIGIT_FIELDS for alias in (
+    betterproto2.casing.camel_case(name), betterproto2.casing.camel_case(name).replace("5Xx", "5xx"))}
+if getattr(betterproto2.safe_snake_case, "__wrapped__", None) is None:  # once, however often this is imported
+    def _field_name(key: str, _original=betterproto2.safe_snake_case) -> str:
+        return _JSON_TO_FIELD.get(key) or _original(key)
+
+    _field_name.__wrapped__ = betterproto2.safe_snake_case
+    betterproto2.safe_snake_case = _field_name
+
 DEFAULT_PROXY_TYPE = "sidecar"
 
 

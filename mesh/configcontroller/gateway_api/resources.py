@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mesh.util.shape import Req, shape_problem
+
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 # pkg/config/constants/constants.go at 1.19.0
@@ -57,13 +59,6 @@ class GatewayAPIError(ValueError):
 
 
 # --- a tiny structural schema: enough to give a clear error instead of a traceback -------------
-
-
-class Req:
-    """Marks a schema entry as required."""
-
-    def __init__(self, schema: Any):
-        self.schema = schema
 
 
 _PARENT_REF = {"group": str, "kind": str, "namespace": str, "name": Req(str), "sectionName": str, "port": int}
@@ -121,35 +116,11 @@ SPEC_SCHEMAS: dict[str, dict] = {
 }
 
 
-def _type_name(t: Any) -> str:
-    names = {str: "a string", int: "an integer", dict: "a mapping", list: "a list"}
-    if isinstance(t, tuple):
-        return " or ".join(names[x] for x in t)
-    return names[t]
-
-
 def check_schema(value: Any, schema: Any, path: str, where: str) -> None:
-    """Raise GatewayAPIError if ``value`` does not have the shape ``schema`` describes."""
-    if isinstance(schema, Req):
-        schema = schema.schema
-    if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            raise GatewayAPIError(f"{where}: {path}: must be a mapping, got {type(value).__name__}")
-        for key, sub in schema.items():
-            if key not in value or value[key] is None:
-                if isinstance(sub, Req):
-                    raise GatewayAPIError(f"{where}: {path}.{key}: required field is missing")
-                continue
-            check_schema(value[key], sub, f"{path}.{key}", where)
-    elif isinstance(schema, list):
-        if not isinstance(value, list):
-            raise GatewayAPIError(f"{where}: {path}: must be a list, got {type(value).__name__}")
-        for i, item in enumerate(value):
-            check_schema(item, schema[0], f"{path}[{i}]", where)
-    else:
-        types = schema if isinstance(schema, tuple) else (schema,)
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise GatewayAPIError(f"{where}: {path}: must be {_type_name(schema)}, got {value!r}")
+    """Raise GatewayAPIError if ``value`` does not have the shape ``schema`` describes (``mesh/util/shape.py``)."""
+    problem = shape_problem(value, schema, path)
+    if problem:
+        raise GatewayAPIError(f"{where}: {problem}")
 
 
 # --- objects ------------------------------------------------------------------------------------
