@@ -201,3 +201,25 @@ def test_istiod_serves_delta_on_both_xds_ports():
     got = serve(scenario)
     reviews = "outbound|9080||reviews.default.svc.cluster.local"
     assert reviews in got["xds"] and got["xds"] == got["secure_xds"]
+
+
+def test_a_malformed_delta_request_ends_only_its_stream():
+    async def scenario():
+        _, _, _, ads = make_server()
+        port = await ads.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.stream_stream(DELTA)()
+                await call.write(b"\xff\xff\xff")  # not a protobuf message
+                code, details = await call.code(), await call.details()
+            good = DeltaClient(port)
+            try:
+                good.send(CLUSTER)
+                assert names(await good.recv())  # the server still serves other streams
+            finally:
+                await good.close()
+            return code, details
+        finally:
+            await ads.stop()
+    code, details = run(scenario())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad DeltaDiscoveryRequest")
