@@ -253,21 +253,22 @@ def test_port_forward_reaches_an_app_in_its_pod_through_a_unix_socket(node, tmp_
 
 
 def test_find_pod_by_name_prefix_and_namespace(node):
-    node.add_pod("productpage-v1-abc12", "default", "10.244.0.5")
-    node.add_pod("istio-ingressgateway-x", "istio-system", "10.244.0.3")
-    assert find_pod("productpage")[0] == node.netns_for("productpage-v1-abc12", "default")
-    assert find_pod("productpage-v1-abc12.default")[1]["ip"] == "10.244.0.5"
-    assert find_pod("istio-ingressgateway.istio-system")[1]["ip"] == "10.244.0.3"
-    with pytest.raises(LookupError, match="no running pod reviews"):
-        find_pod("reviews")
+    # Names no demo uses: a demo running beside the tests must not make a prefix ambiguous.
+    node.add_pod("cnifind-v1-abc12", "default", "10.244.0.5")
+    node.add_pod("cnigw-x", "istio-system", "10.244.0.3")
+    assert find_pod("cnifind")[0] == node.netns_for("cnifind-v1-abc12", "default")
+    assert find_pod("cnifind-v1-abc12.default")[1]["ip"] == "10.244.0.5"
+    assert find_pod("cnigw.istio-system")[1]["ip"] == "10.244.0.3"
+    with pytest.raises(LookupError, match="no running pod cnimissing"):
+        find_pod("cnimissing")
     with pytest.raises(ValueError, match="not a pod address"):
         node.add_pod("bad", "default", "10.96.0.9")
 
 
 def test_mesh_exec_runs_a_command_in_the_pod(node):
-    node.add_pod("productpage-v1-abc12", "default", "10.244.0.5", SERVICES)
+    node.add_pod("cniexec-v1-abc12", "default", "10.244.0.5", SERVICES)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "mesh", "exec", "productpage", "--", "ip", "-4", "-br", "addr",
+    done = subprocess.run([sys.executable, "-m", "mesh", "exec", "cniexec", "--", "ip", "-4", "-br", "addr",
                            "show", "eth0"], capture_output=True, text=True, env=env, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert "10.244.0.5/16" in done.stdout
@@ -277,9 +278,9 @@ def test_mesh_exec_runs_a_command_in_the_pod(node):
 
 
 def test_mesh_iptables_applies_istio_init_in_a_running_pod(node):
-    pod = node.add_pod("ratings-v1-abc12", "default", "10.244.0.9")
+    pod = node.add_pod("cniratings-v1-abc12", "default", "10.244.0.9")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "mesh", "iptables", "--pod", "ratings", "--", *ISTIO_INIT],
+    done = subprocess.run([sys.executable, "-m", "mesh", "iptables", "--pod", "cniratings", "--", *ISTIO_INIT],
                           capture_output=True, text=True, env=env, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     saved = subprocess.run(["ip", "netns", "exec", pod.netns, "iptables-save", "-t", "nat"],
@@ -290,15 +291,15 @@ def test_mesh_iptables_applies_istio_init_in_a_running_pod(node):
 
 
 def test_mesh_port_forward_reaches_a_pod_port_from_loopback(node):
-    pod = node.add_pod("details-v1-abc12", "default", "10.244.0.7")
+    pod = node.add_pod("cnidetails-v1-abc12", "default", "10.244.0.7")
     app = pod.spawn([sys.executable, "-c", "import socket\ns = socket.create_server(('10.244.0.7', 9080))\n"
                      "while True:\n c, _ = s.accept(); c.send(b'details'); c.close()"])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    forward = subprocess.Popen([sys.executable, "-m", "mesh", "port-forward", "details", "9080"], env=env,
+    forward = subprocess.Popen([sys.executable, "-m", "mesh", "port-forward", "cnidetails", "9080"], env=env,
                                stdout=subprocess.PIPE, text=True)
     try:
         line = forward.stdout.readline()
-        assert line.startswith("Forwarding from 127.0.0.1:") and "-> 10.244.0.7:9080 in pod details-v1-abc12.default" in line
+        assert line.startswith("Forwarding from 127.0.0.1:") and "-> 10.244.0.7:9080 in pod cnidetails-v1-abc12.default" in line
         port = int(line.split(":")[1].split()[0])
         for _ in range(50):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as c:

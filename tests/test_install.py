@@ -103,9 +103,40 @@ def test_demo_profile_facts():
     assert {p["name"] for p in spec["meshConfig"]["extensionProviders"]} == {"otel", "skywalking", "otel-tracing"}
     assert spec["values"]["pilot"]["autoscaleEnabled"] is False
     assert spec["values"]["global"]["proxy"]["resources"]["requests"] == {"cpu": "10m", "memory": "40Mi"}
-    # a list in an overlay replaces the list under it: demo's ports are the whole list
+    # k8s.service.ports has no merge key in OverlayIOP, so demo's list replaces default's whole
     ports = spec["components"]["ingressGateways"][0]["k8s"]["service"]["ports"]
     assert [p["port"] for p in ports] == [15021, 80, 443, 31400, 15443]
+
+
+def test_overlay_iop_merges_gateways_by_name_and_replaces_untagged_lists(tmp_path):
+    # OverlayIOP (merge_iop.go): a user's ingress gateway joins the profile's instead of replacing it
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n"
+                     "  components:\n    ingressGateways:\n"
+                     "    - {name: istio-ingressgateway, k8s: {replicaCount: 3}}\n"
+                     "    - {name: second-gateway, enabled: true}\n"
+                     "  meshConfig:\n    extensionProviders:\n    - {name: mine, prometheus: {}}\n"
+                     "    trustDomainAliases: [a.example]\n"
+                     "  values:\n    gateways:\n      istio-ingressgateway:\n"
+                     "        ports:\n        - {name: http2, port: 8080}\n")
+    spec = iopmod.generate_from_files([str(extra)], profile="demo")["spec"]
+    gateways = {g["name"]: g for g in spec["components"]["ingressGateways"]}
+    assert list(gateways) == ["istio-ingressgateway", "second-gateway"]
+    profile_gw = gateways["istio-ingressgateway"]
+    assert profile_gw["enabled"] is True and profile_gw["k8s"]["replicaCount"] == 3
+    assert [p["port"] for p in profile_gw["k8s"]["service"]["ports"]] == [15021, 80, 443, 31400, 15443]
+    assert [p["name"] for p in spec["meshConfig"]["extensionProviders"]] == ["otel", "skywalking", "otel-tracing", "mine"]
+    assert spec["meshConfig"]["trustDomainAliases"] == ["a.example"]
+    assert spec["values"]["gateways"]["istio-ingressgateway"]["ports"] == [{"name": "http2", "port": 8080}]
+    # an untagged list (k8s.service.ports) replaces the list under it
+    base = {"spec": {"components": {"ingressGateways": [{"name": "g", "k8s": {"service": {"ports": [{"port": 1}]}}}]},
+                     "meshConfig": {"trustDomainAliases": ["a", "b"]}}}
+    over = {"spec": {"components": {"ingressGateways": [{"name": "g", "k8s": {"service": {"ports": [{"port": 2}]}}}]},
+                     "meshConfig": {"trustDomainAliases": ["b", "c"], "accessLogFile": None}}}
+    merged = iopmod.overlay_iop(base, over)["spec"]
+    assert merged["components"]["ingressGateways"] == [{"name": "g", "k8s": {"service": {"ports": [{"port": 2}]}}}]
+    assert merged["meshConfig"] == {"trustDomainAliases": ["a", "b", "c"]}
+    assert base["spec"]["meshConfig"]["trustDomainAliases"] == ["a", "b"]  # inputs untouched
 
 
 def test_profile_dump_set_and_config_path(capsys):

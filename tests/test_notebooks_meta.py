@@ -2,7 +2,8 @@
 
 Shape: every notebook has the four parts Read / Run / Watch / Check as headings, in that order;
 every code cell has committed outputs and none is an error; every link into istio/istio points at
-the 1.19.0 tag with a line anchor (and, when the local mirror is present, at lines that exist);
+the 1.19.0 tag with a line anchor (and, when the local mirror is present, at lines that exist, and
+at lines that hold the Go identifier the link's text names);
 nothing printed looks like a memory address or a temp path; the course's table of contents lists
 every notebook and every stage. Tooling: ``mesh.teach.views`` and ``mesh.tools.run_notebooks``.
 """
@@ -116,6 +117,62 @@ def test_istio_link_lines_exist_in_the_mirror():
     assert not problems, "\n".join(problems)
 
 
+# A Markdown link whose text names Go identifiers in backticks, as in [`initDNSCerts`](...) or
+# [`s.initServers()`](...): each must occur in the lines the link points at. A dotted name checks
+# its last part (`XDSServer.InitGenerators` → InitGenerators, `spec.values` → values); a path, a
+# file name, a phrase or a number (`pkg/kube/inject`, `server.go`, `kubectl apply`, `15010`) names
+# none.
+MD_LINK = re.compile(r"\[(?P<text>[^\]]*)\]\((?P<url>https://github\.com/istio/istio/blob/1\.19\.0/[^)\s]+)\)")
+GO_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def link_identifiers(text: str) -> list[str]:
+    names = []
+    for code in re.findall(r"`([^`]+)`", text):
+        code = re.sub(r"\(.*\)$", "", code.strip())
+        if "/" in code or " " in code or code.endswith((".go", ".yaml")):
+            continue
+        last = code.split(".")[-1]
+        if GO_IDENT.fullmatch(last):
+            names.append(last)
+    return names
+
+
+def test_link_identifiers_pick_names_only():
+    assert link_identifiers("`initDNSCerts`") == ["initDNSCerts"]
+    assert link_identifiers("`s.initServers()` and `XDSServer.InitGenerators`") == ["initServers", "InitGenerators"]
+    assert link_identifiers("`pkg/kube/inject` `server.go` `/inject` `kubectl apply` `15010`") == []
+    assert link_identifiers("`PILOT_ENABLE_GATEWAY_API` `crdclient`") == ["PILOT_ENABLE_GATEWAY_API", "crdclient"]
+    assert link_identifiers("L62-L74") == []
+
+
+def _linked_identifiers():
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(_read(path).cells):
+            if cell.cell_type != "markdown":
+                continue
+            for m in MD_LINK.finditer(cell.source):
+                link = GOOD_LINK.match(m.group("url"))
+                if link and link_identifiers(m.group("text")):
+                    yield path.name, i, m.group("text"), link
+
+
+@istio_src.needed
+def test_istio_links_hold_the_identifiers_their_text_names():
+    problems, files = [], {}
+    for name, i, text, link in _linked_identifiers():
+        path, first = link.group("path"), int(link.group("a"))
+        last = int(link.group("b") or first)
+        if path not in files:
+            shown = istio_src.show(path)
+            files[path] = shown.splitlines() if shown is not None else []
+        body = "\n".join(files[path][first - 1:last])
+        missing = [ident for ident in link_identifiers(text) if not re.search(rf"\b{ident}\b", body)]
+        if missing:
+            problems.append(f"{name} cell {i}: [{text}]({link.group(0)}) lines hold no {', '.join(missing)}")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_outputs_have_no_addresses_or_temp_paths(path):
     suspicious = re.compile(r"\bat 0x[0-9a-f]{6,}|/tmp/|/var/folders/|mesh-notebook-")
@@ -132,6 +189,12 @@ def test_table_of_contents_lists_every_notebook_and_stage():
     missing_stages = [s.notebook for s in STAGES if s.notebook not in linked]
     assert not missing_files, f"notebooks/README.md does not list {missing_files}"
     assert not missing_stages, f"notebooks/README.md does not list the stage notebooks {missing_stages}"
+    rows = {cells[0]: cells for line in readme.splitlines()
+            if (cells := [c.strip() for c in line.strip().strip("|").split("|")]) and len(cells) == 4}
+    for s in STAGES:
+        row = rows.get(f"{s.number:02d}")
+        assert row is not None, f"notebooks/README.md has no row for stage {s.number}"
+        assert row[2:] == [f"`{s.go_name}`", s.summary], f"stage {s.number}: README row {row} differs from stages.py"
 
 
 # -- the tooling -----------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, Discov
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
 from mesh.clock import VirtualClock
+from mesh.demo.ads_client import AdsClient
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
-from mesh.xds.ads import ADS_METHOD, AdsServer
+from mesh.xds.ads import AdsServer
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debug import adsz, proxy_status, xds_status
@@ -63,54 +64,11 @@ def test_classify_ack_nack_stale_and_new_names():
     assert w.names == ["a", "b"] and w.last_error == ""
 
 
-class Client:
-    """A tiny ADS client: send DiscoveryRequests, read DiscoveryResponses."""
+class Client(AdsClient):
+    """The notebooks' ADS client (``mesh.demo.ads_client``), as productpage-1."""
 
-    def __init__(self, port: int, method: str = ADS_METHOD, parse=DiscoveryResponse.parse):
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        self.outbox: asyncio.Queue = asyncio.Queue()
-        call = self.channel.stream_stream(method, request_serializer=bytes, response_deserializer=parse)
-
-        async def requests():
-            while (msg := await self.outbox.get()) is not None:
-                yield msg
-        self.call = call(requests())
-        self.first = True
-        self._pending: asyncio.Future | None = None
-
-    def send(self, type_url, names=(), nonce="", version="", error=None):
-        d = {"typeUrl": type_url, "resourceNames": list(names), "responseNonce": nonce, "versionInfo": version}
-        if self.first:
-            d["node"], self.first = NODE, False
-        if error:
-            d["errorDetail"] = {"code": 3, "message": error}
-        self.outbox.put_nowait(DiscoveryRequest.from_dict(d))
-
-    def _read(self) -> asyncio.Future:
-        # One read in flight at a time: a read that timed out in nothing() is the next recv().
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self.call.read())
-        return self._pending
-
-    async def recv(self, timeout=5.0) -> DiscoveryResponse:
-        fut = self._read()
-        result = await asyncio.wait_for(asyncio.shield(fut), timeout)
-        self._pending = None
-        return result
-
-    async def nothing(self, wait=0.3) -> bool:
-        """True when no response arrives within ``wait`` seconds."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self._read()), wait)
-        except TimeoutError:
-            return True
-        return False
-
-    async def close(self):
-        if self._pending is not None:
-            self._pending.cancel()
-        self.outbox.put_nowait(None)
-        await self.channel.close()
+    def __init__(self, port: int):
+        super().__init__(port, NODE)
 
 
 def make_server():

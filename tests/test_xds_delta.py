@@ -9,6 +9,7 @@ from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest, D
 from test_xds_ads import NODE, REVIEWS, Client, make_server, run
 from xds_fakes import endpoint
 
+from mesh.demo.ads_client import DeltaAdsClient
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.ads import ADS_SERVICE
 from mesh.xds.debug import adsz, proxy_status, syncz
@@ -23,21 +24,11 @@ RATINGS = "ratings.default.svc.cluster.local"
 RATINGS_CLUSTER = f"outbound|9080||{RATINGS}"
 
 
-class DeltaClient(Client):
-    """The scripted client of test_xds_ads.py, speaking Delta: DeltaDiscoveryRequests out."""
+class DeltaClient(DeltaAdsClient):
+    """The notebooks' Delta ADS client (``mesh.demo.ads_client``), as productpage-1."""
 
     def __init__(self, port: int):
-        super().__init__(port, DELTA, DeltaDiscoveryResponse.parse)
-
-    def send(self, type_url, subscribe=(), unsubscribe=(), nonce="", initial=None, error=None):
-        d = {"typeUrl": type_url, "resourceNamesSubscribe": list(subscribe),
-             "resourceNamesUnsubscribe": list(unsubscribe), "responseNonce": nonce,
-             "initialResourceVersions": dict(initial or {})}
-        if self.first:
-            d["node"], self.first = NODE, False
-        if error:
-            d["errorDetail"] = {"code": 3, "message": error}
-        self.outbox.put_nowait(DeltaDiscoveryRequest.from_dict(d))
+        super().__init__(port, NODE)
 
 
 def names(resp: DeltaDiscoveryResponse) -> list[str]:

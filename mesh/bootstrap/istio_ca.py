@@ -7,9 +7,18 @@ start, reused after). ``RunCA`` (istio_ca.go#L148-L195) puts ``IstioCertificateS
 secure gRPC server with its authenticators; mesh calls ``run_ca`` from stage 11, where that server
 is made, instead of at the end of ``NewServer``.
 
-With a CA, istiod also runs the namespace controller that writes the root into every namespace
-(started with the Kubernetes registry: servicecontroller.go#L88). mesh starts it in stage 6, at
-once: replay informers are synced on creation, so there is nothing to wait for.
+With a CA, istiod also runs the namespace controller that writes the root into every namespace.
+It is not made here: stage 7 registers the multicluster handler (servicecontroller.go#L80-L90),
+which, once ``Start`` runs the secret controller and a cluster is added, starts it for that cluster
+under the ``istio-namespace-controller-election`` lease
+(https://github.com/istio/istio/blob/1.19.0/pilot/pkg/serviceregistry/kube/controller/multicluster.go#L286-L307).
+The self-signed CA also runs a root-certificate rotator
+(https://github.com/istio/istio/blob/1.19.0/security/pkg/pki/ca/ca.go#L328-L333), which re-issues
+the root in ``istio-ca-secret`` when it nears expiry.
+
+Simplifications, named: mesh starts the namespace controller in stage 6, at once, with no leader
+election (one replica; replay informers are synced on creation, so there is nothing to wait for);
+it has no root-certificate rotator (a root lives ten years, longer than any trace).
 """
 
 from __future__ import annotations

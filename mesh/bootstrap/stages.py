@@ -77,7 +77,7 @@ STAGES: tuple[Stage, ...] = (
           (843, 924), "turn service and config changes into push requests",
           "15-init-registry-event-handlers.ipynb", 5),
     Stage(16, "init_discovery_service", "initDiscoveryService", 334, f"{_BOOT}/server.go", (642, 650),
-          "start the debounce loop and the plaintext xDS server on 15010",
+          "register the start func that runs the debounce loop and the push sender (the 15010 listener opens in Start)",
           "16-init-discovery-service.ipynb", 5),
 )
 

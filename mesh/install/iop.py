@@ -4,9 +4,15 @@
 ``GenerateConfig`` (https://github.com/istio/istio/blob/1.19.0/operator/pkg/manifest/shared.go#L100-L113):
 read the user's IstioOperator files and ``--set`` flags, find the profile they name, lay them
 over that profile (itself laid over ``default``), and validate the result. Laying one tree over
-another is a merge where maps merge key by key and a list replaces the list under it
-(https://github.com/istio/istio/blob/1.19.0/operator/pkg/util/yaml.go#L164-L197), which is
-why the demo profile repeats all the ingress gateway's ports.
+another is ``OverlayIOP``
+(https://github.com/istio/istio/blob/1.19.0/operator/pkg/util/merge_iop.go#L231-L265), a
+Kubernetes strategic merge over the struct tags of
+https://github.com/istio/istio/blob/1.19.0/operator/pkg/util/merge_iop.go#L39-L154: maps merge
+key by key, ``null`` deletes, the lists tagged with a merge key (``components.ingressGateways``
+and ``egressGateways`` by ``name``, the gateways' ``ports`` in ``values``, MeshConfig's
+``extensionProviders`` …) merge entry by entry, lists of scalars tagged ``merge`` are unioned, and
+every other list replaces the one under it — which is why the demo profile repeats all the
+ingress gateway's ``k8s.service.ports``. ``overlay_iop`` here is that merge, over the same table.
 
 The result's ``spec.values`` and ``spec.meshConfig`` then become the Helm values of each chart
 (https://github.com/istio/istio/blob/1.19.0/operator/pkg/translate/translate.go#L698-L836):
@@ -81,11 +87,66 @@ def chart_values() -> dict:
     return yaml.safe_load(_data_text("chart_values.yaml"))
 
 
+# The lists OverlayIOP merges rather than replaces (merge_iop.go's patchMergeKey / patchStrategy
+# tags), by path below ``spec``; "" marks a list of scalars merged as a set.
+_MESH_CONFIG_LISTS = {"configSources": "address", "certificates": "secretName", "extensionProviders": "name",
+                      "trustDomainAliases": "", "defaultServiceExportTo": "", "defaultVirtualServiceExportTo": "",
+                      "defaultDestinationRuleExportTo": ""}
+_IOP_LIST_KEYS: dict[tuple[str, ...], str] = {
+    ("components", INGRESS): "name", ("components", EGRESS): "name",
+    ("values", "gateways", "istio-ingressgateway", "ports"): "name",
+    ("values", "gateways", "istio-ingressgateway", "meshExpansionPorts"): "name",
+    ("values", "gateways", "istio-ingressgateway", "secretVolumes"): "name",
+    ("values", "gateways", "istio-egressgateway", "ports"): "name",
+    ("values", "gateways", "istio-egressgateway", "secretVolumes"): "name",
+    **{("meshConfig", f): k for f, k in _MESH_CONFIG_LISTS.items()},
+    **{("values", "meshConfig", f): k for f, k in _MESH_CONFIG_LISTS.items()},
+}
+
+
+def overlay_iop(base: dict, overlay: dict) -> dict:
+    """``OverlayIOP``: ``overlay`` laid over ``base`` (two IstioOperators) by strategic merge."""
+    out = merge_patch(base, {k: v for k, v in overlay.items() if k != "spec"})
+    spec = overlay.get("spec")
+    if isinstance(spec, dict):
+        out["spec"] = _strategic(base.get("spec"), spec, ())
+    elif spec is not None:
+        out["spec"] = copy.deepcopy(spec)  # not a mapping: validate() names it
+    return out
+
+
+def _strategic(base: object, patch: object, path: tuple[str, ...]) -> object:
+    if isinstance(patch, dict):
+        out = copy.deepcopy(base) if isinstance(base, dict) else {}
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = _strategic(out.get(key), value, (*path, key))
+        return out
+    merge_key = _IOP_LIST_KEYS.get(path)
+    if merge_key is None or not isinstance(patch, list) or not isinstance(base, list):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(base)
+    for entry in patch:
+        if merge_key == "":
+            if entry not in out:
+                out.append(copy.deepcopy(entry))
+            continue
+        same = [i for i, old in enumerate(out)
+                if isinstance(old, dict) and isinstance(entry, dict) and old.get(merge_key) == entry.get(merge_key)]
+        if same:  # entries inside a keyed list have no tagged lists of their own: path "*"
+            out[same[0]] = _strategic(out[same[0]], entry, (*path, "*"))
+        else:
+            out.append(copy.deepcopy(entry))
+    return out
+
+
 def profile_iop(name: str) -> dict:
     """The profile as ``istioctl profile dump`` shows it: ``default`` with the profile laid over."""
     base = read_profile(DEFAULT_PROFILE)
     if name != DEFAULT_PROFILE:
-        base = merge_patch(base, read_profile(name))
+        base = overlay_iop(base, read_profile(name))
     base.setdefault("metadata", {})
     base["spec"]["profile"] = name
     return base
@@ -155,7 +216,7 @@ def generate(user: dict | None = None, profile: str | None = None, sets: list[st
     if not isinstance(name, str) or name not in profile_names():
         raise IstioOperatorError([f"spec.profile: {name!r} is not a profile (known: {', '.join(profile_names())})"],
                                  source)
-    effective = apply_sets(merge_patch(profile_iop(name), user), list(sets))
+    effective = apply_sets(overlay_iop(profile_iop(name), user), list(sets))
     effective["spec"]["profile"] = name
     problems = validate(effective)
     if problems:
@@ -334,7 +395,7 @@ def generate_from_files(files: list[str] = (), profile: str | None = None, sets:
     """``-f a.yaml -f b.yaml --set ...``: the files laid over one another in order, then ``generate``."""
     user: dict = {"apiVersion": API_VERSION, "kind": KIND, "spec": {}}
     for path in files:
-        user = merge_patch(user, load_iop_file(path))
+        user = overlay_iop(user, load_iop_file(path))
     return generate(user, profile=profile, sets=sets, source=", ".join(files))
 
 

@@ -51,8 +51,21 @@ Fairness: one slow or hostile client only delays itself.
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
 Simplifications, named: no per-proxy
+<<<<<<< HEAD
 ``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources);
 no authentication of the peer (plaintext port 15010).
+=======
+``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
+Delta xDS; no authentication of the peer (plaintext port 15010). The connection lifecycle
+(notebook 18) lacks three things istiod has: the new-stream rate limit
+(``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
+refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
+(ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
+pushes nothing to its proxy, whose labels stay those of its node metadata, where
+``computeProxyState`` (ads.go#L654-L706) re-reads them from the registry; and the ``StatusGen``
+generator (statusgen.go#L72-L99) that serves ``istio.io/connect``, ``istio.io/nack`` and
+``istio.io/debug/syncz`` over xDS (mesh has ``/debug/syncz`` over HTTP instead).
+>>>>>>> main
 """
 
 from __future__ import annotations
