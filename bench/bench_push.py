@@ -2,7 +2,7 @@
 
 istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_time``
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/monitoring.go). Run
-``.venv/bin/python bench/bench_push.py [--services N] [--clients N] [--scale-rounds N] [--skip-envoy] [--skip-scale] [--delta]``.
+``.venv/bin/python bench/bench_push.py [--services N] [--clients N] [--scale-rounds N] [--skip-envoy] [--skip-scale]``.
 
 1. **serialization** — for a mesh of N services: building a cluster dict vs serializing it
    (betterproto2) vs finding it in the XdsCache.
@@ -17,11 +17,13 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
    also says where the CPU went — the server, the simulated clients, everything else on the
    machine — because server and clients share its cores: on a small machine the clients
    (Python gRPC receiving a gigabyte per full push) cost as much as the server.
-4. **delta** (``--delta``) — the same scale run again with the clients speaking Delta xDS
-   (``DeltaAggregatedResources``: wildcard CDS, EDS subscribed by name, ACKs carrying only the
-   nonce): the connect storm, incremental EDS of one service and a DestinationRule edit (over Delta
-   only the changed cluster goes out; unchanged endpoints are not re-sent), and the bytes sent per
-   EDS update per proxy over both protocols in the same run (``mesh_xds_sent_bytes``).
+4. **scoped** — the same services and clients spread over ``--namespaces`` namespaces, each with a
+   Sidecar importing ``./*`` and ``istio-system/*``: a VirtualService edit in one namespace, measured
+   until that namespace's clients ACK, and the responses the other clients got (ProxyNeedsPush: none).
+5. **pipeline** (``--pipeline``: only this) — the same mesh as a trace (``bench/pipeline.py``) served
+   by the real ``Server``: edits enter through its kube client, so each figure covers informers →
+   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK. Run once without
+   and once with a Sidecar per namespace. Runs 1–4 drive ``AdsServer`` from test fakes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from mesh.clock import RealClock  # noqa: E402
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason  # noqa: E402
 from mesh.networking.cluster import build_outbound_clusters  # noqa: E402
 from mesh.networking.push_context import PushContext  # noqa: E402
-from mesh.xds.ads import ADS_METHOD, ADS_SERVICE, AdsServer  # noqa: E402
+from mesh.xds.ads import ADS_METHOD, AdsServer  # noqa: E402
 from mesh.xds.cache import XdsCache  # noqa: E402
 from mesh.xds.discovery import DiscoveryServer  # noqa: E402
 from mesh.xds.resources import to_bytes  # noqa: E402
@@ -54,10 +56,15 @@ from mesh.xds.types import CLUSTER, ENDPOINT, short_name
 NS = "bench"
 
 
-def make_mesh(n_services: int) -> tuple[FakeRegistry, FakeConfigStore]:
+def namespace_of(i: int, namespaces: int) -> str:
+    """Service (or client) ``i``'s namespace: one namespace ``bench``, or ``bench-<i mod N>``."""
+    return NS if namespaces <= 1 else f"{NS}-{i % namespaces}"
+
+
+def make_mesh(n_services: int, namespaces: int = 1) -> tuple[FakeRegistry, FakeConfigStore]:
     reg, store = FakeRegistry(), FakeConfigStore()
     for i in range(n_services):
-        svc = reg.add_service(f"svc-{i}", namespace=NS)
+        svc = reg.add_service(f"svc-{i}", namespace=namespace_of(i, namespaces))
         reg.set_endpoints(svc.hostname, 9080, [endpoint(f"127.11.{i // 250}.{(i % 250) * 1 + j}", app=f"svc-{i}")
                                                for j in range(3)])
     return reg, store
@@ -183,9 +190,18 @@ def cpu_note(phase: dict[str, float], last_send: float | None = None) -> str:
             f"other processes {phase['others']:.2f} s ({phase['cores']:.0f} cores, load {phase['load']:.1f})")
 
 
-async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3,
-                      protocol: str = "sotw") -> dict[str, float]:
-    """The scale run over ``protocol`` ("sotw" or "delta"); returns bytes sent per proxy per EDS update."""
+async def stop_clients(clients: list[subprocess.Popen], ads: AdsServer) -> None:
+    for client in clients:
+        client.stdin.close()
+    for client in clients:
+        try:
+            client.wait(10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+    await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+
+
+async def bench_scale(n_services: int, n_clients: int, processes: int = 2, rounds: int = 3) -> None:
     reg, store = make_mesh(n_services)
     discovery = DiscoveryServer(RealClock())
     ads = AdsServer(discovery, None, reg, store)
@@ -216,29 +232,10 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
         return (f"  {name}: p99 median {statistics.median(p99s):.2f} s, worst {max(p99s):.2f} s over {len(p99s)} "
                 f"round(s) (target p99 ≤ {target:g} s)")
 
-    async def full_vs_round(rnd: int) -> float:
-        """Over SotW: a VirtualService edit, a full push of CDS (no EDS, as in istiod); its p99.
-        (Over Delta the clusters do not change, so nothing would be sent to converge on.)"""
-        phase = Phase(clients)
-        store.apply("VirtualService", "svc-0", NS, {"hosts": ["svc-0"], "http": [{"route": [
-            {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
-        ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", NS)}))
-        version = ads.push_context.version
-        full = await converge((CLUSTER,), version, phase.t0)
-        print(f"  round {rnd + 1} full push (VirtualService edit: CDS, no EDS): p50 {statistics.median(full):.2f} s, "
-              f"p99 {pct(full, 0.99):.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
-        return pct(full, 0.99)
-
     per = -(-n_clients // processes)  # clients per process, rounded up
     clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
-                                 str(n_services), str(k * per), "1" if protocol == "delta" else "0"],
-                                stdin=subprocess.PIPE, text=True)
+                                 str(n_services), str(k * per)], stdin=subprocess.PIPE, text=True)
                for k in range(processes)]
-
-    def sent_bytes(short: str) -> float:
-        return ads.metrics.registry.get_sample_value("mesh_xds_sent_bytes_total",
-                                                     {"type": short, "protocol": protocol}) or 0.0
-    eds_bytes: list[float] = []
     try:
         await asyncio.sleep(1.0)  # let the client processes import before the storm starts
         phase = Phase(clients)
@@ -247,66 +244,217 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
             client.stdin.flush()
         version = ads.push_context.version
         storm = await converge((CLUSTER, ENDPOINT), version, phase.t0, timeout=120)
-        print(f"scale ({protocol}): {n_services} services × 3 endpoints, {n_clients} ADS clients (CDS+EDS) "
+        print(f"scale: {n_services} services × 3 endpoints, {n_clients} ADS clients (CDS+EDS) "
               f"in {processes} client process(es), {os.cpu_count()} cores shared by server and clients")
         print(f"  cold connect storm, all ACKed: {max(storm):.2f} s (target ≤ 10 s); "
               f"{cpu_note(phase.end(), last_send(version, phase.t0))}")
         full_p99, eds_p99, inc_p99 = [], [], []
         for rnd in range(rounds):
             await asyncio.sleep(0.5)
-            if protocol == "sotw":
-                full_p99.append(await full_vs_round(rnd))
-                await asyncio.sleep(0.5)
+            phase = Phase(clients)
+            store.apply("VirtualService", "svc-0", NS, {"hosts": ["svc-0"], "http": [{"route": [
+                {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
+            ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", NS)}))
             version = ads.push_context.version
+            # a VirtualService changes no endpoints: istiod (and mesh) send CDS, and no EDS
+            full = await converge((CLUSTER,), version, phase.t0)
+            full_p99.append(pct(full, 0.99))
+            print(f"  round {rnd + 1} full push (VirtualService edit: CDS, no EDS): p50 {statistics.median(full):.2f} s, "
+                  f"p99 {full_p99[-1]:.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
+            await asyncio.sleep(0.5)
             for t in (CLUSTER, ENDPOINT):  # an incremental EDS push keeps the version: count anew
                 acks.pop((t, version), None)
             phase = Phase(clients)
-            before = sent_bytes("eds")
             host = f"svc-1.{NS}.svc.cluster.local"
             reg.set_endpoints(host, 9080, [endpoint(f"127.12.0.{j}", app="svc-1") for j in range(1, 5 + rnd)])
             ads.push(PushRequest.of(TriggerReason.ENDPOINT, full=False, configs={ConfigKey("ServiceEntry", host, NS)}))
             inc = await converge((ENDPOINT,), version, phase.t0)
             inc_p99.append(pct(inc, 0.99))
-            eds_bytes.append((sent_bytes("eds") - before) / n_clients)
             print(f"  round {rnd + 1} incremental EDS of one service: p50 {statistics.median(inc):.2f} s, "
-                  f"p99 {inc_p99[-1]:.2f} s, {eds_bytes[-1]:.0f} bytes per proxy; {cpu_note(phase.end())}")
+                  f"p99 {inc_p99[-1]:.2f} s; {cpu_note(phase.end())}")
         # A change EDS does depend on (a DestinationRule: subsets and load balancing) sends CDS and EDS,
-        # every ClusterLoadAssignment to every client — twice the bytes of the push above. Over
-        # Delta only the changed cluster is sent, and the unchanged assignments not at all.
-        types = (CLUSTER, ENDPOINT) if protocol == "sotw" else (CLUSTER,)
+        # every ClusterLoadAssignment to every client — twice the bytes of the push above.
         for rnd in range(rounds):
             await asyncio.sleep(0.5)
             phase = Phase(clients)
-            before = sent_bytes("cds") + sent_bytes("eds")
             store.apply("DestinationRule", "svc-0", NS, {"host": "svc-0", "trafficPolicy": {
                 "connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}})
             ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("DestinationRule", "svc-0", NS)}))
             version = ads.push_context.version
-            both = await converge(types, version, phase.t0)
+            both = await converge((CLUSTER, ENDPOINT), version, phase.t0)
             eds_p99.append(pct(both, 0.99))
-            per_proxy = (sent_bytes("cds") + sent_bytes("eds") - before) / n_clients
-            print(f"  round {rnd + 1} full push (DestinationRule edit: {'+'.join(short_name(t) for t in types)}): "
-                  f"p50 {statistics.median(both):.2f} s, p99 {eds_p99[-1]:.2f} s, {per_proxy:.0f} bytes per proxy; "
-                  f"{cpu_note(phase.end(), last_send(version, phase.t0))}")
-        if full_p99:
-            print(summary("full push after a config change (VirtualService: CDS)", full_p99, 2))
-        print(summary(f"full push after a DestinationRule edit ({'+'.join(short_name(t) for t in types)})", eds_p99, 2))
-        print(summary("incremental EDS", inc_p99, 0.3 if protocol == "delta" else 1))
+            print(f"  round {rnd + 1} full push (DestinationRule edit: CDS+EDS): p50 {statistics.median(both):.2f} s, "
+                  f"p99 {eds_p99[-1]:.2f} s; {cpu_note(phase.end(), last_send(version, phase.t0))}")
+        print(summary("full push after a config change (VirtualService: CDS)", full_p99, 2))
+        print(summary("full push carrying EDS too (DestinationRule: CDS+EDS)", eds_p99, 2))
+        print(summary("incremental EDS", inc_p99, 1))
         print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
-        return {"eds_bytes_per_proxy": statistics.median(eds_bytes)}
     finally:
+        await stop_clients(clients, ads)
+
+
+# -- 4. scoped: a Sidecar per namespace ---------------------------------------------------------------
+async def bench_scoped(n_services: int, n_clients: int, namespaces: int, processes: int = 2, rounds: int = 3) -> None:
+    """Services and clients spread over ``namespaces``; each namespace has a Sidecar importing
+    ``./*`` and ``istio-system/*``. A VirtualService edit in one namespace must reach that
+    namespace's clients and send nothing to the others (ProxyNeedsPush)."""
+    reg, store = make_mesh(n_services, namespaces)
+    for k in range(namespaces):
+        store.apply("Sidecar", "default", namespace_of(k, namespaces), {"egress": [{"hosts": ["./*", "istio-system/*"]}]})
+    discovery = DiscoveryServer(RealClock())
+    ads = AdsServer(discovery, None, reg, store)
+    port = await ads.start()
+    acks: dict[tuple[str, str], dict[int, float]] = {}
+    ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
+    per = -(-n_clients // processes)
+    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
+                                 str(n_services), str(k * per), str(namespaces)], stdin=subprocess.PIPE, text=True)
+               for k in range(processes)]
+    try:
+        await asyncio.sleep(1.0)
+        phase = Phase(clients)
         for client in clients:
-            client.stdin.close()
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        version = ads.push_context.version
+        while len(acks.get((CLUSTER, version), {})) < n_clients or len(acks.get((ENDPOINT, version), {})) < n_clients:
+            await asyncio.sleep(0.01)
+            if time.perf_counter() - phase.t0 > 120:
+                raise TimeoutError("scoped connect storm did not converge")
+        print(f"scoped: {n_services} services in {namespaces} namespaces, a Sidecar per namespace (./*, istio-system/*), "
+              f"{n_clients} clients; connect storm {time.perf_counter() - phase.t0:.2f} s; {cpu_note(phase.end())}")
+        target_ns = namespace_of(0, namespaces)
+        in_ns = {c.number for c in ads.connections.values() if c.state is not None and c.state.proxy.namespace == target_ns}
+        p99s = []
+        for rnd in range(rounds):
+            await asyncio.sleep(0.5)
+            sends_before = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
+            skipped_before = ads.skipped_pushes
+            phase = Phase(clients)
+            store.apply("VirtualService", "svc-0", target_ns, {"hosts": ["svc-0"], "http": [{"route": [
+                {"destination": {"host": "svc-0"}}], "timeout": f"{rnd + 1}s"}]})
+            ads.push(PushRequest.of(TriggerReason.CONFIG, configs={ConfigKey("VirtualService", "svc-0", target_ns)}))
+            version = ads.push_context.version
+            while len(acks.get((CLUSTER, version), {})) < len(in_ns):
+                await asyncio.sleep(0.005)
+                if time.perf_counter() - phase.t0 > 60:
+                    raise TimeoutError("scoped push did not converge")
+            times = [acks[(CLUSTER, version)][n] - phase.t0 for n in in_ns]
+            await asyncio.sleep(0.3)  # let any stray send show up before counting
+            others = sum(sum(c.sends.values()) - sends_before.get(n, 0) for n, c in ads.connections.items()
+                         if n not in in_ns)
+            p99s.append(pct(times, 0.99))
+            print(f"  round {rnd + 1}: VirtualService edit in {target_ns} reached its {len(in_ns)} clients, p99 "
+                  f"{p99s[-1]:.3f} s; responses sent to the other {n_clients - len(in_ns)}: {others}; "
+                  f"skipped {ads.skipped_pushes - skipped_before}; {cpu_note(phase.end())}")
+        print(f"  scoped VirtualService edit: p99 median {statistics.median(p99s):.3f} s, worst {max(p99s):.3f} s "
+              f"(target p99 ≤ 0.2 s, nothing sent to other namespaces)")
+        print(f"  server peak RSS: {peak_rss_mb():.0f} MB")
+    finally:
+        await stop_clients(clients, ads)
+
+
+# -- 5. the real pipeline -------------------------------------------------------------------------------
+async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespaces: int, processes: int,
+                         rounds: int, scoped: bool) -> None:
+    """The mesh as a trace served by the real Server (pipeline.py); edits go in through its kube
+    client, so each measurement runs informers → config controller → debounce (100 ms) →
+    PushContext → generators → ADS, until every concerned client has ACKed."""
+    from pipeline import namespace_of as pipeline_ns
+    from pipeline import sidecar
+
+    from mesh.bootstrap import Server, ServerArgs
+    from mesh.bootstrap.args import DEFAULT_PORTS
+
+    print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: {n_services} services in "
+          f"{namespaces} namespaces, {n_clients} clients")
+    server = Server(ServerArgs(trace=str(trace), speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
+    server.run_all()
+    await server.start()
+    ads, kube = server.ads, server.kube_client
+    if scoped:
+        for k in range(namespaces):
+            kube.create(sidecar(pipeline_ns(k, namespaces)))
+    while len(ads.push_context.services) < n_services or (scoped and len(ads.push_context.sidecars) < namespaces):
+        await asyncio.sleep(0.1)
+    acks: dict[tuple[str, str], dict[int, float]] = {}
+    ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
+    per = -(-n_clients // processes)
+    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(ads.port),
+                                 str(min(per, n_clients - k * per)), str(n_services), str(k * per), str(namespaces)],
+                                stdin=subprocess.PIPE, text=True) for k in range(processes)]
+
+    def upsert(obj: dict) -> None:
+        meta = obj["metadata"]
+        (kube.update if kube.get(obj["kind"], meta["name"], meta["namespace"]) else kube.create)(obj)
+
+    async def converge(types, members, since: float, timeout: float = 120) -> list[float]:
+        """Per client in ``members``, the time until it ACKed a version newer than ``since``'s of every type."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            version = ads.push_context.version
+            got = [acks.get((t, version), {}) for t in types]
+            if version != since and all(members <= set(g) for g in got):
+                return [max(g[n] for g in got) - t_start for n in members]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"version {version}: {[len(set(g) & members) for g in got]} of {len(members)}")
+            await asyncio.sleep(0.005)
+
+    try:
+        await asyncio.sleep(1.0)
+        phase = Phase(clients)
+        t_start = phase.t0
         for client in clients:
-            try:
-                client.wait(10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-        await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        while len(ads.connections) < n_clients:
+            await asyncio.sleep(0.05)
+        everyone = set(ads.connections)
+        storm = await converge((CLUSTER, ENDPOINT), everyone, "")
+        print(f"  connect storm, {n_clients} clients all ACKed CDS+EDS: {max(storm):.2f} s; {cpu_note(phase.end())}")
+        target = pipeline_ns(0, namespaces)
+        in_ns = {n for n, c in ads.connections.items() if c.state is not None and c.state.proxy.namespace == target}
+        concerned = in_ns if scoped else everyone
+        figures: dict[str, list[float]] = {}
+        for rnd in range(rounds):
+            await asyncio.sleep(0.5)
+            sends = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"hosts": ["svc-0"], "http": [{"route": [{"destination": {"host": "svc-0"}}],
+                                                           "timeout": f"{rnd + 1}s"}]}})
+            times = await converge((CLUSTER,), concerned, before)
+            await asyncio.sleep(0.3)
+            others = sum(sum(c.sends.values()) - sends.get(n, 0) for n, c in ads.connections.items() if n not in concerned)
+            figures.setdefault("vs", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} VirtualService edit in {target}: {len(concerned)} clients p99 {figures['vs'][-1]:.2f} s, "
+                  f"responses to the other {n_clients - len(concerned)}: {others}; {cpu_note(phase.end())}")
+            if scoped:
+                continue
+            await asyncio.sleep(0.5)
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"host": "svc-0", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}}})
+            times = await converge((CLUSTER, ENDPOINT), concerned, before)
+            figures.setdefault("dr", []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} DestinationRule edit (CDS+EDS): p99 {figures['dr'][-1]:.2f} s; {cpu_note(phase.end())}")
+        for name, target_p99 in (("vs", 0.2 if scoped else 0.8), ("dr", 1.3)):
+            if name in figures:
+                print(f"  {'scoped ' if scoped else ''}{'VirtualService' if name == 'vs' else 'DestinationRule'} edit: "
+                      f"p99 median {statistics.median(figures[name]):.2f} s, worst {max(figures[name]):.2f} s "
+                      f"(issue 12's target p99 ≤ {target_p99:g} s)")
+        print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
+    finally:
+        await stop_clients(clients, ads)
+        await server.stop()
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
-def client_process(port: int, n_clients: int, n_services: int, first: int = 0, delta: int = 0) -> None:
+def client_process(port: int, n_clients: int, n_services: int, first: int = 0, namespaces: int = 1) -> None:
     import grpc
     from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -321,7 +469,6 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, d
         f = descriptor_pb2.FieldDescriptorProto
         file = descriptor_pb2.FileDescriptorProto(name="bench_lite.proto", package="bench.lite", syntax="proto3")
         msg = file.message_type.add(name="DiscoveryResponseLite")
-        # (DeltaDiscoveryResponse numbers its fields the same: system_version_info 1, type_url 4, nonce 5.)
         for name, number in (("version_info", 1), ("type_url", 4), ("nonce", 5)):
             msg.field.add(name=name, number=number, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
         pool = descriptor_pool.DescriptorPool()
@@ -329,47 +476,40 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, d
         return message_factory.GetMessageClass(pool.FindMessageTypeByName("bench.lite.DiscoveryResponseLite"))
 
     response_class = lite_response_class()
-    eds_names = [f"outbound|9080||svc-{i}.{NS}.svc.cluster.local" for i in range(n_services)]
-    names_bytes = b"".join(_field(3, n.encode()) for n in eds_names)
+    # what each client's CDS holds: every service, or (scoped) those of its own namespace
+    by_ns: dict[str, bytes] = {}
+    for i in range(n_services):
+        ns = namespace_of(i, namespaces)
+        by_ns[ns] = by_ns.get(ns, b"") + _field(3, f"outbound|9080||svc-{i}.{ns}.svc.cluster.local".encode())
+    all_names = b"".join(by_ns.values())
 
     def request(type_url: str, version: str, nonce: str, names: bytes = b"") -> bytes:
         return (_field(1, version.encode()) if version else b"") + names + _field(4, type_url.encode()) + \
             (_field(5, nonce.encode()) if nonce else b"")
 
-    def delta_request(type_url: str, nonce: str, subscribe: list[str] = ()) -> bytes:
-        """A DeltaDiscoveryRequest: type_url 2, resource_names_subscribe 3, response_nonce 6."""
-        return _field(2, type_url.encode()) + b"".join(_field(3, n.encode()) for n in subscribe) + \
-            (_field(6, nonce.encode()) if nonce else b"")
-
     async def one(i: int):
-        """One client stream, SotW or Delta, ACKing every response; subscribed to EDS after its first CDS."""
-        from envoy_data_plane.envoy.service.discovery.v3 import DeltaDiscoveryRequest
-
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{NS}~{NS}.svc.cluster.local",
-                "cluster": f"client.{NS}"}
-        method = f"/{ADS_SERVICE}/DeltaAggregatedResources" if delta else ADS_METHOD
-        call = channel.stream_stream(method)()  # written to directly: no request iterator task
+        ns = namespace_of(i, namespaces)
+        names_bytes = by_ns[ns] if namespaces > 1 else all_names
+        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{ns}~{ns}.svc.cluster.local",
+                "cluster": f"client.{ns}"}
+        call = channel.stream_stream(ADS_METHOD)()  # written to directly: no request iterator task
         subscribed = False
         try:
-            first = (DeltaDiscoveryRequest if delta else DiscoveryRequest).from_dict({"node": node, "typeUrl": CLUSTER})
-            await call.write(bytes(first))
+            await call.write(bytes(DiscoveryRequest.from_dict({"node": node, "typeUrl": CLUSTER})))
             while True:
                 data = await call.read()
                 if data is grpc.aio.EOF:
                     break
                 msg = response_class.FromString(data)
                 del data
-                if delta:  # a Delta ACK carries the nonce alone
-                    await call.write(delta_request(msg.type_url, msg.nonce))
-                elif msg.type_url == CLUSTER:
+                if msg.type_url == CLUSTER:
                     await call.write(request(CLUSTER, msg.version_info, msg.nonce))
-                else:  # like Envoy, a SotW EDS ACK names every cluster it watches
+                    if not subscribed:
+                        await call.write(request(ENDPOINT, "", "", names_bytes))
+                        subscribed = True
+                else:  # like Envoy, an EDS ACK names every cluster it watches
                     await call.write(request(msg.type_url, msg.version_info, msg.nonce, names_bytes))
-                if msg.type_url == CLUSTER and not subscribed:
-                    await call.write(delta_request(ENDPOINT, "", eds_names) if delta
-                                     else request(ENDPOINT, "", "", names_bytes))
-                    subscribed = True
         except asyncio.CancelledError:
             pass
         except grpc.aio.AioRpcError as err:
@@ -405,20 +545,31 @@ def main() -> None:
     p.add_argument("--client-processes", type=int, default=2, help="spread the simulated clients over N processes")
     p.add_argument("--skip-envoy", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
-    p.add_argument("--delta", action="store_true",
-                   help="after the SotW scale run, the same with Delta xDS clients, and bytes per EDS update compared")
+    p.add_argument("--namespaces", type=int, default=100, help="namespaces of the scoped run")
+    p.add_argument("--skip-scoped", action="store_true")
+    p.add_argument("--pipeline", action="store_true", help="only the real-pipeline runs (full, then scoped)")
+    p.add_argument("--replicas", type=int, default=2, help="pods per service in the pipeline trace")
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    if args.pipeline:
+        # built in another process: the SimCluster's memory must not count as the server's
+        t0 = time.perf_counter()
+        trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
+                                     str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
+                                    text=True).stdout.strip())
+        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
+              f"built in {time.perf_counter() - t0:.0f} s")
+        for scoped in (False, True):
+            asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
+                                       args.client_processes, args.scale_rounds, scoped))
+        return
     bench_serialization(args.services)
     if not args.skip_envoy:
         asyncio.run(bench_latency(args.rounds))
-    if not args.skip_scale or args.delta:
-        sotw = asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
-    if args.delta:
-        delta = asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds,
-                                        protocol="delta"))
-        print(f"bytes sent per EDS update (one service's endpoints) per proxy: SotW {sotw['eds_bytes_per_proxy']:.0f}, "
-              f"Delta {delta['eds_bytes_per_proxy']:.0f}")
+    if not args.skip_scale:
+        asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
+    if not args.skip_scoped:
+        asyncio.run(bench_scoped(args.services, args.clients, args.namespaces, args.client_processes, args.scale_rounds))
 
 
 if __name__ == "__main__":

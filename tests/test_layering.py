@@ -40,32 +40,19 @@ LAYERS: dict[str, int] = {
     "agent": 6,  # pilot/cmd/pilot-agent, pkg/istio-agent: a separate binary over xds and security
     "install": 6,  # operator/, manifests/, istioctl install: renders with inject's templates
     "demo": 7,  # mesh's own: serve plus pods, apps and Envoys (over bootstrap and agent)
-    "tools": 7,  # mesh's own: diagrams and notebook runner (over bootstrap and xds), for cli and teach
+    "tools": 7,  # mesh's own: diagrams, notebook runner, replay's text rows (over bootstrap and xds), for cli and teach
     "cli": 8,  # pilot/cmd/pilot-discovery, istioctl
     "__main__": 9,  # python -m mesh
     "teach": 9,  # display helpers for the notebooks only: nothing in mesh imports them
     "traces": 0,  # data files (the package holds no code)
 }
 
-# Arrows against the order that are known and owned elsewhere; each must still exist (so the list
+# Arrows against the order that are known exceptions (none today); each must still exist (so the list
 # shrinks as they go) and no other may appear.
-ALLOWED: dict[tuple[str, str], str] = {
-    # TODO(issue 16 item 4): the push recorder is in mesh/xds/push_recorder.py; its timeline rows
-    # are still drawn by teach/push_timeline.py for both `mesh replay` and notebook 16.
-    ("mesh.cli.replay", "mesh.teach.push_timeline"): "replay's push timeline rows",
-    # TODO(issue 16 item 4): rows shared by `mesh replay` and the notebooks; they leave teach with
-    # house-b's reshuffle (replay's recorders beside the code they record, its rows in mesh/cli).
-    ("mesh.cli.replay", "mesh.teach.timeline"): "replay's mesh-change recorder and event rows",
-    ("mesh.cli.replay", "mesh.teach.validation_view"): "replay's validation decision rows",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
-# Private names imported across modules, known and owned elsewhere (mesh/teach: house-b).
-ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    ("mesh.teach.install_view", "mesh.teach.views._short"),
-    ("mesh.teach.push_timeline", "mesh.teach.push_view._config_key"),
-    ("mesh.teach.push_timeline", "mesh.teach.push_view._kind"),
-    ("mesh.teach.push_timeline", "mesh.teach.push_view._reasons"),
-}
+# Private names imported across modules that are known exceptions (none today: keep it so).
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 
 def module_name(root: Path, path: Path) -> str:

@@ -1,5 +1,5 @@
 """Stage 15 as notebook 15 shows it: handler counts, edits next to the pushes they asked for, and the
-request → debounced push timeline (mesh.teach.push_view), plus the debouncer on float instants."""
+request → debounced push timeline (mesh.tools.push_view), plus the debouncer on float instants."""
 
 import copy
 
@@ -8,7 +8,8 @@ import pytest
 from mesh.bootstrap import Server, ServerArgs
 from mesh.clock import VirtualClock
 from mesh.model.push_request import PushRequest
-from mesh.teach import push_view, views
+from mesh.teach import views
+from mesh.tools import push_view
 from mesh.xds.debounce import Debouncer
 
 

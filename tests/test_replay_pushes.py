@@ -1,4 +1,4 @@
-"""``replay --show pushes``, mesh.xds.push_recorder and its views (mesh.teach.push_timeline): debounced pushes on the virtual clock, with what
+"""``replay --show pushes``, mesh.xds.push_recorder and its views (mesh.tools.push_timeline): debounced pushes on the virtual clock, with what
 the real generators would send every injected sidecar of the trace."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from mesh.bootstrap import Server, ServerArgs
 from mesh.demo.pods import record_pushes, sidecar_proxies
 from mesh.model.push_request import ConfigKey
-from mesh.teach import push_timeline
+from mesh.tools import push_timeline
 from mesh.xds import push_recorder
 from mesh.xds.resources import from_bytes
 from mesh.xds.types import ROUTE

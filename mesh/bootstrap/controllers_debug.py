@@ -31,7 +31,7 @@ def service_json(svc: Service, cluster_id: str = "Kubernetes") -> dict:
             "Name": svc.name,
             "Namespace": svc.namespace,
             "Labels": dict(sorted(svc.labels.items())) or None,
-            "ExportTo": None if svc.export_to == ("*",) else {ns: True for ns in svc.export_to},
+            "ExportTo": None if not svc.export_to else {ns: True for ns in svc.export_to},
             "LabelSelectors": dict(sorted(svc.selector.items())) or None,
             "ExternalName": svc.external_name,
             "Type": svc.service_type,

@@ -66,6 +66,7 @@ def init_discovery_service(server: Server) -> AdsServer:
                     domain=env.domain_suffix, is_ready=server.has_synced)
     ads.trust_domain = lambda: env.mesh()["trustDomain"]  # inbound mTLS accepts this domain
     ads.outbound_traffic_mode = lambda: (env.mesh().get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
+    ads.mesh_config = env.mesh  # rootNamespace and the default exportTo lists
     if server.secure_grpc_server is not None:
         server.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
     server.add_start_func("xds server", start_xds)

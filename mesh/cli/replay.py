@@ -28,7 +28,7 @@ from rich.table import Table
 from mesh.bootstrap import Server, ServerArgs
 from mesh.cli import UsageError
 from mesh.kube.trace import TraceError, load_trace
-from mesh.teach.timeline import MeshChangeRecorder, event_rows
+from mesh.tools.timeline import MeshChangeRecorder, event_rows
 
 
 def register(subparsers) -> None:
@@ -139,7 +139,7 @@ def _registry_view(server: Server, _recorder, console: Console) -> None:
 
 
 def _validation_view(server: Server, _recorder, console: Console) -> None:
-    from mesh.teach.validation_view import DECISION_HEADERS, decision_rows
+    from mesh.tools.validation_view import DECISION_HEADERS, decision_rows
 
     checker = getattr(server, "config_validation", None)
     if checker is None:
@@ -183,7 +183,7 @@ def _watch_pushes(server: Server, args):
 
 
 def _pushes_view(server: Server, pushes, console: Console) -> None:
-    from mesh.teach.push_timeline import pushes_summary, timeline
+    from mesh.tools.push_timeline import pushes_summary, timeline
 
     console.print(f"{len(server.kube_client.applied)} watch events, {len(server.xds.requests)} push requests, "
                   f"{len(pushes.records)} debounced pushes; types read 'resources / bytes'")

@@ -18,6 +18,11 @@ Running with an IP and a Ready condition, because no kubelet runs under a unit t
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/serviceregistry/kube/controller/controller_test.go#L2166-L2232).
 The real controllers live in kubernetes/kubernetes ``pkg/controller/{deployment,replicaset,endpointslice}``.
 
+Why one module of about 600 lines: the controllers above share one store and one resourceVersion
+counter and run in one fixed order per step, so ``SimCluster`` is one small state machine: each
+controller is a ``_sync_*`` method, and ``settle()`` runs them in order. The helpers it lends to the
+trace builder (``timestamp``, ``generated_suffix``, ``pod_template_hash``) are at the top.
+
 Simplifications, named so nobody mistakes them for Kubernetes behaviour:
 
 * time does not pass inside a step: every write of one step carries the step's ``t``;

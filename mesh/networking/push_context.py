@@ -1,23 +1,44 @@
 """PushContext: one consistent snapshot of the mesh that every generator of one push reads.
 
 Go: ``PushContext`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/push_context.go#L200
-built by ``InitContext`` (#L1236); VirtualServices are indexed by ``initVirtualServices``
-(#L1539) and DestinationRules by ``initDestinationRules`` (#L1746). Short host names are made
-fully qualified as ``ResolveShortnameToFQDN`` does
+built by ``InitContext`` (#L1236-L1270): ``createNewContext`` (#L1272-L1295) builds every index,
+``updateContext`` (#L1297-L1428) rebuilds only those the kinds in ``ConfigsUpdated`` can affect and
+takes the others from the previous push. The indexes, each a field here that a notebook can print:
+
+* ``service_index`` (``initServiceRegistry``, #L1432-L1484): services by hostname and namespace,
+  and by visibility — ``public`` (exportTo ``*``), ``private_by_namespace`` (``.``),
+  ``exported_to_namespace`` (named namespaces); exportTo ``~`` hides a service from everyone.
+  Kubernetes Services take it from the ``networking.istio.io/exportTo`` annotation, ServiceEntries
+  from ``exportTo``; without either MeshConfig ``defaultServiceExportTo`` decides (#L1666-L1694).
+* ``virtual_service_index`` (``initVirtualServices``, #L1539-L1653): VirtualServices by gateway,
+  split the same three ways by ``exportTo`` (default ``defaultVirtualServiceExportTo``).
+* ``destination_rule_index`` (``initDestinationRules`` / ``setDestinationRules``, #L1746-L1757 and #L1776-L1874):
+  per namespace the rules usable there (``namespace_local``) and the rules exported from it
+  (``exported_by_namespace``). ``destination_rule_for`` (``destinationRule``, #L1111-L1189) looks a
+  host up in the proxy's namespace, then the service's namespace, then the root namespace.
+* ``sidecar_index`` (``initSidecarScopes``, #L1708-L1743): the SidecarScopes of every namespace
+  (``mesh/networking/sidecar.py``); ``sidecar_scope_for(proxy)`` is ``getSidecarScope`` (#L1043-L1108).
+
+Short host names are made fully qualified as ``ResolveShortnameToFQDN`` does
 (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/config.go#L226-L258).
 
 Why a snapshot: a push builds config for many proxies over some time while registries keep
 changing. Reading one frozen view keeps every proxy of that push consistent with each other.
 
-Simplifications, named: istiod lives in ``pilot/pkg/model`` and its PushContext also indexes
-Sidecars, policies, EnvoyFilters and export rules; mesh's holds services, VirtualServices,
-DestinationRules, Gateways and PeerAuthentications (DESIGN §3 puts the model-level one in ``mesh/model``;
-this is the part the networking builders need), ignores ``exportTo``, and when several
-DestinationRules name one host it takes the oldest (Istio merges them).
+``services``, ``virtual_services`` and ``destination_rule(host)`` stay the mesh-wide view (what a
+builder called without a proxy sees, and what gateways read); per proxy the builders read a
+``ScopedPush`` (sidecar.py), which answers the same names from the proxy's SidecarScope.
+
+Simplifications, named: istiod lives in ``pilot/pkg/model``; mesh's PushContext also indexes
+Gateways and PeerAuthentications but not EnvoyFilters, AuthorizationPolicies, Telemetry or
+WasmPlugins. When several DestinationRules for one host are usable in one namespace the oldest
+wins (Istio merges them), and DestinationRule ``workloadSelector`` is not honoured. Gateways read
+every VirtualService bound to them, whatever its exportTo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mesh.config.host import subset_of as host_subset_of
@@ -30,6 +51,11 @@ VIRTUAL_SERVICE = "VirtualService"
 DESTINATION_RULE = "DestinationRule"
 GATEWAY = "Gateway"
 PEER_AUTHENTICATION = "PeerAuthentication"
+SIDECAR = "Sidecar"
+MESH_GATEWAY = "mesh"  # constants.IstioMeshGateway
+# MeshConfig defaultServiceExportTo / defaultVirtualServiceExportTo / defaultDestinationRuleExportTo
+# when unset (initDefaultExportMaps): visible everywhere.
+DEFAULT_EXPORT_TO = {"service": ("*",), "virtual_service": ("*",), "destination_rule": ("*",)}
 
 
 def resolve_short_name(host: str, namespace: str, domain: str = "cluster.local") -> str:
@@ -49,12 +75,73 @@ class ServiceInstance:
     endpoint: IstioEndpoint
 
 
+PUBLIC, PRIVATE, NONE = "*", ".", "~"  # visibility.Instance values of exportTo
+
+# updateContext's switch (push_context.go#L1308-L1342): which index each changed kind rebuilds.
+# Gateway API kinds are converted into VirtualServices and Gateways, so they rebuild both.
+_GATEWAY_API_KINDS = ("HTTPRoute", "TCPRoute", "TLSRoute", "GRPCRoute", "GatewayClass", "KubernetesGateway",
+                      "ReferenceGrant")
+INDEXES_BY_KIND: dict[str, tuple[str, ...]] = {
+    "ServiceEntry": ("services",),
+    DESTINATION_RULE: ("destination_rules",),
+    VIRTUAL_SERVICE: ("virtual_services",),
+    GATEWAY: ("gateways",),
+    SIDECAR: ("sidecars",),
+    PEER_AUTHENTICATION: ("authn",),
+    "RequestAuthentication": ("authn",),
+    **{k: ("virtual_services", "gateways") for k in _GATEWAY_API_KINDS},
+}
+INDEXES = ("services", "virtual_services", "destination_rules", "gateways", "authn", "sidecars")
+
+
+def indexes_to_rebuild(kinds: set[str]) -> set[str]:
+    """``updateContext``'s rule: the indexes the changed kinds can affect. Sidecar scopes are
+    derived from services, VirtualServices and DestinationRules, so they follow any of them."""
+    out = {index for kind in kinds for index in INDEXES_BY_KIND.get(kind, ())}
+    if out & {"services", "virtual_services", "destination_rules"}:
+        out.add("sidecars")
+    return out
+
+
+def export_set(values, default: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(values) if values else frozenset(default)
+
+
+@dataclass
+class ServiceIndex:
+    """``serviceIndex`` (push_context.go#L60-L76)."""
+
+    public: list[Service] = field(default_factory=list)
+    private_by_namespace: dict[str, list[Service]] = field(default_factory=dict)
+    exported_to_namespace: dict[str, list[Service]] = field(default_factory=dict)
+    hostname_and_namespace: dict[str, dict[str, Service]] = field(default_factory=dict)
+
+
+@dataclass
+class VirtualServiceIndex:
+    """``virtualServiceIndex`` (push_context.go#L96-L111), keyed (namespace, gateway) / gateway."""
+
+    public_by_gateway: dict[str, list[Config]] = field(default_factory=dict)
+    private_by_namespace_and_gateway: dict[tuple[str, str], list[Config]] = field(default_factory=dict)
+    exported_to_namespace_by_gateway: dict[tuple[str, str], list[Config]] = field(default_factory=dict)
+
+
+@dataclass
+class DestinationRuleIndex:
+    """``destinationRuleIndex`` (push_context.go#L128-L144): FQDN host → rule per namespace, and
+    for exported rules the namespaces they are exported to."""
+
+    namespace_local: dict[str, dict[str, Config]] = field(default_factory=dict)
+    exported_by_namespace: dict[str, dict[str, Config]] = field(default_factory=dict)
+    export_to: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (ns, host) → exportTo
+
+
 @dataclass
 class PushContext:
     version: str
     services: list[Service]
     virtual_services: list[Config]
-    destination_rules: dict[str, Config]  # FQDN host → rule
+    destination_rules: dict[str, Config]  # FQDN host → the oldest rule (the mesh-wide view)
     registry: ServiceDiscovery
     domain: str = "cluster.local"
     gateways: list[Config] = field(default_factory=list)
@@ -67,6 +154,18 @@ class PushContext:
     # their mTLS traffic to their inbound port (networking/endpoints.py).
     uncaptured_addresses: frozenset[str] = frozenset()
     outbound_traffic_mode: str = "ALLOW_ANY"  # MeshConfig.outboundTrafficPolicy.mode
+    root_namespace: str = "istio-system"  # MeshConfig.rootNamespace
+    service_index: ServiceIndex = field(default_factory=ServiceIndex)
+    virtual_service_index: VirtualServiceIndex = field(default_factory=VirtualServiceIndex)
+    destination_rule_index: DestinationRuleIndex = field(default_factory=DestinationRuleIndex)
+    sidecar_index: object = None  # mesh.networking.sidecar.SidecarIndex
+    sidecars: list[Config] = field(default_factory=list)
+    # Which indexes this context built and which it took from the previous push (updateContext).
+    rebuilt: dict[str, bool] = field(default_factory=dict)
+    # The typed XdsCache (mesh.xds.typed_cache) and this push's token for writing to it; set by
+    # ADS. None: build everything anew (a PushContext made outside a server).
+    xds_cache: object = None
+    cache_token: float = 0.0
     _by_host: dict[str, Service] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
@@ -74,25 +173,163 @@ class PushContext:
     def build(cls, registry: ServiceDiscovery, config_store: ConfigStore | None, version: str = "0",
               domain: str = "cluster.local", mtls_addresses: frozenset[str] = frozenset(),
               trust_domain: str = "cluster.local", uncaptured_addresses: frozenset[str] = frozenset(),
-              outbound_traffic_mode: str = "ALLOW_ANY") -> PushContext:
-        services = sorted(registry.services(), key=lambda s: s.hostname)
-        vss: list[Config] = []
-        drs: dict[str, Config] = {}
-        gateways: list[Config] = []
-        peer_authns: list[Config] = []
-        if config_store is not None:
-            vss = sorted(config_store.list(VIRTUAL_SERVICE), key=_age)
-            peer_authns = sorted(config_store.list(PEER_AUTHENTICATION), key=_age)
-            gateways = sorted(config_store.list(GATEWAY), key=_age)
-            for dr in sorted(config_store.list(DESTINATION_RULE), key=_age):
-                host = resolve_short_name(dr.spec.get("host", ""), dr.namespace, dr.domain or domain)
-                drs.setdefault(host, dr)  # the oldest rule for a host wins
-        ctx = cls(version=version, services=services, virtual_services=vss, destination_rules=drs,
-                  registry=registry, domain=domain, gateways=gateways, peer_authentications=peer_authns,
-                  mtls_addresses=frozenset(mtls_addresses), trust_domain=trust_domain,
-                  uncaptured_addresses=frozenset(uncaptured_addresses), outbound_traffic_mode=outbound_traffic_mode)
-        ctx._by_host = {s.hostname: s for s in services}
+              outbound_traffic_mode: str = "ALLOW_ANY", previous: PushContext | None = None,
+              configs_updated=None, root_namespace: str = "istio-system",
+              export_defaults: Mapping[str, tuple[str, ...]] | None = None) -> PushContext:
+        """``InitContext``: everything anew (``createNewContext``) without a previous context or
+        without a list of changed configs; else ``updateContext``: rebuild only the indexes the
+        changed kinds affect (``indexes_to_rebuild``) and share the rest with ``previous``."""
+        ctx = cls(version=version, services=[], virtual_services=[], destination_rules={},
+                  registry=registry, domain=domain, mtls_addresses=frozenset(mtls_addresses),
+                  trust_domain=trust_domain, uncaptured_addresses=frozenset(uncaptured_addresses),
+                  outbound_traffic_mode=outbound_traffic_mode, root_namespace=root_namespace)
+        ctx.export_defaults = {**DEFAULT_EXPORT_TO, **(export_defaults or {})}
+        if previous is None or not configs_updated or previous.export_defaults != ctx.export_defaults:
+            todo = set(INDEXES)
+        else:
+            todo = indexes_to_rebuild({c.kind for c in configs_updated})
+        for index in INDEXES:
+            if index in todo:
+                getattr(ctx, f"_init_{index}")(config_store)
+            else:
+                ctx._reuse(index, previous)
+            ctx.rebuilt[index] = index in todo
         return ctx
+
+    export_defaults: dict = field(default_factory=lambda: dict(DEFAULT_EXPORT_TO))
+
+    _REUSED_FIELDS = {
+        "services": ("services", "service_index", "_by_host"),
+        "virtual_services": ("virtual_services", "virtual_service_index"),
+        "destination_rules": ("destination_rules", "destination_rule_index"),
+        "gateways": ("gateways",),
+        "authn": ("peer_authentications",),
+        "sidecars": ("sidecars", "sidecar_index"),
+    }
+
+    def _reuse(self, index: str, previous: PushContext) -> None:
+        for name in self._REUSED_FIELDS[index]:
+            setattr(self, name, getattr(previous, name))
+        if index == "sidecars":  # the scopes read this context's memo-free indexes, which are equal
+            self.sidecar_index = previous.sidecar_index.rebound(self)
+
+    # -- the indexes ---------------------------------------------------------------------------
+    def _init_services(self, _store) -> None:
+        """``initServiceRegistry``: hostname/namespace and visibility indexes."""
+        self.services = sorted(self.registry.services(), key=lambda s: s.hostname)
+        self._by_host = {}
+        index = ServiceIndex()
+        for s in self.services:
+            self._by_host.setdefault(s.hostname, s)
+            index.hostname_and_namespace.setdefault(s.hostname, {})[s.namespace] = s
+            exports = self.service_export_to(s)
+            if PUBLIC in exports:
+                index.public.append(s)
+            elif NONE in exports:
+                continue
+            else:
+                for ns in sorted(exports):
+                    if ns in (PRIVATE, s.namespace):
+                        index.private_by_namespace.setdefault(s.namespace, []).append(s)
+                    else:
+                        index.exported_to_namespace.setdefault(ns, []).append(s)
+        self.service_index = index
+
+    def service_export_to(self, service: Service) -> frozenset[str]:
+        """A service's exportTo, or MeshConfig's ``defaultServiceExportTo`` when it has none."""
+        return export_set(service.export_to, self.export_defaults["service"])
+
+    def _init_virtual_services(self, store) -> None:
+        """``initVirtualServices``: by gateway, and by exportTo (default
+        ``defaultVirtualServiceExportTo``)."""
+        self.virtual_services = sorted(store.list(VIRTUAL_SERVICE), key=_age) if store is not None else []
+        index = VirtualServiceIndex()
+        for vs in self.virtual_services:
+            gateways = [resolve_gateway_name(g, vs.namespace) for g in vs.spec.get("gateways") or [MESH_GATEWAY]]
+            exports = export_set(vs.spec.get("exportTo"), self.export_defaults["virtual_service"])
+            for gw in gateways:
+                if PUBLIC in exports:
+                    index.public_by_gateway.setdefault(gw, []).append(vs)
+                elif NONE not in exports:
+                    for ns in sorted(exports):
+                        if ns in (PRIVATE, vs.namespace):
+                            index.private_by_namespace_and_gateway.setdefault((vs.namespace, gw), []).append(vs)
+                        else:
+                            index.exported_to_namespace_by_gateway.setdefault((ns, gw), []).append(vs)
+        self.virtual_service_index = index
+
+    def _init_destination_rules(self, store) -> None:
+        """``setDestinationRules``: a rule is usable in its own namespace unless exported
+        elsewhere only, and exported from it unless private."""
+        rules = sorted(store.list(DESTINATION_RULE), key=_age) if store is not None else []
+        index = DestinationRuleIndex()
+        self.destination_rules = {}
+        for dr in rules:
+            host = resolve_short_name(dr.spec.get("host", ""), dr.namespace, dr.domain or self.domain)
+            self.destination_rules.setdefault(host, dr)  # the oldest rule for a host wins
+            given = dr.spec.get("exportTo") or ()
+            exports = export_set(given, self.export_defaults["destination_rule"])
+            if exports & {PUBLIC, PRIVATE, dr.namespace}:
+                index.namespace_local.setdefault(dr.namespace, {}).setdefault(host, dr)
+            private_only = (not given and PRIVATE in exports) or (
+                len(given) == 1 and given[0] in (PRIVATE, dr.namespace))
+            if not private_only:
+                if host not in index.exported_by_namespace.setdefault(dr.namespace, {}):
+                    index.exported_by_namespace[dr.namespace][host] = dr
+                    index.export_to[(dr.namespace, host)] = exports
+        self.destination_rule_index = index
+
+    def _init_gateways(self, store) -> None:
+        self.gateways = sorted(store.list(GATEWAY), key=_age) if store is not None else []
+
+    def _init_authn(self, store) -> None:
+        self.peer_authentications = sorted(store.list(PEER_AUTHENTICATION), key=_age) if store is not None else []
+
+    def _init_sidecars(self, store) -> None:
+        """``initSidecarScopes``, last: scopes read every other index."""
+        from mesh.networking.sidecar import SidecarIndex  # sidecar.py builds on this module
+
+        self.sidecars = sorted(store.list(SIDECAR), key=_age) if store is not None else []
+        self.sidecar_index = SidecarIndex.build(self, self.sidecars)
+
+    # -- lookups -------------------------------------------------------------------------------
+    def services_exported_to_namespace(self, namespace: str) -> list[Service]:
+        """``servicesExportedToNamespace``: private, then explicitly exported, then public."""
+        idx = self.service_index
+        return (idx.private_by_namespace.get(namespace, []) + idx.exported_to_namespace.get(namespace, [])
+                + idx.public)
+
+    def is_service_visible(self, service: Service, namespace: str) -> bool:
+        """``IsServiceVisible``."""
+        exports = self.service_export_to(service)
+        return PUBLIC in exports or (PRIVATE in exports and service.namespace == namespace) or namespace in exports
+
+    def virtual_services_for_gateway(self, namespace: str, gateway: str) -> list[Config]:
+        """``VirtualServicesForGateway``: private, exported to ``namespace``, then public."""
+        idx = self.virtual_service_index
+        return (idx.private_by_namespace_and_gateway.get((namespace, gateway), [])
+                + idx.exported_to_namespace_by_gateway.get((namespace, gateway), [])
+                + idx.public_by_gateway.get(gateway, []))
+
+    def destination_rule_for(self, proxy_namespace: str, service: Service) -> Config | None:
+        """``destinationRule``: the proxy's namespace (unless it is the root namespace), then the
+        rules the service's namespace exports to the proxy's, then the root namespace's."""
+        idx = self.destination_rule_index
+        if proxy_namespace != self.root_namespace:
+            found = most_specific_host_match(service.hostname, idx.namespace_local.get(proxy_namespace, {}))
+            if found is not None:
+                return found[1]
+        for owner in (service.namespace, self.root_namespace):
+            found = most_specific_host_match(service.hostname, idx.exported_by_namespace.get(owner, {}))
+            if found is not None:
+                exports = idx.export_to.get((owner, found[0]), frozenset())
+                if not exports or PUBLIC in exports or proxy_namespace in exports:
+                    return found[1]
+        return None
+
+    def sidecar_scope_for(self, proxy: Proxy):
+        """``getSidecarScope``: the proxy's SidecarScope in this push."""
+        return self.sidecar_index.scope_for(proxy)
 
     def memo(self, key, build):
         """Build once per push, share across proxies: what many sidecars get alike (outbound
@@ -117,18 +354,16 @@ class PushContext:
         return self._by_host.get(hostname)
 
     def destination_rule(self, hostname: str) -> Config | None:
-        rule = self.destination_rules.get(hostname)
-        if rule is not None:
-            return rule
-        wildcard = [h for h in self.destination_rules if h.startswith("*") and host_subset_of(hostname, h)]
-        return self.destination_rules[max(wildcard, key=len)] if wildcard else None  # most specific
+        """The mesh-wide view (no proxy): the oldest rule for the most specific matching host."""
+        found = most_specific_host_match(hostname, self.destination_rules)
+        return found[1] if found is not None else None
 
     def endpoints(self, hostname: str, port: int) -> list[IstioEndpoint]:
         return self.registry.endpoints(hostname, port)
 
     def sidecar_virtual_services(self) -> list[Config]:
         """VirtualServices that apply to sidecars: no ``gateways`` field, or one naming ``mesh``."""
-        return [vs for vs in self.virtual_services if "mesh" in (vs.spec.get("gateways") or ["mesh"])]
+        return [vs for vs in self.virtual_services if MESH_GATEWAY in (vs.spec.get("gateways") or [MESH_GATEWAY])]
 
     def vs_hosts(self, vs: Config) -> list[str]:
         return [resolve_short_name(h, vs.namespace, vs.domain or self.domain) for h in vs.spec.get("hosts") or []]
@@ -152,6 +387,26 @@ class PushContext:
                 for ep in self.endpoints(svc.hostname, port.port):
                     index.setdefault(ep.address, []).append(ServiceInstance(svc, port.port, ep))
         return index
+
+
+def most_specific_host_match(hostname: str, rules: Mapping[str, Config]) -> tuple[str, Config] | None:
+    """``MostSpecificHostMatch``: the exact host, else the longest wildcard covering it."""
+    rule = rules.get(hostname)
+    if rule is not None:
+        return hostname, rule
+    wildcard = [h for h in rules if h.startswith("*") and host_subset_of(hostname, h)]
+    if not wildcard:
+        return None
+    best = max(wildcard, key=len)
+    return best, rules[best]
+
+
+def resolve_gateway_name(gateway: str, namespace: str) -> str:
+    """``bookinfo-gateway`` in a VirtualService of ``default`` means ``default/bookinfo-gateway``;
+    ``mesh`` stays ``mesh`` (``resolveGatewayName``)."""
+    if gateway == MESH_GATEWAY or "/" in gateway:
+        return gateway
+    return f"{namespace}/{gateway}"
 
 
 def _age(cfg: Config) -> tuple[str, str, str]:

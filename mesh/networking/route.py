@@ -20,6 +20,11 @@ route whose match fits → a cluster, or several with weights.
 Names follow Istio: virtual hosts ``<host>:<port>``; a route is named after the VirtualService's
 http entry (``<http.name>.<match.name>`` when both are set); a route Istio made up is ``default``.
 
+Why one module of about 500 lines: it mirrors one Go pair, ``httproute.go`` (the route
+configuration and virtual hosts) with ``route/route.go`` (one route's translation), which a reader
+holds side by side; each half is in Go's order, so splitting it would separate a Go function from
+its neighbours.
+
 Istio also sets the deprecated ``max_grpc_timeout``; Envoy 1.40 warns about it, so mesh leaves it out.
 
 Consistent hashing: a DestinationRule's ``consistentHash`` makes its clusters RING_HASH or MAGLEV
@@ -42,7 +47,7 @@ from mesh.model.service import Service
 from mesh.networking.cluster import outbound_cluster_name
 from mesh.networking.cluster_traffic_policy import proto_duration
 from mesh.networking.extensions import FAULT_TYPE, PREVIOUS_HOSTS_TYPE
-from mesh.networking.push_context import PushContext, resolve_short_name
+from mesh.networking.push_context import PushContext, resolve_gateway_name, resolve_short_name
 
 HTTP_PROXY_ROUTE = "http_proxy"  # model.RDSHttpProxy
 MESH = "mesh"  # the gateway name that means "every sidecar"
@@ -472,12 +477,6 @@ def _source_matches(match: dict, proxy: Proxy, gateway_names: frozenset[str], vs
         return False
     ns = match.get("sourceNamespace")
     return not ns or ns == proxy.namespace
-
-
-def resolve_gateway_name(name: str, namespace: str) -> str:
-    """``bookinfo-gateway`` in a VirtualService of ``default`` means ``default/bookinfo-gateway``;
-    ``mesh`` stays ``mesh``."""
-    return name if name == MESH or "/" in name else f"{namespace}/{name}"
 
 
 def _apply_headers(out: dict, ops: dict, direction: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from mesh.install import iop as iopmod
 from mesh.install import render
-from mesh.teach.views import TextView, _short, table
+from mesh.teach.views import TextView, short, table
 
 # Why istiod (or a gateway) needs each object an install creates: (kind, name prefix) -> reason.
 WHY = (
@@ -46,7 +46,7 @@ def why(obj: dict) -> str:
 
 
 def _show(value: object) -> str:
-    return "-" if value is None else _short(value)
+    return "-" if value is None else short(value)
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, object]:

@@ -20,68 +20,7 @@ from typing import Any
 import yaml
 
 from mesh.bootstrap.stages import STAGES
-
-
-class TextView:
-    """Text shown verbatim by Jupyter (``_repr_pretty_``) and by ``print``.
-
-    ``markdown`` is an optional richer rendering (a Markdown table with links) that Jupyter
-    prefers when it can; the plain text is always there too.
-    """
-
-    def __init__(self, text: str, markdown: str | None = None):
-        self.text = text.rstrip("\n")
-        self.markdown = markdown
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle) -> None:  # IPython's pretty printer
-        p.text(self.text)
-
-    def _repr_markdown_(self) -> str | None:
-        return self.markdown
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TextView) and other.text == self.text
-
-    __hash__ = None  # mutable-ish value object; not meant for sets
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value).replace("\n", "\\n")
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> TextView:
-    """A fixed-width table: one header line, a rule, then the rows as given (callers sort)."""
-    body = [[_cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in body:
-        if len(row) != len(headers):
-            raise ValueError(f"table: row {row!r} has {len(row)} cells, expected {len(headers)}")
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [title] if title else []
-    out += [line(list(headers)), line(["-" * w for w in widths])]
-    out += [line(row) for row in body] or ["(none)"]
-    return TextView("\n".join(out))
-
-
-def as_yaml(obj: Any) -> TextView:
-    """An object as YAML, keys in the order they were written (what a user would type)."""
-    return TextView(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=100))
+from mesh.tools.textview import TextView, as_yaml, table  # noqa: F401 -- as_yaml: re-exported for the notebooks
 
 
 # -- the bootstrap stages -----------------------------------------------------------------------
@@ -179,7 +118,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
@@ -198,11 +137,11 @@ def mesh_diff(before: dict, after: dict) -> TextView:
         if grew(path, a, b) or grew(path, b, a):
             continue
         if path not in b:
-            rows.append((path, _short(a[path]), "(unset)"))
+            rows.append((path, short(a[path]), "(unset)"))
         elif path not in a:
-            rows.append((path, "(unset)", _short(b[path])))
+            rows.append((path, "(unset)", short(b[path])))
         elif a[path] != b[path]:
-            rows.append((path, _short(a[path]), _short(b[path])))
+            rows.append((path, short(a[path]), short(b[path])))
     return table(("field", "before", "after"), rows)
 
 
@@ -212,10 +151,10 @@ def mesh_fields(mesh: dict, fields: Sequence[str]) -> TextView:
     rows = []
     for path in fields:
         if path in flat:
-            rows.append((path, _short(flat[path])))
+            rows.append((path, short(flat[path])))
         else:
             sub = {k: v for k, v in flat.items() if k.startswith(path + ".")}
-            rows.append((path, _short(mesh.get(path)) if path in mesh else
+            rows.append((path, short(mesh.get(path)) if path in mesh else
                          ("(unset)" if not sub else f"{len(sub)} nested fields")))
     return table(("field", "value"), rows)
 

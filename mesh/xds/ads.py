@@ -27,6 +27,11 @@ PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-speci
 the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
 pod may have no Envoy running.
 
+Per proxy, a full push first refreshes the proxy's state (``computeProxyState``: its service
+instances and SidecarScope), then asks ``ProxyNeedsPush`` whether the changed configs concern it
+(``mesh/xds/proxy_dependencies.py``); the generators read the PushContext through the proxy's
+scope (``mesh/networking/sidecar.py``).
+
 Fairness: one slow or hostile client only delays itself.
 
 * Pushes take a slot of the push throttle (``PILOT_PUSH_THROTTLE`` = 100,
@@ -50,14 +55,8 @@ Fairness: one slow or hostile client only delays itself.
 * The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
-Simplifications, named: no per-proxy
-<<<<<<< HEAD
-``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources);
-no authentication of the peer (plaintext port 15010).
-=======
-``ProxyNeedsPush`` scoping (every proxy sees every service, as without Sidecar resources); no
-Delta xDS; no authentication of the peer (plaintext port 15010). The connection lifecycle
-(notebook 18) lacks three things istiod has: the new-stream rate limit
+Simplifications, named: no authentication of the peer (plaintext port 15010). The
+connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
 (``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
 refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
 (ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
@@ -65,7 +64,6 @@ pushes nothing to its proxy, whose labels stay those of its node metadata, where
 ``computeProxyState`` (ads.go#L654-L706) re-reads them from the registry; and the ``StatusGen``
 generator (statusgen.go#L72-L99) that serves ``istio.io/connect``, ``istio.io/nack`` and
 ``istio.io/debug/syncz`` over xDS (mesh has ``/debug/syncz`` over HTTP instead).
->>>>>>> main
 """
 
 from __future__ import annotations
@@ -103,11 +101,20 @@ from mesh.xds.fastpath import (
     decode_node,
     encode_resource_entry,
 )
-from mesh.xds.generator import Generator, ProxyState, updated_hostnames
+from mesh.xds.generator import Generator, ProxyState, scoped, updated_hostnames
 from mesh.xds.monitoring import XdsMetrics
+from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
+from mesh.xds.typed_cache import TypedXdsCache
 from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
 log = logging.getLogger(__name__)
+
+def export_defaults(mesh: dict) -> dict[str, tuple[str, ...]]:
+    """MeshConfig's default exportTo lists (``initDefaultExportMaps``); unset ones stay ``*``."""
+    names = {"service": "defaultServiceExportTo", "virtual_service": "defaultVirtualServiceExportTo",
+             "destination_rule": "defaultDestinationRuleExportTo"}
+    return {k: tuple(mesh[v]) for k, v in names.items() if mesh.get(v)}
+
 
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
@@ -185,10 +192,15 @@ class AdsServer:
         self.domain = domain
         self.is_ready = is_ready or (lambda: True)
         self.cache = XdsCache()
+        self.typed_cache = TypedXdsCache()  # built clusters and endpoints, kept across pushes
         self.metrics = metrics or XdsMetrics()
         self.connections: dict[int, Connection] = {}
         self.trust_domain: Callable[[], str] = lambda: "cluster.local"  # the server sets MeshConfig's
         self.outbound_traffic_mode: Callable[[], str] = lambda: "ALLOW_ANY"  # and outboundTrafficPolicy.mode
+        self.mesh_config: Callable[[], dict] = dict  # and the rest of MeshConfig (rootNamespace, default exportTo)
+        # Proxies a full or EDS push left alone (ProxyNeedsPush said no), and the last reasons why.
+        self.skipped_pushes = 0
+        self.last_skips: dict[str, str] = {}
         self.pushes_by_type: Counter = Counter()  # pilot_xds_pushes{type}
         self.rejects: Counter = Counter()  # pilot_total_xds_rejects, by type (known types only)
         self.generate_errors: Counter = Counter()
@@ -213,12 +225,24 @@ class AdsServer:
             self._push_context = self._build_push_context()
         return self._push_context
 
-    def _build_push_context(self) -> PushContext:
+    def _build_push_context(self, request: PushRequest | None = None) -> PushContext:
+        push = self._init_push_context(request)
+        push.xds_cache, push.cache_token = self.typed_cache, self.discovery.clock.now()
+        return push
+
+    def _init_push_context(self, request: PushRequest | None) -> PushContext:
+        """``InitContext``: with the push's changed configs, indexes they cannot affect are taken
+        from the previous PushContext (``updateContext``)."""
         t0 = time.perf_counter()
+        mesh = self.mesh_config()
         push = PushContext.build(self.registry, self.config_store, version=str(next(self._versions)),
                                  domain=self.domain, mtls_addresses=self._mtls_addresses(),
                                  trust_domain=self.trust_domain(), uncaptured_addresses=self._uncaptured_addresses(),
-                                 outbound_traffic_mode=self.outbound_traffic_mode())
+                                 outbound_traffic_mode=self.outbound_traffic_mode(),
+                                 previous=self._push_context,
+                                 configs_updated=request.configs_updated if request is not None else None,
+                                 root_namespace=mesh.get("rootNamespace") or "istio-system",
+                                 export_defaults=export_defaults(mesh))
         self.metrics.on_push_context(time.perf_counter() - t0)
         return push
 
@@ -423,7 +447,8 @@ class AdsServer:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return clip(str(err), 1000)
-        con.state = ProxyState(proxy, self.push_context.service_instances(proxy))
+        con.state = ProxyState(proxy)
+        compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
         self._mtls_sidecar_changed(con)
         return ""
@@ -438,10 +463,13 @@ class AdsServer:
         if self._loop is not None and threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self.push, request)
             return
+        now = self.discovery.clock.now()
         if request.full or self._push_context is None:
-            self._push_context = self._build_push_context()  # a full push sees a fresh snapshot
+            self._push_context = self._build_push_context(request)  # a full push sees a fresh snapshot
         else:  # an incremental push keeps the snapshot but not the changed services' endpoints
             self._push_context.forget_endpoints(updated_hostnames(request))
+        self.drop_cache_for_request(request, now)
+        self._push_context.xds_cache, self._push_context.cache_token = self.typed_cache, now
         for con in list(self.connections.values()):
             # One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier
             # push gets the new request merged into its waiting one, not queued behind it.
@@ -456,7 +484,9 @@ class AdsServer:
         if con.state is None:
             return  # not initialized yet: it will get everything when it asks
         if request.full:
-            con.state.instances = self.push_context.service_instances(con.state.proxy)
+            compute_proxy_state(con.state, self.push_context, request)
+        if not self.proxy_needs_push(con.state, request):
+            return
         con.pushed = request if con.pushed is None else con.pushed.merge(request)
         send = self._send if con.delta is None else self.delta.send
         for type_url in PUSH_ORDER:
@@ -466,6 +496,24 @@ class AdsServer:
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
 
+    def drop_cache_for_request(self, request: PushRequest, now: float) -> None:
+        """``dropCacheForRequest``: everything when the push does not say what changed, else the
+        entries that depend on what did."""
+        if request.configs_updated:
+            self.typed_cache.clear(request.configs_updated, now)
+        else:
+            self.typed_cache.clear_all(now)
+        self.metrics.on_cache(self.typed_cache)
+
+    def proxy_needs_push(self, state: ProxyState, request: PushRequest) -> bool:
+        """``ProxyNeedsPush`` (``mesh.xds.proxy_dependencies``), counting and remembering skips."""
+        push, why = needs_push(state, request)
+        if not push:
+            self.skipped_pushes += 1
+            self.last_skips[state.proxy.id] = why
+            log.debug("ADS: skipping push to %s: %s", state.proxy.id, why)
+        return push
+
     def generate(self, state: ProxyState, type_url: str, watched, request: PushRequest | None) -> list | None:
         """Generate and encode one type for one connection: the generator's resources, each
         serialized through the XdsCache and wrapped as an ``Any`` entry once per push (a resource
@@ -474,7 +522,7 @@ class AdsServer:
         generator = self.generators.get(type_url)
         if generator is None:
             return None
-        resources = generator.generate(state, self.push_context, watched, request)
+        resources = generator.generate(state, scoped(self.push_context, state), watched, request)
         for r in resources or ():
             if r.encoded is None:
                 r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))

@@ -2,11 +2,13 @@
 
 Go: ``CdsGenerator`` and ``cdsNeedsPush`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/cds.go#L24-L82.
 Clusters change only on full pushes; a full push about kinds that no cluster depends on is skipped.
-Outbound clusters are the same for every sidecar (mesh has no Sidecar scoping), so they are built
-once per push and shared — in variants: with auto mTLS for proxies that have a workload
-certificate (``networking/tls.py``) and without for the others, and for sidecars or gateways
-(which differ on sniffed ports and on ``credentialName``, ``networking/cluster_tls.py``); only the
-inbound ones are per proxy.
+Outbound clusters are those of the proxy's SidecarScope (``mesh/networking/sidecar.py``); proxies
+whose scopes are alike share them, built once per push — in variants: with auto mTLS for proxies
+that have a workload certificate (``networking/tls.py``) and without for the others, and for
+sidecars or gateways (which differ on sniffed ports and on ``credentialName``,
+``networking/cluster_tls.py``); only the inbound ones are per proxy. Across pushes each service's
+clusters come from the typed XdsCache (``mesh.xds.typed_cache``) until its ServiceEntry key or its
+DestinationRule changes.
 A gateway gets no PassthroughCluster (it has no original-destination listener), a captured sidecar
 also gets ``InboundPassthroughClusterIpv4`` (``BuildClusters``,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cluster.go#L233-L272).
@@ -14,7 +16,7 @@ https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/cl
 
 from __future__ import annotations
 
-from mesh.model.push_request import PushRequest
+from mesh.model.push_request import ConfigKey, PushRequest
 from mesh.networking.cluster import (
     PASSTHROUGH,
     blackhole_cluster,
@@ -44,6 +46,27 @@ class CdsGenerator:
 
 
 def _outbound(push: PushContext, auto_mtls: bool, sidecar: bool) -> list[Resource]:
-    clusters = [c for service in push.services for c in build_outbound_clusters(push, service, auto_mtls, sidecar)]
-    clusters += [blackhole_cluster(), passthrough_cluster()]
-    return [Resource(c["name"], c) for c in clusters]
+    out = [r for service in push.services for r in _service_clusters(push, service, auto_mtls, sidecar)]
+    return out + [Resource(c["name"], c) for c in (blackhole_cluster(), passthrough_cluster())]
+
+
+def _service_clusters(push: PushContext, service, auto_mtls: bool, sidecar: bool) -> list[Resource]:
+    """One service's clusters through the typed XdsCache, keyed as ``clusterCache`` keys them
+    (cluster_cache.go: service, ports, DestinationRule by name, the proxy's kind and mTLS ability)
+    and depending on the service's ServiceEntry key and its DestinationRule."""
+    def build():
+        return [Resource(c["name"], c) for c in build_outbound_clusters(push, service, auto_mtls, sidecar)]
+    cache = push.xds_cache
+    if cache is None:
+        return build()
+    rule = push.destination_rule(service.hostname)
+    key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol.value) for p in service.ports),
+           auto_mtls, sidecar, (rule.namespace, rule.name) if rule is not None else None)
+    found = cache.get(key)
+    if found is None:
+        found = build()
+        deps = [ConfigKey("ServiceEntry", service.hostname, service.namespace)]
+        if rule is not None:
+            deps.append(ConfigKey("DestinationRule", rule.name, rule.namespace))
+        cache.add(key, deps, push.cache_token, found)
+    return found

@@ -11,7 +11,7 @@ subset of the watched names, and Envoy keeps the others as they were.
 
 from __future__ import annotations
 
-from mesh.model.push_request import PushRequest
+from mesh.model.push_request import ConfigKey, PushRequest
 from mesh.networking.cluster import parse_cluster_name
 from mesh.networking.endpoints import build_cluster_load_assignment
 from mesh.networking.push_context import PushContext
@@ -43,7 +43,29 @@ class EdsGenerator:
 
     @staticmethod
     def _assignment(push: PushContext, name: str) -> Resource:
-        return push.memo(("eds", name), lambda: Resource(name, build_cluster_load_assignment(push, name)))
+        return push.memo(("eds", name), lambda: _cached_assignment(push, name))
+
+
+def _cached_assignment(push: PushContext, name: str) -> Resource:
+    """Through the typed XdsCache, keyed as ``EndpointBuilder`` keys it (cluster name, the
+    service, its DestinationRule by name) and depending on the service's ServiceEntry key and the rule."""
+    def build():
+        return Resource(name, build_cluster_load_assignment(push, name))
+    host = _hostname(name)
+    service = push.service(host) if host else None
+    cache = push.xds_cache
+    if cache is None or service is None:
+        return build()
+    rule = push.destination_rule(host)
+    key = ("EDS", name, service.namespace, (rule.namespace, rule.name) if rule is not None else None)
+    found = cache.get(key)
+    if found is None:
+        found = build()
+        deps = [ConfigKey("ServiceEntry", host, service.namespace)]
+        if rule is not None:
+            deps.append(ConfigKey("DestinationRule", rule.name, rule.namespace))
+        cache.add(key, deps, push.cache_token, found)
+    return found
 
 
 def _hostname(cluster_name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Protocol
 from mesh.model.proxy import Proxy
 from mesh.model.push_request import PushRequest
 from mesh.networking.push_context import PushContext, ServiceInstance
+from mesh.networking.sidecar import ScopedPush, SidecarScope
 from mesh.xds.types import ENDPOINT, skipped_configs
 
 SERVICE_ENTRY = "ServiceEntry"  # the kind EDS updates name (one per changed hostname)
@@ -75,10 +76,21 @@ class WatchedResource:
 
 @dataclass
 class ProxyState:
-    """A connected proxy as the generators see it: identity plus its own service ports."""
+    """A connected proxy as the generators see it: identity, its own service ports and its
+    SidecarScope (``mesh.networking.sidecar``; the one before the last full push is kept for
+    ``ProxyNeedsPush``, as Go's ``PrevSidecarScope``)."""
 
     proxy: Proxy
     instances: list[ServiceInstance] = field(default_factory=list)
+    sidecar_scope: SidecarScope | None = None
+    prev_sidecar_scope: SidecarScope | None = None
+
+
+def scoped(push: PushContext, state: ProxyState) -> PushContext | ScopedPush:
+    """The PushContext as this proxy sees it: through its SidecarScope (computed on first use)."""
+    if state.sidecar_scope is None:
+        state.sidecar_scope = push.sidecar_scope_for(state.proxy)
+    return ScopedPush(push, state.sidecar_scope)
 
 
 class Generator(Protocol):

@@ -17,6 +17,13 @@ servers (tests, notebooks) never collide; ``generate_latest(metrics.registry)`` 
 | ``pilot_debounce_time`` | how long a push waited in the debouncer |
 | ``pilot_pushcontext_init_seconds`` | building a PushContext |
 | ``pilot_proxy_convergence_time`` | from the change to a proxy's ACK |
+| ``xds_cache_size`` | entries in the typed XdsCache (``typed_cache.py``) |
+| ``xds_cache_reads{type}`` | its reads, ``type`` ``hit`` or ``miss`` |
+
+The two cache metrics are named as typed_xds_cache.go names them (no ``pilot_`` prefix,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/typed_xds_cache.go#L37-L54); istiod
+records them only with ``PILOT_XDS_CACHE_STATS=true``, mesh always.
+
 """
 
 from __future__ import annotations
@@ -60,7 +67,21 @@ class XdsMetrics:
                                      "a proxy receiving all required configuration.",
                                      buckets=(.1, .5, 1, 3, 5, 10, 20, 30), registry=r)
 
+        self.cache_size = Gauge("xds_cache_size", "Current size of xds cache", registry=r)
+        self.cache_reads = Counter("xds_cache_reads", "Total number of xds cache xdsCacheReads.", ["type"],
+                                   registry=r)
+        self._cache_seen = (0, 0)
+
     # The ADS server and the debouncer call these.
+    def on_cache(self, cache) -> None:
+        """The typed cache's size and the reads since the last call."""
+        self.cache_size.set(len(cache))
+        hits, misses = sum(cache.hits.values()), sum(cache.misses.values())
+        seen_hits, seen_misses = self._cache_seen
+        self.cache_reads.labels("hit").inc(hits - seen_hits)
+        self.cache_reads.labels("miss").inc(misses - seen_misses)
+        self._cache_seen = (hits, misses)
+
     def on_debounced(self, push: DebouncedPush) -> None:
         self.debounce_time.observe(push.waited)
         for reason, count in push.request.reason.items():

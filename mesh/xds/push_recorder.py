@@ -1,7 +1,7 @@
 """The push recorder: what each debounced push would send, proxy by proxy, on a replay's virtual clock.
 
 Used by ``python -m mesh replay TRACE --show pushes`` and notebook 16 (the views are in
-``mesh.teach.push_timeline``). A replay has no Envoys, so the proxies are *modelled*: the caller
+``mesh.tools.push_timeline``). A replay has no Envoys, so the proxies are *modelled*: the caller
 names them (``proxies``, e.g. ``mesh.demo.pods.sidecar_proxies``: one per injected pod of the trace,
 with the node a real mini pilot-agent would send).
 
@@ -24,6 +24,9 @@ Modelled, and named so:
   When a full push changes them (a DestinationRule adds subsets), the push's EDS/RDS go out for
   the old names, then Envoy's follow-up request for the new ones is answered — a
   ``resubscribe`` row, as the ACK with new names is answered in ``processRequest``.
+* **skips** — a proxy the push does not concern (``ProxyNeedsPush``,
+  ``mesh.xds.proxy_dependencies``) gets nothing; the record lists it with the reason and the bytes
+  per type it would have been sent without scoping (the full answer for what it watches).
 * **bytes** — the serialized resources as the response carries them (``Any`` entries), not
   counting the response's own few bytes of version, type and nonce.
 * **Delta sidecars** — a proxy for which ``delta(proxy)`` is true speaks Delta xDS: what it is
@@ -41,6 +44,7 @@ from mesh.model.push_request import PushRequest
 from mesh.xds.debounce import DebouncedPush
 from mesh.xds.delta import DeltaWatch, delta_changes, now_held
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
+from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, NAMED_TYPES, PUSH_ORDER, ROUTE, short_name
 
 TYPES = tuple(short_name(t) for t in PUSH_ORDER)  # CDS, EDS, LDS, RDS
@@ -75,6 +79,16 @@ class ProxyDelivery:
         return {s.type: s for s in self.sent}
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A proxy the push did not concern (``ProxyNeedsPush``), why, and the bytes per type it saved:
+    what the push would have sent it without scoping."""
+
+    proxy: str
+    reason: str
+    saved: dict[str, int] = field(default_factory=dict, compare=False)
+
+
 @dataclass
 class PushRecord:
     """A debounced push and what it became for every modelled proxy."""
@@ -84,6 +98,7 @@ class PushRecord:
     version: str  # the PushContext version the generators read
     deliveries: list[ProxyDelivery] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # proxies ProxyNeedsPush left alone
 
     @property
     def pushed_to(self) -> list[str]:
@@ -140,11 +155,15 @@ class PushRecorder:
             con = self._connections.get(proxy_id)
             if con is None:  # a new sidecar: it asks for everything, and is not part of the push
                 con = self._connections[proxy_id] = _ModelledConnection(proxy, self.delta(proxy))
-                con.state.instances = ctx.service_instances(proxy)
+                compute_proxy_state(con.state, ctx, None)
                 record.deliveries.append(self._deliver(con, "connect", None))
                 continue
-            if push.request.full:  # as _push_connection: a full push refreshes the proxy's own services
-                con.state.instances = ctx.service_instances(proxy)
+            if push.request.full:  # as _push_connection: a full push refreshes the proxy's state
+                compute_proxy_state(con.state, ctx, push.request)
+            pushed, why = needs_push(con.state, push.request)
+            if not pushed:  # ProxyNeedsPush: this proxy is left alone
+                record.skipped.append(Skipped(proxy_id, why, self._would_send(con)))
+                continue
             delivery = self._deliver(con, "push", push.request)
             record.deliveries.append(delivery)
             follow_up = self._resubscribe(con)
@@ -164,6 +183,16 @@ class PushRecorder:
             if sent is not None:
                 delivery.sent.append(sent)
         return delivery
+
+    def _would_send(self, con: _ModelledConnection) -> dict[str, int]:
+        """Bytes per type a push of everything would have sent (EDS and RDS for the names watched);
+        generating them changes nothing the proxy holds."""
+        saved = {}
+        for type_url in PUSH_ORDER:
+            resources = self.ads.generate(con.state, type_url, con.watched[type_url], None)
+            if resources:
+                saved[short_name(type_url)] = sum(len(r.encoded) for r in resources)
+        return saved
 
     def _resubscribe(self, con: _ModelledConnection) -> ProxyDelivery:
         """After a push, Envoy asks by name for what its new clusters and listeners need."""

@@ -103,9 +103,9 @@ def convert_service(svc: dict, domain_suffix: str, trust_domain: str = "cluster.
             spiffe_uri(trust_domain, namespace, sa)
             for sa in annotations[KUBERNETES_SERVICE_ACCOUNTS].split(",")
         ]
-    export_to: tuple[str, ...] = ("*",)
+    export_to: tuple[str, ...] = ()  # unset: MeshConfig defaultServiceExportTo applies
     if annotations.get(EXPORT_TO):
-        export_to = tuple(annotations[EXPORT_TO].split(","))
+        export_to = tuple(e.strip() for e in annotations[EXPORT_TO].split(",") if e.strip())
 
     return Service(
         hostname=service_hostname(name, namespace, domain_suffix),

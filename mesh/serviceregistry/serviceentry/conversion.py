@@ -76,7 +76,7 @@ def convert_services(cfg: Config) -> list[Service]:
     spec = cfg.spec
     ports = [convert_port(p) for p in spec.get("ports") or []]
     selector = dict((spec.get("workloadSelector") or {}).get("labels") or {})
-    export_to = tuple(spec.get("exportTo") or ()) or ("*",)
+    export_to = tuple(spec.get("exportTo") or ())  # empty: the mesh default
     return [
         Service(
             hostname=host,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from mesh.model.push_request import ConfigKey, PushRequest
-from mesh.teach.timeline import describe_object, dict_diff
-from mesh.teach.views import TextView, table
+from mesh.tools.textview import TextView, table
+from mesh.tools.timeline import describe_object, dict_diff
 
 SERVICE_EVENTS = "service events"
 ENDPOINT_UPDATES = "endpoint updates (EDS)"
@@ -52,7 +52,7 @@ def handlers_table(before: dict[tuple[str, str], int], after: dict[tuple[str, st
 
 
 # -- requests and pushes ---------------------------------------------------------------------------
-def _reasons(request: PushRequest) -> str:
+def reasons_of(request: PushRequest) -> str:
     return ", ".join(f"{k}×{n}" if n > 1 else k for k, n in sorted(request.reason.items())) or "-"
 
 
@@ -60,7 +60,7 @@ def _configs(request: PushRequest) -> list[str]:
     return sorted(str(c) for c in request.configs_updated) or ["(all)"]
 
 
-def _kind(request: PushRequest) -> str:
+def kind_of(request: PushRequest) -> str:
     return "full" if request.full else "incremental"
 
 
@@ -84,7 +84,7 @@ def push_timeline(requests: Iterable, pushes: Iterable, since: float | None = No
             step = f"PUSH ({item.events} merged, waited {item.waited:.3f} s)"
         else:
             step = "request"
-        rows.append((f"{at:7.3f}", step, _kind(req), _reasons(req), configs[0]))
+        rows.append((f"{at:7.3f}", step, kind_of(req), reasons_of(req), configs[0]))
         if is_push:
             rows += [("", "", "", "", c) for c in configs[1:]]
     return table(("at (s)", "step", "push", "reason", "configs updated"), rows)
@@ -92,8 +92,8 @@ def push_timeline(requests: Iterable, pushes: Iterable, since: float | None = No
 
 def pushes_table(pushes: Iterable) -> TextView:
     """One row per debounced push: when, how many requests it merged, how long the first waited."""
-    rows = [(f"{p.at:7.3f}", f"{p.debounce_started:7.3f}", p.events, f"{p.waited:.3f}", _kind(p.request),
-             _reasons(p.request), len(p.request.configs_updated) or "all") for p in pushes]
+    rows = [(f"{p.at:7.3f}", f"{p.debounce_started:7.3f}", p.events, f"{p.waited:.3f}", kind_of(p.request),
+             reasons_of(p.request), len(p.request.configs_updated) or "all") for p in pushes]
     return table(("pushed at", "burst began", "requests merged", "waited (s)", "push", "reason",
                   "configs"), rows)
 
@@ -116,7 +116,7 @@ def _summary(obj: dict) -> str:
     return describe_object(obj) or "-"
 
 
-def _config_key(obj: dict, domain_suffix: str) -> ConfigKey:
+def config_key(obj: dict, domain_suffix: str) -> ConfigKey:
     meta = obj.get("metadata") or {}
     name, ns = meta.get("name", ""), meta.get("namespace", "")
     if obj.get("kind") == "EndpointSlice":  # endpoints are pushed under their Service's host
@@ -145,7 +145,7 @@ def edits_table(applied: Sequence, requests: Iterable, kinds: Sequence[str] = ("
         ident = (kind, meta.get("namespace", ""), meta.get("name", ""))
         before = last.get(ident)
         last[ident] = e.object
-        key = _config_key(e.object, domain_suffix)  # what a push for this object names
+        key = config_key(e.object, domain_suffix)  # what a push for this object names
         if since is not None and e.t < since:
             continue
         if e.type == "MODIFIED" and before is not None:
@@ -156,7 +156,7 @@ def edits_table(applied: Sequence, requests: Iterable, kinds: Sequence[str] = ("
         else:
             changed = {"ADDED": "(new)", "DELETED": "(gone)"}.get(e.type, "")
         asked = by_instant.get((e.t, key), [])
-        pushed = "; ".join(f"{_kind(r)}, {_reasons(r)}" for r in asked) or "no push"
+        pushed = "; ".join(f"{kind_of(r)}, {reasons_of(r)}" for r in asked) or "no push"
         row = (f"{e.t:7.3f}", e.type, kind, f"{meta.get('namespace', '')}/{meta.get('name', '')}", changed)
         rows.append(row + ((_summary(e.object),) if summary else ()) + (pushed,))
     headers = ("at (s)", "event", "kind", "namespace/name", "changed")

@@ -1,7 +1,8 @@
 """Views of the push recorder (``mesh.xds.push_recorder``): the push timeline of
 ``python -m mesh replay TRACE --show pushes`` and notebook 16 — events, debounce windows and each
-push with what every modelled proxy was sent, in ``resources / bytes`` per type; a Delta sidecar's
-cells read ``+added -removed / bytes`` and its rows are marked ``(delta)``.
+push with what every modelled proxy was sent, in ``resources / bytes`` per type — and which proxies
+``ProxyNeedsPush`` skipped, why, and the bytes per type each skip saved. A Delta sidecar's cells
+read ``+added -removed / bytes`` and its rows are marked ``(delta)``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mesh.model.push_request import PushRequest
-from mesh.teach.push_view import _config_key, _kind, _reasons
-from mesh.teach.views import TextView, table
+from mesh.tools.push_view import config_key, kind_of, reasons_of
+from mesh.tools.textview import TextView, table
 from mesh.xds.push_recorder import TYPES, ProxyDelivery, PushRecorder, Sent
 
 
@@ -43,7 +44,7 @@ def _causes(applied, at: float, request: PushRequest, domain: str) -> list[str]:
     out = []
     for e in applied:
         kind = e.object.get("kind")
-        if e.t != at or _config_key(e.object, domain) not in request.configs_updated:
+        if e.t != at or config_key(e.object, domain) not in request.configs_updated:
             continue
         if kind in ("Service", "EndpointSlice", "Endpoints") and kind not in registry_kinds:
             continue
@@ -79,7 +80,7 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
     for i, r in enumerate(xds.requests):
         cause = ", ".join(_causes(applied, r.at, r.request, domain)) or (
             "mesh config changed" if "global" in r.request.reason else "-")
-        entries.append((r.at, 0, i, (f"{r.at:7.3f}", "event", f"{_kind(r.request)} {_reasons(r.request)}",
+        entries.append((r.at, 0, i, (f"{r.at:7.3f}", "event", f"{kind_of(r.request)} {reasons_of(r.request)}",
                                      cause, "", "", "", "")))
     for rec in recorder.records:
         p = rec.push
@@ -88,13 +89,15 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
         entries.append((p.debounce_started, 1, rec.number, window))
         closed = "max wait reached" if p.at >= p.debounce_started + longest else f"quiet for {after * 1000:g} ms"
         rows = [(f"{p.at:7.3f}", f"push #{rec.number}",
-                 f"{_kind(p.request)} {_reasons(p.request)}; {p.events} merged, {closed}",
+                 f"{kind_of(p.request)} {reasons_of(p.request)}; {p.events} merged, {closed}",
                  short_configs(p.request), *_type_cells(_totals(d for d in rec.deliveries if d.step == "push")))]
         if per_proxy:
             for d in rec.deliveries:
                 sent = d.by_type()
                 step = f"  {d.step} (delta)" if any(s.delta for s in d.sent) else f"  {d.step}"
                 rows.append(("", step, d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
+            rows += [("", "  skip", s.proxy, s.reason, *(f"saved {s.saved[t]} B" if t in s.saved else "-" for t in TYPES))
+                     for s in rec.skipped]
             rows += [("", "  disconnect", gone, "", "", "", "", "") for gone in rec.disconnected]
         entries.append((p.at, 2, rec.number, tuple(rows)))
     out = []
@@ -115,10 +118,12 @@ def pushes_summary(recorder: PushRecorder) -> TextView:
     for rec in recorder.records:
         p = rec.push
         pushed = rec.pushed_to
-        rows.append((f"{p.at:7.3f}", rec.number, _kind(p.request), _reasons(p.request), len(pushed),
+        rows.append((f"{p.at:7.3f}", rec.number, kind_of(p.request), reasons_of(p.request), len(pushed),
                      " ".join(rec.types_sent()) or "-",
-                     sum(1 for d in rec.deliveries if d.step == "connect")))
-    return table(("at (s)", "push", "kind", "reason", "proxies", "types", "new connections"), rows)
+                     sum(1 for d in rec.deliveries if d.step == "connect"), len(rec.skipped),
+                     sum(sum(s.saved.values()) for s in rec.skipped)))
+    return table(("at (s)", "push", "kind", "reason", "proxies", "types", "new connections", "skipped",
+                  "bytes saved"), rows)
 
 
 def proxy_sends(recorder: PushRecorder, proxy_id: str) -> TextView:

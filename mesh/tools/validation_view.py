@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Iterable
 
-from mesh.teach.views import TextView, as_yaml, table
+from mesh.tools.textview import TextView, as_yaml, table
 
 DECISION_HEADERS = ("t (s)", "op", "kind", "namespace/name", "outcome", "webhook", "istiod's message")
 

@@ -1,0 +1,312 @@
+"""SidecarScope: what one sidecar can see — services, VirtualServices, DestinationRules — and
+which config changes it depends on.
+
+Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/sidecar.go —
+``DefaultSidecarScopeForNamespace`` (#L177-L254: every service exported to the namespace, every
+mesh VirtualService it can see), ``ConvertToSidecarScope`` (#L257-L441: a Sidecar resource's egress
+hosts), ``convertIstioListenerToWrapper`` (#L443-L470: ``ns/host``, ``.`` is the Sidecar's
+namespace), ``selectServices`` and ``matchingService`` (#L648-L714), ``DependsOnConfig``
+(#L532-L548) and the kinds it knows (#L41-L57); ``SelectVirtualServices``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/virtualservice.go#L35-L85; choosing a
+proxy's scope ``getSidecarScope``
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/push_context.go#L1043-L1108 (a Sidecar
+with a matching ``workloadSelector`` first, then the namespace's Sidecar without one, then the
+root namespace's, then the default).
+
+A scope records ``config_dependencies``: the ServiceEntry (one per visible hostname),
+VirtualService, DestinationRule and Sidecar keys it was built from. ``depends_on_config`` answers
+"could this change alter this proxy's config?" — the question ``ProxyNeedsPush`` asks before
+pushing (``mesh/xds/proxy_dependencies.py``).
+
+``ScopedPush`` is how the builders read a scope: the PushContext with ``services``,
+``service(host)``, ``destination_rule(host)``, ``sidecar_virtual_services()`` and
+``outbound_traffic_mode`` answered from the proxy's scope, and ``memo`` keyed by the scope's
+content, so proxies whose scopes are alike (every namespace without a Sidecar, when nothing is
+exported to one namespace only) still share one built resource.
+
+Simplifications, named: the scope is the union of its egress listeners — services, routes and
+listeners are not built per egress listener (``GetEgressListenerForRDS``), an egress ``bind`` or
+``captureMode`` is ignored, and ingress listeners do not replace the inbound listeners built from
+the pod's services. Only the Sidecar's ``outboundTrafficPolicy.mode`` is read (not its egress proxy).
+Delegate VirtualServices are not followed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mesh.config.host import matches as host_matches
+from mesh.config.host import subset_of as host_subset_of
+from mesh.model.config import Config
+from mesh.model.proxy import Proxy
+from mesh.model.push_request import ConfigKey
+from mesh.model.service import Service
+from mesh.networking.push_context import (
+    DESTINATION_RULE,
+    MESH_GATEWAY,
+    SIDECAR,
+    VIRTUAL_SERVICE,
+    PushContext,
+    resolve_short_name,
+)
+
+DEFAULT_SIDECAR = "default-sidecar"  # the name of a scope made without a Sidecar resource
+WILDCARD_NAMESPACE, CURRENT_NAMESPACE = "*", "."
+SERVICE_ENTRY = "ServiceEntry"
+# Kinds whose dependencies a scope records; other kinds are "unknown here" and always affect it.
+SIDECAR_SCOPED_KINDS = frozenset({SERVICE_ENTRY, VIRTUAL_SERVICE, DESTINATION_RULE, SIDECAR})
+# Kinds that apply to a namespace when made in it, and to every namespace in the root namespace.
+CLUSTER_SCOPED_KINDS = frozenset({"EnvoyFilter", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin"})
+
+
+@dataclass
+class SidecarScope:
+    name: str
+    namespace: str
+    root_namespace: str
+    config: Config | None = None  # the Sidecar resource (None for a default scope)
+    services: list[Service] = field(default_factory=list)
+    virtual_services: list[Config] = field(default_factory=list)
+    destination_rules: dict[str, Config] = field(default_factory=dict)  # service hostname → rule
+    outbound_traffic_mode: str = "ALLOW_ANY"
+    config_dependencies: set[ConfigKey] = field(default_factory=set)
+    services_by_hostname: dict[str, Service] = field(default_factory=dict)
+    key: tuple = ()  # the scope's content, for sharing built resources between alike scopes
+
+    def depends_on_config(self, config: ConfigKey) -> bool:
+        """``DependsOnConfig``."""
+        if config.kind in CLUSTER_SCOPED_KINDS:
+            return config.namespace in (self.root_namespace, self.namespace)
+        if config.kind not in SIDECAR_SCOPED_KINDS:
+            return True
+        return config in self.config_dependencies
+
+    def service(self, hostname: str) -> Service | None:
+        return self.services_by_hostname.get(hostname)
+
+    def describe(self) -> dict:
+        """What a notebook or ``replay --show`` prints about a scope."""
+        return {"name": self.name, "namespace": self.namespace, "services": [s.hostname for s in self.services],
+                "virtualServices": [f"{vs.namespace}/{vs.name}" for vs in self.virtual_services],
+                "destinationRules": {h: f"{c.namespace}/{c.name}" for h, c in sorted(self.destination_rules.items())},
+                "outboundTrafficPolicy": self.outbound_traffic_mode}
+
+
+def parse_egress_hosts(hosts: list[str], namespace: str) -> dict[str, list[str]]:
+    """``ns/host`` entries by namespace; ``.`` is the Sidecar's own namespace. Entries without a
+    slash are skipped, as Istio logs and skips them (validation rejects them first)."""
+    out: dict[str, list[str]] = {}
+    for h in hosts:
+        ns, slash, name = h.partition("/")
+        if not slash:
+            continue
+        out.setdefault(namespace if ns == CURRENT_NAMESPACE else ns, []).append(name)
+    return out
+
+
+def _matching_service(imported: list[str], service: Service, port: int | None) -> Service | None:
+    """``matchingService``: the service, trimmed to the listener's port when it names one."""
+    for h in imported:
+        if host_subset_of(service.hostname, h):
+            if port is None:
+                return service
+            return _trim_to_ports(service, {port})
+    return None
+
+
+def _trim_to_ports(service: Service, ports: set[int]) -> Service | None:
+    kept = [p for p in service.ports if p.port in ports]
+    if not kept:
+        return None
+    return service if len(kept) == len(service.ports) else replace(service, ports=kept)
+
+
+def select_services(services: list[Service], namespace: str, hosts: dict[str, list[str]],
+                    port: int | None) -> list[Service]:
+    """``selectServices``: imports of ``ns/…`` first, then ``*/…``; one namespace per hostname
+    (the Sidecar's own when it has one)."""
+    imported = []
+    for s in services:
+        found = _matching_service(hosts[s.namespace], s, port) if s.namespace in hosts else None
+        if found is None and WILDCARD_NAMESPACE in hosts:
+            found = _matching_service(hosts[WILDCARD_NAMESPACE], s, port)
+        if found is not None:
+            imported.append(found)
+    chosen: dict[str, str] = {}
+    for s in imported:
+        if s.hostname not in chosen or s.namespace == namespace:
+            chosen[s.hostname] = s.namespace
+    return [s for s in imported if chosen[s.hostname] == s.namespace]
+
+
+def select_virtual_services(push: PushContext, namespace: str, hosts: dict[str, list[str]]) -> list[Config]:
+    """``SelectVirtualServices``: mesh VirtualServices visible in ``namespace`` with a host that
+    matches an imported host of the VirtualService's namespace (or of ``*``)."""
+    out, seen = [], set()
+    for vs in push.virtual_services_for_gateway(namespace, MESH_GATEWAY):
+        if vs.key in seen:
+            continue
+        imported = hosts.get(vs.namespace, []) + hosts.get(WILDCARD_NAMESPACE, [])
+        # hosts made fully qualified first, as initVirtualServices does before indexing
+        if any(host_matches(h, ih) for ih in imported for h in push.vs_hosts(vs)):
+            out.append(vs)
+            seen.add(vs.key)
+    return out
+
+
+def virtual_service_destinations(push: PushContext, vs: Config) -> dict[str, set[int]]:
+    """``virtualServiceDestinations``: FQDN host → destination ports (0: every port)."""
+    out: dict[str, set[int]] = {}
+    for section in ("http", "tcp", "tls"):
+        for route in vs.spec.get(section) or []:
+            for dest in route.get("route") or []:
+                d = dest.get("destination") or {}
+                host = resolve_short_name(d.get("host", ""), vs.namespace, vs.domain or push.domain)
+                out.setdefault(host, set()).add(int((d.get("port") or {}).get("number") or 0))
+    return out
+
+
+def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> SidecarScope:
+    """``ConvertToSidecarScope`` (``DefaultSidecarScopeForNamespace`` when ``sidecar`` is None)."""
+    scope = SidecarScope(name=sidecar.name if sidecar else DEFAULT_SIDECAR, namespace=namespace,
+                         root_namespace=push.root_namespace, config=sidecar,
+                         outbound_traffic_mode=push.outbound_traffic_mode)
+    exported = push.services_exported_to_namespace(namespace)
+    if sidecar is None:
+        scope.services = list(exported)
+        scope.virtual_services = push.virtual_services_for_gateway(namespace, MESH_GATEWAY)
+    else:
+        scope.config_dependencies.add(ConfigKey(SIDECAR, sidecar.name, sidecar.namespace))
+        spec = sidecar.spec
+        egress = spec.get("egress") or [{"hosts": ["*/*"]}]
+        added: dict[str, int] = {}
+
+        def add(s: Service | None) -> None:
+            if s is None:
+                return
+            if s.hostname not in added:
+                added[s.hostname] = len(scope.services)
+                scope.services.append(s)
+                return
+            i = added[s.hostname]  # the same service from another listener: merge its ports
+            have = scope.services[i]
+            if have.namespace == s.namespace:
+                extra = [p for p in s.ports if p.port not in {q.port for q in have.ports}]
+                if extra:
+                    scope.services[i] = replace(have, ports=have.ports + extra)
+
+        for listener in egress:
+            hosts = parse_egress_hosts(listener.get("hosts") or [], namespace)
+            port = (listener.get("port") or {}).get("number") or None
+            if port is not None and str((listener.get("port") or {}).get("protocol", "")).upper() == "HTTP_PROXY":
+                port = None  # an HTTP proxy listener takes every port (needsPortMatch)
+            for s in select_services(exported, namespace, hosts, port):
+                add(s)
+            vss = select_virtual_services(push, namespace, hosts)
+            for vs in vss:
+                if vs.key not in {v.key for v in scope.virtual_services}:
+                    scope.virtual_services.append(vs)
+                for h, ports in virtual_service_destinations(push, vs).items():
+                    by_ns = push.service_index.hostname_and_namespace.get(h, {})
+                    target = by_ns.get(namespace) or next(
+                        (by_ns[n] for n in sorted(by_ns) if push.is_service_visible(by_ns[n], namespace)), None)
+                    if target is None:
+                        continue
+                    if port is not None:
+                        add(_trim_to_ports(target, {port}))
+                    else:
+                        add(target if not ports or 0 in ports else _trim_to_ports(target, ports))
+        mode = (spec.get("outboundTrafficPolicy") or {}).get("mode")
+        if mode:
+            scope.outbound_traffic_mode = mode
+    for s in scope.services:
+        if s.hostname in scope.services_by_hostname:
+            continue  # the first (oldest) service of a hostname wins
+        scope.services_by_hostname[s.hostname] = s
+        scope.config_dependencies.add(ConfigKey(SERVICE_ENTRY, s.hostname, s.namespace))
+        rule = push.destination_rule_for(namespace, s)
+        if rule is not None:
+            scope.destination_rules[s.hostname] = rule
+            scope.config_dependencies.add(ConfigKey(DESTINATION_RULE, rule.name, rule.namespace))
+    for vs in scope.virtual_services:
+        scope.config_dependencies.add(ConfigKey(VIRTUAL_SERVICE, vs.name, vs.namespace))
+    scope.key = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
+                 tuple((h, id(r)) for h, r in sorted(scope.destination_rules.items())), scope.outbound_traffic_mode)
+    return scope
+
+
+def _selector(sidecar: Config) -> dict[str, str]:
+    return dict(((sidecar.spec.get("workloadSelector") or {}).get("labels")) or {})
+
+
+class SidecarIndex:
+    """``sidecarIndex``: Sidecars by namespace (those with a selector first, each group oldest
+    first), the root namespace's Sidecar without selector, and scopes computed per namespace."""
+
+    def __init__(self, push: PushContext, sidecars: list[Config]):
+        self.push = push
+        self.sidecars = sidecars
+        self.by_namespace: dict[str, list[SidecarScope]] = {}
+        with_selector = [s for s in sidecars if _selector(s)]
+        without = [s for s in sidecars if not _selector(s)]
+        for sc in with_selector + without:
+            self.by_namespace.setdefault(sc.namespace, []).append(build_scope(push, sc.namespace, sc))
+        self.root_sidecar = next((s for s in without if s.namespace == push.root_namespace), None)
+        self.computed: dict[str, SidecarScope] = {}  # namespace → root-namespace or default scope
+        self.gateway_defaults: dict[str, SidecarScope] = {}
+
+    @classmethod
+    def build(cls, push: PushContext, sidecars: list[Config]) -> SidecarIndex:
+        return cls(push, sidecars)
+
+    def rebound(self, push: PushContext) -> SidecarIndex:
+        """The same scopes, read through a new PushContext whose indexes they were built from."""
+        out = SidecarIndex.__new__(SidecarIndex)
+        out.__dict__.update(self.__dict__)
+        out.push = push
+        return out
+
+    def scope_for(self, proxy: Proxy) -> SidecarScope:
+        """``getSidecarScope``: gateways always get their namespace's default scope."""
+        ns = proxy.namespace
+        if proxy.type == "router":
+            if ns not in self.gateway_defaults:
+                self.gateway_defaults[ns] = build_scope(self.push, ns, None)
+            return self.gateway_defaults[ns]
+        for scope in self.by_namespace.get(ns, []):
+            selector = _selector(scope.config)
+            if all(proxy.labels.get(k) == v for k, v in selector.items()):
+                return scope
+        if ns not in self.computed:
+            self.computed[ns] = build_scope(self.push, ns, self.root_sidecar)
+        return self.computed[ns]
+
+
+class ScopedPush:
+    """A PushContext as one proxy's SidecarScope sees it (see the module docstring)."""
+
+    # Built once per push for everyone: keyed by what they are built from, not by the scope.
+    UNSCOPED_MEMO = frozenset({"instances-by-ip", "response"})
+
+    def __init__(self, push: PushContext, scope: SidecarScope):
+        self._push = push
+        self.scope = scope
+        self.services = scope.services
+        self.outbound_traffic_mode = scope.outbound_traffic_mode
+
+    def __getattr__(self, name):
+        return getattr(self._push, name)
+
+    def service(self, hostname: str) -> Service | None:
+        return self.scope.service(hostname)
+
+    def destination_rule(self, hostname: str) -> Config | None:
+        return self.scope.destination_rules.get(hostname)
+
+    def sidecar_virtual_services(self) -> list[Config]:
+        return self.scope.virtual_services
+
+    def memo(self, key, build):
+        if key[0] in self.UNSCOPED_MEMO:
+            return self._push.memo(key, build)
+        return self._push.memo(key + (self.scope.key,), build)
