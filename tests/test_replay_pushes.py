@@ -194,3 +194,47 @@ def test_replay_show_pushes_is_identical_on_every_run():
     assert "0x" not in out and "/tmp/" not in out
     second = _mesh("replay", "scale-out", "--show", "pushes")
     assert second.stdout == out
+
+
+def test_delta_sidecars_get_only_changes_and_removals():
+    """The same pushes to SotW and to Delta sidecars: the scale-out as one changed assignment, the
+    deleted Service as a removal, unchanged listeners not sent at all."""
+    server = Server(ServerArgs(trace="delete-service")).run_all()
+    sotw, delta = record_pushes(server), record_pushes(server, delta=True)
+    server.xds.start()
+    server.clock.run()
+    try:
+        (_, _, gone_s), (_, grow_d, gone_d) = sotw.records, delta.records
+        ratings = "outbound|9080||ratings.default.svc.cluster.local"
+        for d in gone_d.deliveries:
+            if d.step == "push":
+                sent = d.by_type()
+                assert sent["CDS"].delta and sent["CDS"].names == () and sent["CDS"].removed == (ratings,)
+                assert "LDS" not in sent  # the listeners did not change: nothing to send
+        for d in gone_s.deliveries:
+            if d.step == "push":
+                assert ratings not in d.by_type()["CDS"].names and d.by_type()["CDS"].count >= 9
+                assert "LDS" in d.by_type()
+        grow = [d.by_type()["EDS"] for d in grow_d.deliveries if d.step == "push"]
+        assert grow and all(s.delta and s.count == 1 and s.removed == () for s in grow)
+        view = push_timeline.timeline(server, delta).text
+        assert "push (delta)" in view and "+0 -1 / 0 B" in view
+        [proxy] = [d.proxy for d in gone_d.deliveries if d.step == "push"][:1]
+        assert ratings in push_timeline.proxy_sends(delta, proxy).text
+    finally:
+        server.close()
+
+
+def test_replay_delta_flag_marks_delta_pushes():
+    out = _mesh("replay", "delete-service", "--show", "pushes", "--delta", "--width", "220")
+    assert out.returncode == 0, out.stderr
+    assert "push (delta)" in out.stdout and "connect (delta)" in out.stdout and "-1 /" in out.stdout
+
+
+@pytest.mark.parametrize("env, delta", [([{"name": "ISTIO_DELTA_XDS", "value": "true"}], True),
+                                        ([{"name": "ISTIO_DELTA_XDS", "value": "false"}], False), ([], False)])
+def test_a_pod_speaks_delta_when_its_sidecar_env_says_so(env, delta):
+    from mesh.demo.pods import speaks_delta
+
+    pod = {"spec": {"containers": [{"name": "app"}, {"name": "istio-proxy", "env": env}]}}
+    assert speaks_delta(pod) is delta

@@ -140,7 +140,7 @@ def test_sotw_conversation_ack_nack_and_pushes():
                                     configs={ConfigKey("ServiceEntry", REVIEWS, "default")}))
             inc = await client.recv()
             assert inc.type_url == ENDPOINT
-            assert ads.metrics.registry.get_sample_value("pilot_xds_pushes_total", {"type": "eds"}) == 2
+            assert ads.metrics.registry.get_sample_value("pilot_xds_pushes_total", {"type": "eds", "protocol": "sotw"}) == 2
             cla = from_bytes(ENDPOINT, inc.resources[0].value)
             assert len(cla["endpoints"][0]["lbEndpoints"]) == 2
             assert await client.nothing()

@@ -10,7 +10,8 @@ The same trace always prints the same timeline: time is the trace's, not the wal
 * ``injection`` — each pod admission: injected or not, and why (stage 13);
 * ``validation`` — every call of the ``/validate`` webhook and what kube-apiserver refused (stage 14);
 * ``pushes``   — each push request, debounce window and debounced push, with what every injected
-  sidecar would be sent (types, resource counts, bytes), from the real generators (stage 16).
+  sidecar would be sent (types, resource counts, bytes), from the real generators (stage 16);
+  ``--delta`` models the sidecars as Delta xDS streams (cells ``+added -removed / bytes``).
 
 A bad trace prints every problem as ``file:line: field: message`` and exits 2.
 """
@@ -40,6 +41,9 @@ def register(subparsers) -> None:
                    help="stop the virtual clock at this trace time (default: the end of the trace)")
     p.add_argument("--show", action="append", choices=sorted(VIEWS), default=None,
                    help="what to print; repeat for several (default: events)")
+    p.add_argument("--delta", action="store_true",
+                   help="with --show pushes: model every sidecar as a Delta xDS stream (default: those whose "
+                        "pod sets ISTIO_DELTA_XDS=true)")
     p.add_argument("--width", type=int, default=None, help="table width (default: terminal width, or 120)")
     p.set_defaults(func=run)
 
@@ -75,7 +79,7 @@ def _replay(args, trace, views) -> int:
     server.run_all()
     recorder = MeshChangeRecorder(server)
     # Views that watch the replay as it happens hook in before the clock moves.
-    watching = {view: WATCHERS[view](server) for view in views if view in WATCHERS}
+    watching = {view: WATCHERS[view](server, args) for view in views if view in WATCHERS}
     until = trace.duration if args.until is None else args.until
     server.clock.advance_to(until)
     if args.until is None:  # let the debounce window of the last change close, so its push shows
@@ -170,10 +174,10 @@ def _injection_view(server: Server, _recorder, console: Console) -> None:
     console.print(table)
 
 
-def _watch_pushes(server: Server):
+def _watch_pushes(server: Server, args):
     from mesh.demo.pods import record_pushes
 
-    recorder = record_pushes(server)
+    recorder = record_pushes(server, delta=getattr(args, "delta", False))
     server.xds.start()  # the debounce loop, as the "xds server" start func does in Server.start
     return recorder
 
@@ -188,8 +192,8 @@ def _pushes_view(server: Server, pushes, console: Console) -> None:
 
 
 # Views whose data must be gathered while the clock runs: view → fn(server) returning what the view
-# is then given instead of the mesh change recorder.
-WATCHERS: dict[str, Callable[[Server], object]] = {"pushes": _watch_pushes}
+# is then given instead of the mesh change recorder (``args``: the command line, for their options).
+WATCHERS: dict[str, Callable[[Server, object], object]] = {"pushes": _watch_pushes}
 
 VIEWS: dict[str, Callable[[Server, object, Console], None]] = {
     "events": _events_view,

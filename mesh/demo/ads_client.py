@@ -4,6 +4,8 @@ It stands where Envoy stands on the State-of-the-World stream (the other side of
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L240-L349), so a notebook can
 send exactly the request it wants to show — the first request with the node, an ACK, a NACK, a
 stale nonce — and read what istiod answers. It is not a proxy: it applies nothing.
+``DeltaAdsClient`` does the same on the Delta stream (``DeltaAggregatedResources``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/delta.go#L41-L150).
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
+from envoy_data_plane.envoy.service.discovery.v3 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    DiscoveryRequest,
+    DiscoveryResponse,
+)
 
-from mesh.xds.ads import ADS_METHOD
+from mesh.xds.ads import ADS_METHOD, ADS_SERVICE
+from mesh.xds.delta import DELTA_METHOD
 
 
 def sidecar_node(pod: str, namespace: str, ip: str, labels: dict | None = None) -> dict:
@@ -28,11 +36,13 @@ class AdsClient:
     """Send DiscoveryRequests on one ADS stream and read DiscoveryResponses (raw protobuf over
     ``grpc.aio``). The node goes on the first request only, as Envoy sends it."""
 
+    method, response = ADS_METHOD, DiscoveryResponse
+
     def __init__(self, port: int, node: dict, host: str = "127.0.0.1"):
         self.channel = grpc.aio.insecure_channel(f"{host}:{port}")
         self.outbox: asyncio.Queue = asyncio.Queue()
-        call = self.channel.stream_stream(ADS_METHOD, request_serializer=bytes,
-                                          response_deserializer=DiscoveryResponse.parse)
+        call = self.channel.stream_stream(self.method, request_serializer=bytes,
+                                          response_deserializer=self.response.parse)
 
         async def requests():
             while (msg := await self.outbox.get()) is not None:
@@ -83,3 +93,28 @@ class AdsClient:
             self._pending.cancel()
         self.outbox.put_nowait(None)
         await self.channel.close()
+
+
+class DeltaAdsClient(AdsClient):
+    """The same on the Delta stream: DeltaDiscoveryRequests out (subscribe, unsubscribe, initial
+    versions, nonce, error), DeltaDiscoveryResponses in."""
+
+    method, response = f"/{ADS_SERVICE}/{DELTA_METHOD}", DeltaDiscoveryResponse
+
+    def send(self, type_url: str, subscribe=(), unsubscribe=(), nonce: str = "", initial: dict | None = None,
+             error: str | None = None) -> None:
+        d = {"typeUrl": type_url, "resourceNamesSubscribe": list(subscribe),
+             "resourceNamesUnsubscribe": list(unsubscribe), "responseNonce": nonce,
+             "initialResourceVersions": dict(initial or {})}
+        if self.first:
+            d["node"], self.first = self.node, False
+        if error:
+            d["errorDetail"] = {"code": 3, "message": error}
+        self.outbox.put_nowait(DeltaDiscoveryRequest.from_dict(d))
+
+    def ack(self, resp: DeltaDiscoveryResponse, names=()) -> None:
+        """A Delta ACK quotes the nonce alone (``names``: subscribe to these at the same time)."""
+        self.send(resp.type_url, names, nonce=resp.nonce)
+
+    def nack(self, resp: DeltaDiscoveryResponse, error: str, last_good_version: str = "", names=()) -> None:
+        self.send(resp.type_url, names, nonce=resp.nonce, error=error)

@@ -17,7 +17,7 @@ the node a real mini pilot-agent would send for it (``mesh.agent.bootstrap``:
 
 from __future__ import annotations
 
-from mesh.agent.bootstrap import PodIdentity, build_bootstrap
+from mesh.agent.bootstrap import PodIdentity, build_bootstrap, delta_from_env
 from mesh.model.proxy import Proxy, parse_node_id
 from mesh.xds.push_recorder import PushRecorder
 
@@ -68,6 +68,22 @@ def sidecar_proxies(kube_client, domain: str = "cluster.local") -> list[Proxy]:
     return sorted(out, key=lambda p: (p.namespace, p.id))
 
 
-def record_pushes(server) -> PushRecorder:
-    """A push recorder on ``server`` whose proxies are the trace's injected pods (``sidecar_proxies``)."""
-    return PushRecorder(server, lambda: sidecar_proxies(server.kube_client, server.ads.domain))
+def speaks_delta(pod: dict) -> bool:
+    """Does this pod's sidecar use Delta xDS: ``ISTIO_DELTA_XDS`` in its istio-proxy container's
+    environment, as pilot-agent reads it (``mesh.agent.bootstrap.delta_from_env``)?"""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == "istio-proxy":
+            env = {e.get("name"): str(e.get("value", "")) for e in container.get("env") or [] if "value" in e}
+            return delta_from_env(env)
+    return False
+
+
+def record_pushes(server, delta: bool = False) -> PushRecorder:
+    """A push recorder on ``server`` whose proxies are the trace's injected pods (``sidecar_proxies``);
+    those with ``ISTIO_DELTA_XDS=true`` (every one with ``delta``) are modelled as Delta streams."""
+    def is_delta(proxy: Proxy) -> bool:
+        if delta:
+            return True
+        pod = server.kube_client.get("Pod", proxy.id.rsplit(".", 1)[0], proxy.namespace)
+        return pod is not None and speaks_delta(pod)
+    return PushRecorder(server, lambda: sidecar_proxies(server.kube_client, server.ads.domain), is_delta)

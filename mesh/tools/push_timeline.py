@@ -1,7 +1,8 @@
 """Views of the push recorder (``mesh.xds.push_recorder``): the push timeline of
 ``python -m mesh replay TRACE --show pushes`` and notebook 16 — events, debounce windows and each
 push with what every modelled proxy was sent, in ``resources / bytes`` per type — and which proxies
-``ProxyNeedsPush`` skipped, why, and the bytes per type each skip saved.
+``ProxyNeedsPush`` skipped, why, and the bytes per type each skip saved. A Delta sidecar's cells
+read ``+added -removed / bytes`` and its rows are marked ``(delta)``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from mesh.xds.push_recorder import TYPES, ProxyDelivery, PushRecorder, Sent
 
 # -- views ------------------------------------------------------------------------------------------
 def _cell(sent: Sent | None) -> str:
-    return f"{sent.count} / {sent.bytes} B" if sent is not None else "-"
+    if sent is None:
+        return "-"
+    if sent.delta:
+        return f"+{sent.count} -{len(sent.removed)} / {sent.bytes} B"
+    return f"{sent.count} / {sent.bytes} B"
 
 
 def _totals(deliveries: Iterable[ProxyDelivery]) -> dict[str, tuple[int, int]]:
@@ -89,7 +94,8 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
         if per_proxy:
             for d in rec.deliveries:
                 sent = d.by_type()
-                rows.append(("", f"  {d.step}", d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
+                step = f"  {d.step} (delta)" if any(s.delta for s in d.sent) else f"  {d.step}"
+                rows.append(("", step, d.proxy, "", *(_cell(sent.get(t)) for t in TYPES)))
             rows += [("", "  skip", s.proxy, s.reason, *(f"saved {s.saved[t]} B" if t in s.saved else "-" for t in TYPES))
                      for s in rec.skipped]
             rows += [("", "  disconnect", gone, "", "", "", "", "") for gone in rec.disconnected]
@@ -129,5 +135,9 @@ def proxy_sends(recorder: PushRecorder, proxy_id: str) -> TextView:
                 continue
             for s in d.sent:
                 rows.append((f"{rec.push.at:7.3f}", rec.number, d.step, s.type, s.count, s.bytes,
-                             ", ".join(s.names[:3]) + (f" … (+{s.count - 3})" if s.count > 3 else "")))
-    return table(("at (s)", "push", "step", "type", "resources", "bytes", "names"), rows)
+                             ", ".join(s.names[:3]) + (f" … (+{s.count - 3})" if s.count > 3 else ""),
+                             ", ".join(s.removed)))
+    columns = ("at (s)", "push", "step", "type", "resources", "bytes", "names", "removed")
+    if not any(row[-1] for row in rows):  # a SotW proxy removes by leaving out: no column for it
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    return table(columns, rows)

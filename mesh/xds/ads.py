@@ -16,6 +16,10 @@ per connection, later ones merged into it (``PushQueue``,
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/pushqueue.go#L50-L74); each connection
 runs the generators in push order (CDS, EDS, LDS, RDS) for the types its Envoy watches.
 
+Delta xDS (``DeltaAggregatedResources``) is served by the same server: ``mesh.xds.delta`` handles
+its requests and what it sends; streams (``serve_stream``), fairness, the push queue and
+``generate`` are shared.
+
 A proxy whose agent has a workload certificate (node metadata ``MESH_WORKLOAD_CERT: SDS``)
 can terminate mutual TLS on its inbound port, so endpoints of its pod change for every client
 (``networking/endpoints.py``): its connecting and leaving each ask for a full push, and every
@@ -51,7 +55,7 @@ Fairness: one slow or hostile client only delays itself.
 * The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
-Simplifications, named: no Delta xDS; no authentication of the peer (plaintext port 15010). The
+Simplifications, named: no authentication of the peer (plaintext port 15010). The
 connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
 (``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
 refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
@@ -87,6 +91,7 @@ from mesh.util.net import PortInUse, host_port
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
+from mesh.xds.delta import DELTA_METHOD, DeltaAds
 from mesh.xds.discovery import DiscoveryServer
 from mesh.xds.fastpath import (
     RequestFields,
@@ -210,6 +215,7 @@ class AdsServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.port: int | None = None
+        self.delta = DeltaAds(self)  # the Delta xDS half (mesh.xds.delta)
         discovery.push_handlers.append(self.on_debounced_push)
 
     # -- push context -------------------------------------------------------------------------
@@ -263,7 +269,8 @@ class AdsServer:
         """The ADS service as gRPC generic handlers, for any ``grpc.aio`` server (istiod registers
         the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``)."""
         handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler})]
+        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler,
+                                                                   DELTA_METHOD: self.delta.rpc_handler()})]
 
     def _bind_loop(self) -> None:
         """Tie pushes to the event loop that serves the streams (the first one to start)."""
@@ -312,9 +319,14 @@ class AdsServer:
         self._bind_loop()  # a stream may arrive through another server (the TLS one) first
         if not self.is_ready():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is not ready to serve discovery information")
-        con = Connection(peer=context.peer())
-        reader = asyncio.create_task(self._read(context, con))
-        worker = asyncio.create_task(self._work(con, context))
+        await self.serve_stream(context, Connection(peer=context.peer()), decode_discovery_request,
+                                self._on_request, "DiscoveryRequest")
+
+    async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
+        """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
+        and the pushes queued for it, handled one at a time."""
+        reader = asyncio.create_task(self._read(context, con, decode, what))
+        worker = asyncio.create_task(self._work(con, context, on_request))
         ended = asyncio.create_task(con.ended.wait())
         self.connections[con.number] = con
         self.metrics.on_connections(len(self.connections))
@@ -342,14 +354,14 @@ class AdsServer:
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
 
-    async def _work(self, con: Connection, context: grpc.aio.ServicerContext) -> None:
+    async def _work(self, con: Connection, context: grpc.aio.ServicerContext, on_request) -> None:
         """One item of the connection's queue at a time (the Go ``select`` loop of ``Stream``)."""
         try:
-            await self._work_queue(con, context)
+            await self._work_queue(con, context, on_request)
         except _StreamEnded:
             pass
 
-    async def _work_queue(self, con: Connection, context: grpc.aio.ServicerContext) -> None:
+    async def _work_queue(self, con: Connection, context: grpc.aio.ServicerContext, on_request) -> None:
         while True:
             kind, item = await con.queue.get()
             if kind == "request":
@@ -357,7 +369,7 @@ class AdsServer:
                 # every cluster, and thousands of idle streams would each keep their last one.
                 (req, size), item = item, None
                 con.dequeued(size)
-                await self._on_request(con, req, context)
+                await on_request(con, req, context)
                 del req
             elif kind == "push":
                 request, con.pending_push = con.pending_push, None
@@ -367,7 +379,7 @@ class AdsServer:
                 con.end()
                 return
 
-    async def _read(self, context: grpc.aio.ServicerContext, con: Connection) -> None:
+    async def _read(self, context: grpc.aio.ServicerContext, con: Connection, decode, what: str) -> None:
         # context.read() rather than the request iterator: the last message is not kept alive.
         try:
             while True:
@@ -379,12 +391,12 @@ class AdsServer:
                             f"too many requests waiting (more than {MAX_QUEUED_REQUESTS} or "
                             f"{MAX_QUEUED_BYTES} bytes): the client sends faster than it reads")
                     return
-                con.queue.put_nowait(("request", (decode_discovery_request(raw), len(raw))))
+                con.queue.put_nowait(("request", (decode(raw), len(raw))))
                 del raw  # not kept alive while waiting for the next message (tens of KB for EDS)
         except (asyncio.CancelledError, grpc.RpcError, grpc.aio.AioRpcError):
             pass
         except Exception as err:  # a malformed message: end this stream, not the server
-            con.end(grpc.StatusCode.INVALID_ARGUMENT, f"bad DiscoveryRequest: {clip(str(err))}")
+            con.end(grpc.StatusCode.INVALID_ARGUMENT, f"bad {what}: {clip(str(err))}")
             return
         con.queue.put_nowait(("eof", None))
 
@@ -411,13 +423,17 @@ class AdsServer:
                         clip(req.response_nonce), clip(error))
             return
         if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
-            if con.pushed is not None and con.synced():  # a push has fully reached this proxy
-                self.metrics.on_converged(con.pushed, self.discovery.clock.now())
-                con.pushed = None
-            for listener in self.ack_listeners:
-                listener(con, type_url, req.version_info, req.response_nonce)
+            self.on_ack(con, type_url, req.version_info, req.response_nonce)
         if kind in (RequestKind.INITIAL, RequestKind.ACK_NEW_NAMES):
             await self._send(con, type_url, None, context, None)
+
+    def on_ack(self, con: Connection, type_url: str, version: str, nonce: str) -> None:
+        """An ACK on a stream of either protocol: convergence, then the listeners."""
+        if con.pushed is not None and con.synced():  # a push has fully reached this proxy
+            self.metrics.on_converged(con.pushed, self.discovery.clock.now())
+            con.pushed = None
+        for listener in self.ack_listeners:
+            listener(con, type_url, version, nonce)
 
     def _init_connection(self, con: Connection, req: RequestFields) -> str:
         """Who is this? The first request carries the node (``initConnection``)."""
@@ -472,9 +488,10 @@ class AdsServer:
         if not self.proxy_needs_push(con.state, request):
             return
         con.pushed = request if con.pushed is None else con.pushed.merge(request)
+        send = self._send if con.delta is None else self.delta.send
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
-                await self._send(con, type_url, request, context, slot)
+                await send(con, type_url, request, context, slot)
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
@@ -536,11 +553,11 @@ class AdsServer:
         con.push_version = push.version
         watched.sent_names = names
         self.pushes_by_type[short_name(type_url)] += 1
-        self.metrics.on_send(type_url)
+        self.metrics.on_send(type_url, "sotw", len(data))
         con.record("send", type_url, push.version, nonce, f"{len(resources)} resources, {len(data)} bytes")
-        await self._write(con, context, data, slot)
+        await self.write(con, context, data, slot)
 
-    async def _write(self, con: Connection, context, data: bytes, slot: _ThrottleSlot | None) -> None:
+    async def write(self, con: Connection, context, data: bytes, slot: _ThrottleSlot | None) -> None:
         """``conn.send``: write one response within SEND_TIMEOUT; a push that stalls gives its
         throttle slot back first, so other proxies' pushes go on."""
         write = asyncio.ensure_future(context.write(data))
@@ -568,8 +585,12 @@ class AdsServer:
             if not write.done():
                 write.cancel()
 
+    def new_nonce(self, version: str) -> str:
+        """A nonce unique on this server (it only needs to be unique per stream and type)."""
+        return f"{version}-{next(self._nonces)}"
+
     def _assemble(self, version: str, type_url: str, resources: list) -> tuple:
-        nonce = f"{version}-{next(self._nonces)}"
+        nonce = self.new_nonce(version)
         data = assemble_discovery_response(version, type_url, nonce, [r.encoded for r in resources])
         return resources, [r.name for r in resources], nonce, data
 

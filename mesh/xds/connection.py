@@ -67,6 +67,13 @@ class Connection:
     push_version: str = ""
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     number: int = field(default_factory=lambda: next(_connection_ids))
+    # A Delta stream's per-type state (``mesh.xds.delta.DeltaWatch``); None on a SotW stream.
+    delta: dict | None = None
+
+    @property
+    def protocol(self) -> str:
+        return "sotw" if self.delta is None else "delta"
+
     # Requests read and waiting in the queue, and their encoded size: bounded (ads.py).
     queued_requests: int = 0
     queued_bytes: int = 0

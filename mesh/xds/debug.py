@@ -83,7 +83,7 @@ def adsz(ads, push: bool = False) -> dict:
         if con.state is None:
             continue
         clients.append({
-            "connectionId": con.id, "address": con.peer, "labels": dict(con.state.proxy.labels),
+            "connectionId": con.id, "address": con.peer, "protocol": con.protocol, "labels": dict(con.state.proxy.labels),
             "metadata": con.state.proxy.metadata,
             "watches": {t: list(w.names) for t, w in sorted(con.watched.items())},
             "sent": {t: w.version_sent for t, w in sorted(con.watched.items())},

@@ -32,6 +32,10 @@ class Resource:
     # first time it is sent. A Resource shared by many proxies (through ``PushContext.memo``)
     # is therefore serialized and wrapped once per push, however many streams it goes to.
     encoded: bytes | None = None
+    # For Delta streams (``mesh.xds.delta``): a digest of ``encoded``, and the resource as a Delta
+    # ``Resource`` entry, each made once however many streams it goes to.
+    version: str = ""
+    delta_encoded: bytes | None = None
 
 
 SYNCED = "SYNCED"

@@ -8,7 +8,9 @@ servers (tests, notebooks) never collide; ``generate_latest(metrics.registry)`` 
 
 | metric | what |
 | --- | --- |
-| ``pilot_xds_pushes{type}`` | responses sent, by xDS type (``cds``, ``eds``, ``lds``, ``rds``) |
+| ``pilot_xds_pushes{type,protocol}`` | responses sent, by xDS type (``cds``, ``eds``, ``lds``, ``rds``) and protocol (``sotw``, ``delta``; mesh's label) |
+| ``pilot_xds_config_size_bytes{type}`` | size of each response sent |
+| ``mesh_xds_sent_bytes{type,protocol}`` | bytes of responses sent (mesh's own: istiod has only the size histogram) |
 | ``pilot_total_xds_rejects{type}`` | NACKs received |
 | ``pilot_xds`` | connected proxies |
 | ``pilot_push_triggers{type}`` | why pushes were asked for (the PushRequest reasons) |
@@ -45,7 +47,12 @@ class XdsMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.pushes = Counter("pilot_xds_pushes", "Pilot build and send errors for lds, rds, cds and eds.",
-                              ["type"], registry=r)
+                              ["type", "protocol"], registry=r)
+        self.config_size = Histogram("pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients",
+                                     ["type"], buckets=(1, 10_000, 1_000_000, 4_000_000, 10_000_000, 40_000_000),
+                                     registry=r)
+        self.sent_bytes = Counter("mesh_xds_sent_bytes", "Bytes of xDS responses sent, by type and protocol.",
+                                  ["type", "protocol"], registry=r)
         self.rejects = Counter("pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.",
                                ["type"], registry=r)
         self.connected = Gauge("pilot_xds", "Number of endpoints connected to this pilot using XDS.", registry=r)
@@ -83,8 +90,11 @@ class XdsMetrics:
     def on_push_context(self, seconds: float) -> None:
         self.push_context_init.observe(seconds)
 
-    def on_send(self, type_url: str) -> None:
-        self.pushes.labels(type_label(type_url)).inc()
+    def on_send(self, type_url: str, protocol: str = "sotw", size: int = 0) -> None:
+        short = type_label(type_url)
+        self.pushes.labels(short, protocol).inc()
+        self.config_size.labels(short).observe(size)
+        self.sent_bytes.labels(short, protocol).inc(size)
 
     def on_reject(self, type_url: str) -> None:
         self.rejects.labels(type_label(type_url)).inc()

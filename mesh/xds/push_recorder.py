@@ -29,6 +29,9 @@ Modelled, and named so:
   per type it would have been sent without scoping (the full answer for what it watches).
 * **bytes** — the serialized resources as the response carries them (``Any`` entries), not
   counting the response's own few bytes of version, type and nonce.
+* **Delta sidecars** — a proxy for which ``delta(proxy)`` is true speaks Delta xDS: what it is
+  sent is decided by ``mesh.xds.delta.delta_changes`` as for a real Delta stream (only resources
+  whose version it does not hold, plus ``removed`` names), and ``Sent.delta`` marks it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from mesh.model.proxy import Proxy
 from mesh.model.push_request import PushRequest
 from mesh.xds.debounce import DebouncedPush
+from mesh.xds.delta import DeltaWatch, delta_changes, now_held
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
 from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, NAMED_TYPES, PUSH_ORDER, ROUTE, short_name
@@ -55,6 +59,8 @@ class Sent:
     names: tuple[str, ...]
     bytes: int
     resources: tuple[Resource, ...] = field(default=(), repr=False, compare=False)  # the bodies, to look at
+    removed: tuple[str, ...] = ()  # Delta only: the names the response removes
+    delta: bool = False  # sent over Delta xDS (``names`` are then the resources added or changed)
 
     @property
     def count(self) -> int:
@@ -107,10 +113,12 @@ class PushRecord:
 class _ModelledConnection:
     """A sidecar's subscriptions, as ``Connection.watched`` would hold them."""
 
-    def __init__(self, proxy: Proxy):
+    def __init__(self, proxy: Proxy, delta: bool = False):
         self.proxy = proxy
         self.state = ProxyState(proxy)
         self.watched = {t: WatchedResource(t) for t in PUSH_ORDER}
+        # A Delta sidecar's per-type holdings (``mesh.xds.delta``); CDS and LDS are wildcard.
+        self.delta = {t: DeltaWatch(wildcard=t not in NAMED_TYPES) for t in PUSH_ORDER} if delta else None
 
 
 class PushRecorder:
@@ -120,12 +128,13 @@ class PushRecorder:
     Attach before the clock moves; the recorder runs after the ADS server's own handler, so a full
     push has already rebuilt the PushContext it reads."""
 
-    def __init__(self, server, proxies: Callable[[], Iterable[Proxy]]):
+    def __init__(self, server, proxies: Callable[[], Iterable[Proxy]], delta: Callable[[Proxy], bool] | None = None):
         if getattr(server, "ads", None) is None:
             raise RuntimeError("recording pushes needs stage 16 (init_discovery_service): no ADS server")
         self.server = server
         self.ads = server.ads
         self.proxies = proxies  # the modelled sidecars present now
+        self.delta = delta or (lambda proxy: False)  # which of them speak Delta xDS
         self.records: list[PushRecord] = []
         self._connections: dict[str, _ModelledConnection] = {}
         # The last clusters and listeners each proxy was sent: what its EDS and RDS names follow.
@@ -145,7 +154,7 @@ class PushRecorder:
         for proxy_id, proxy in present.items():
             con = self._connections.get(proxy_id)
             if con is None:  # a new sidecar: it asks for everything, and is not part of the push
-                con = self._connections[proxy_id] = _ModelledConnection(proxy)
+                con = self._connections[proxy_id] = _ModelledConnection(proxy, self.delta(proxy))
                 compute_proxy_state(con.state, ctx, None)
                 record.deliveries.append(self._deliver(con, "connect", None))
                 continue
@@ -189,7 +198,18 @@ class PushRecorder:
         """After a push, Envoy asks by name for what its new clusters and listeners need."""
         delivery = ProxyDelivery(con.proxy.id, "resubscribe")
         for type_url in NAMED_TYPES:
-            if self._subscribe(con, type_url) and (sent := self._send(con, type_url, None)) is not None:
+            before = set(con.watched[type_url].names)
+            if not self._subscribe(con, type_url):
+                continue
+            only = None
+            if con.delta is not None:  # Delta: unsubscribing is not answered; new names get just those
+                names = con.watched[type_url].names
+                for gone in before - set(names):
+                    con.delta[type_url].held.pop(gone, None)
+                only = [n for n in names if n not in before]
+                if not only:
+                    continue
+            if (sent := self._send(con, type_url, None, only)) is not None:
                 delivery.sent.append(sent)
         return delivery
 
@@ -206,14 +226,23 @@ class PushRecorder:
         watched.names = names
         return changed
 
-    def _send(self, con: _ModelledConnection, type_url: str, request: PushRequest | None) -> Sent | None:
+    def _send(self, con: _ModelledConnection, type_url: str, request: PushRequest | None,
+              only: list[str] | None = None) -> Sent | None:
         watched = con.watched[type_url]
-        resources = self.ads.generate(con.state, type_url, watched, request)
+        resources = self.ads.generate(con.state, type_url, WatchedResource(type_url, names=only) if only else watched,
+                                      request)
         if resources is None:
             return None  # no generator, or this push does not concern this type: nothing is sent
-        watched.sent_names = [r.name for r in resources]
         if type_url in (CLUSTER, LISTENER):
             self._last[type_url][con.proxy.id] = resources
+        if con.delta is not None:
+            changed, removed = delta_changes(con.delta[type_url], watched, resources, request, only)
+            if not changed and not removed and request is not None:
+                return None  # the proxy holds all of it already: a Delta stream sends nothing
+            now_held(con.delta[type_url], watched, changed, removed)
+            return Sent(short_name(type_url), tuple(r.name for r in changed), sum(len(r.encoded) for r in changed),
+                        tuple(changed), tuple(removed), delta=True)
+        watched.sent_names = [r.name for r in resources]
         return Sent(short_name(type_url), tuple(r.name for r in resources), sum(len(r.encoded) for r in resources),
                     tuple(resources))
 
