@@ -60,7 +60,7 @@ import grpc
 from mesh.model.push_request import PushRequest
 from mesh.util.clip import clip
 from mesh.xds.connection import Connection, RequestKind
-from mesh.xds.fastpath import length_delimited_field
+from mesh.xds.fastpath import LiteDeltaRequest, length_delimited_field  # its C-parsed look-alike
 from mesh.xds.generator import WatchedResource
 from mesh.xds.types import BY_URL, short_name
 
@@ -91,41 +91,10 @@ class DeltaRequestFields:
     error_message: str = ""
 
 
-def _lite_delta_request_class():
-    """A look-alike of ``DeltaDiscoveryRequest`` for the C protobuf runtime (as ``fastpath``'s SotW one)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    f = descriptor_pb2.FieldDescriptorProto
-    file = descriptor_pb2.FileDescriptorProto(name="mesh_xds_delta_lite.proto", package="mesh.xds.deltalite",
-                                              syntax="proto3")
-    status = file.message_type.add(name="StatusLite")
-    status.field.add(name="code", number=1, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
-    status.field.add(name="message", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    req = file.message_type.add(name="DeltaRequestLite")
-    entry = req.nested_type.add(name="InitialResourceVersionsEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    entry.field.add(name="value", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
-    for name, number, kind, label in (("node", 1, f.TYPE_BYTES, f.LABEL_OPTIONAL),
-                                      ("type_url", 2, f.TYPE_STRING, f.LABEL_OPTIONAL),
-                                      ("resource_names_subscribe", 3, f.TYPE_STRING, f.LABEL_REPEATED),
-                                      ("resource_names_unsubscribe", 4, f.TYPE_STRING, f.LABEL_REPEATED),
-                                      ("response_nonce", 6, f.TYPE_STRING, f.LABEL_OPTIONAL)):
-        req.field.add(name=name, number=number, type=kind, label=label)
-    req.field.add(name="initial_resource_versions", number=5, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
-                  type_name=".mesh.xds.deltalite.DeltaRequestLite.InitialResourceVersionsEntry")
-    req.field.add(name="error_detail", number=7, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
-                  type_name=".mesh.xds.deltalite.StatusLite")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("mesh.xds.deltalite.DeltaRequestLite"))
-
-
-_LiteDeltaRequest = _lite_delta_request_class()
 
 
 def decode_delta_request(data: bytes) -> DeltaRequestFields:
-    msg = _LiteDeltaRequest.FromString(data)
+    msg = LiteDeltaRequest.FromString(data)
     return DeltaRequestFields(type_url=msg.type_url, node=msg.node or None,
                               subscribe=list(msg.resource_names_subscribe),
                               unsubscribe=list(msg.resource_names_unsubscribe),

@@ -143,7 +143,7 @@ def _fields(data: bytes):
 
 
 def _lite_request_class():
-    """A look-alike of ``DiscoveryRequest`` declaring only the fields ADS reads, for the C protobuf
+    """Look-alikes of ``DiscoveryRequest`` (and ``DeltaDiscoveryRequest``) declaring only the fields ADS reads, for the C protobuf
     runtime (upb) to parse. ``node`` is declared as plain bytes — a nested message is
     length-delimited bytes on the wire — so it is kept undecoded until someone asks."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -165,13 +165,29 @@ def _lite_request_class():
     node = file.message_type.add(name="NodeLite")  # core.v3.Node: id (1); metadata (3), a Struct, as bytes
     node.field.add(name="id", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
     node.field.add(name="metadata", number=3, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL)
+    # DeltaDiscoveryRequest's look-alike (mesh.xds.delta reads it), sharing StatusLite.
+    delta = file.message_type.add(name="DeltaRequestLite")
+    entry = delta.nested_type.add(name="InitialResourceVersionsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    for name, number, kind, label in (("node", 1, f.TYPE_BYTES, f.LABEL_OPTIONAL),
+                                      ("type_url", 2, f.TYPE_STRING, f.LABEL_OPTIONAL),
+                                      ("resource_names_subscribe", 3, f.TYPE_STRING, f.LABEL_REPEATED),
+                                      ("resource_names_unsubscribe", 4, f.TYPE_STRING, f.LABEL_REPEATED),
+                                      ("response_nonce", 6, f.TYPE_STRING, f.LABEL_OPTIONAL)):
+        delta.field.add(name=name, number=number, type=kind, label=label)
+    delta.field.add(name="initial_resource_versions", number=5, type=f.TYPE_MESSAGE, label=f.LABEL_REPEATED,
+                    type_name=".mesh.xds.lite.DeltaRequestLite.InitialResourceVersionsEntry")
+    delta.field.add(name="error_detail", number=7, type=f.TYPE_MESSAGE, label=f.LABEL_OPTIONAL,
+                    type_name=".mesh.xds.lite.StatusLite")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return (message_factory.GetMessageClass(pool.FindMessageTypeByName("mesh.xds.lite.DiscoveryRequestLite")),
-            message_factory.GetMessageClass(pool.FindMessageTypeByName("mesh.xds.lite.NodeLite")))
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"mesh.xds.lite.{name}"))
+                 for name in ("DiscoveryRequestLite", "NodeLite", "DeltaRequestLite"))
 
 
-_LiteRequest, _LiteNode = _lite_request_class()
+_LiteRequest, _LiteNode, LiteDeltaRequest = _lite_request_class()
 
 
 def decode_discovery_request(data: bytes) -> RequestFields:
