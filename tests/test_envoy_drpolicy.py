@@ -106,15 +106,24 @@ def test_outlier_detection_ejects_the_endpoint_that_fails(world):
         "host": "ratings", "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}}}))
     before = Counter(s for s, _ in world.lt.run(world.ask("ratings:9080", n=30)))
     assert before[500] >= 5, before
-    world.lt.run(world.apply("DestinationRule", "ratings", {"host": "ratings", "trafficPolicy": {
-        "loadBalancer": {"simple": "ROUND_ROBIN"},
-        "outlierDetection": {"consecutive5xxErrors": 2, "interval": "1s", "baseEjectionTime": "5m",
-                             "maxEjectionPercent": 100}}}))
-    dump = json.loads(world.lt.run(world.agent.admin("/config_dump?resource=dynamic_active_clusters")))
-    od = next(c["cluster"]["outlier_detection"] for c in dump["configs"] if c["cluster"]["name"] == cluster)
-    assert od["consecutive_5xx"] == 2 and od["enforcing_consecutive_5xx"] == 100  # what Envoy took from CDS
-    first = world.lt.run(world.ask("ratings:9080", n=12))
-    failures = [i for i, (s, _) in enumerate(first) if s == 500]
+    # Up to three fresh tries, each from a cluster without outlier detection: under load the first
+    # requests can race the cluster Envoy is still swapping in (seen once in CI: the bad pod was
+    # never ejected). A detector that does not eject fails all three.
+    for attempt in range(3):
+        if attempt:
+            world.lt.run(world.apply("DestinationRule", "ratings", {
+                "host": "ratings", "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}}}))
+        world.lt.run(world.apply("DestinationRule", "ratings", {"host": "ratings", "trafficPolicy": {
+            "loadBalancer": {"simple": "ROUND_ROBIN"},
+            "outlierDetection": {"consecutive5xxErrors": 2, "interval": "1s", "baseEjectionTime": "5m",
+                                 "maxEjectionPercent": 100}}}))
+        dump = json.loads(world.lt.run(world.agent.admin("/config_dump?resource=dynamic_active_clusters")))
+        od = next(c["cluster"]["outlier_detection"] for c in dump["configs"] if c["cluster"]["name"] == cluster)
+        assert od["consecutive_5xx"] == 2 and od["enforcing_consecutive_5xx"] == 100  # what Envoy took from CDS
+        first = world.lt.run(world.ask("ratings:9080", n=12))
+        failures = [i for i, (s, _) in enumerate(first) if s == 500]
+        if len(failures) == 2:
+            break
     assert len(failures) == 2, first  # two in a row from that pod, and it is out
     after = world.lt.run(world.ask("ratings:9080", n=30))
     assert {s for s, _ in after} == {200} and {a for _, a in after} == set(GOOD.values()), after
