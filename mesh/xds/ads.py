@@ -221,6 +221,7 @@ class AdsServer:
         self.port: int | None = None
         self.delta = DeltaAds(self)  # the Delta xDS half (mesh.xds.delta)
         discovery.push_handlers.append(self.on_debounced_push)
+        discovery.proxy_update_handlers.append(self.proxy_update)
 
     # -- push context -------------------------------------------------------------------------
     @property
@@ -475,13 +476,29 @@ class AdsServer:
         self.drop_cache_for_request(request, now)
         self._push_context.xds_cache, self._push_context.cache_token = self.typed_cache, now
         for con in list(self.connections.values()):
-            # One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier
-            # push gets the new request merged into its waiting one, not queued behind it.
-            if con.pending_push is None:
-                con.pending_push = request
-                con.queue.put_nowait(("push", None))
-            else:
-                con.pending_push = con.pending_push.merge(request)
+            self._enqueue(con, request)
+
+    @staticmethod
+    def _enqueue(con: Connection, request: PushRequest) -> None:
+        """One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier push
+        gets the new request merged into its waiting one, not queued behind it."""
+        if con.pending_push is None:
+            con.pending_push = request
+            con.queue.put_nowait(("push", None))
+        else:
+            con.pending_push = con.pending_push.merge(request)
+
+    def proxy_update(self, ip: str) -> None:
+        """``ProxyUpdate`` (ads.go#L800-L827): a full push, reason ``proxy``, to the one proxy whose
+        first IP this is, from the current PushContext and not debounced; its ``computeProxyState``
+        re-reads its labels. A pod whose Envoy is not connected here is nobody's business."""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self.proxy_update, ip)
+            return
+        con = next((c for c in list(self.connections.values())
+                    if c.state is not None and c.state.proxy.ip_addresses[0] == ip), None)
+        if con is not None:
+            self._enqueue(con, PushRequest.of(TriggerReason.PROXY, start=self.discovery.clock.now()))
 
     async def _push_connection(self, con: Connection, request: PushRequest, context,
                                slot: _ThrottleSlot | None = None) -> None:
