@@ -330,6 +330,11 @@ class AdsServer:
     async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
         """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
         and the pushes queued for it, handled one at a time."""
+        exceeded = await self.discovery.request_rate_limit.wait()  # WaitForRequestLimit (ratelimit.py)
+        if exceeded:
+            log.warning("ADS: %s exceeded rate limit: %s", clip(context.peer()), exceeded)
+            self.closed_by_server[grpc.StatusCode.RESOURCE_EXHAUSTED.name] += 1
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request rate limit exceeded: {exceeded}")
         reader = asyncio.create_task(self._read(context, con, decode, what))
         worker = asyncio.create_task(self._work(con, context, on_request))
         ended = asyncio.create_task(con.ended.wait())

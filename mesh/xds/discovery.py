@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from mesh.clock import Clock
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.debounce import DebouncedPush, Debouncer
+from mesh.xds.ratelimit import RequestRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class DiscoveryServer:
         self.pushes: list[DebouncedPush] = []  # every push that left the debouncer
         self.push_handlers: list[Callable[[DebouncedPush], object]] = []
         self.proxy_update_handlers: list[Callable[[str], object]] = []  # ProxyUpdate(ip)
+        # New xDS streams a second (PILOT_MAX_REQUESTS_PER_SECOND, burst 1): ``RequestRateLimit``.
+        self.request_rate_limit = RequestRateLimit()
         self.debouncer = Debouncer(clock, self._on_push)
         self._queued: list[PushRequest] = []
         self.endpoint_index: dict[tuple[str, str], frozenset[str]] = {}  # services seen → their accounts
