@@ -86,7 +86,7 @@ class Proxy:
 # (``initProxyMetadata``, https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L586-L594).
 METADATA_TYPES = {"INSTANCE_IPS": str, "NAMESPACE": str, "ISTIO_VERSION": str, "CLUSTER_ID": str,
                   "NETWORK": str, "MESH_WORKLOAD_CERT": str, "INTERCEPTION_MODE": str, "HTTP_PROXY_PORT": str,
-                  "LABELS": dict, "STATIC_LABELS": dict, "NODE_NAME": str}
+                  "LABELS": dict, "STATIC_LABELS": dict, "NODE_NAME": str, "GENERATOR": str}
 
 
 def check_metadata_types(metadata: dict) -> None:

@@ -59,15 +59,14 @@ Fairness: one slow or hostile client only delays itself.
 * The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
-Simplifications, named: no authentication of the peer (plaintext port 15010). The
-connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
-(``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
-refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
-(ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
-pushes nothing to its proxy, whose labels stay those of its node metadata, where
-``computeProxyState`` (ads.go#L654-L706) re-reads them from the registry; and the ``StatusGen``
-generator (statusgen.go#L72-L99) that serves ``istio.io/connect``, ``istio.io/nack`` and
-``istio.io/debug/syncz`` over xDS (mesh has ``/debug/syncz`` over HTTP instead).
+The connection lifecycle (notebook 18) has its own modules where it can: a new stream first waits
+for the new-stream rate limit (``mesh/xds/ratelimit.py``, ads.go#L267-L270); a pod's label or IP
+change pushes its proxy alone (``proxy_update``, ``ProxyUpdate`` ads.go#L800-L827, whose
+``computeProxyState`` re-reads its labels: ``proxy_dependencies.py``); debug clients are served
+``istio.io/debug/syncz``, ``istio.io/connect`` and the connect, disconnect and NACK events by
+``mesh/xds/statusgen.py``.
+
+Simplifications, named: no authentication of the peer (plaintext port 15010).
 """
 
 from __future__ import annotations
@@ -108,6 +107,7 @@ from mesh.xds.fastpath import (
 from mesh.xds.generator import Generator, ProxyState, scoped, updated_hostnames
 from mesh.xds.monitoring import XdsMetrics
 from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
+from mesh.xds.statusgen import StatusGen, serves
 from mesh.xds.typed_cache import TypedXdsCache
 from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
@@ -220,6 +220,7 @@ class AdsServer:
         self._loop_thread: int | None = None
         self.port: int | None = None
         self.delta = DeltaAds(self)  # the Delta xDS half (mesh.xds.delta)
+        self.status = StatusGen(self)  # debug and event types for debug clients (mesh.xds.statusgen)
         discovery.push_handlers.append(self.on_debounced_push)
         discovery.proxy_update_handlers.append(self.proxy_update)
 
@@ -360,6 +361,7 @@ class AdsServer:
             for task in (reader, worker, ended):
                 task.cancel()
             self.connections.pop(con.number, None)
+            self.status.on_disconnect(con)
             self._mtls_sidecar_changed(con)
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
@@ -381,6 +383,8 @@ class AdsServer:
                 con.dequeued(size)
                 await on_request(con, req, context)
                 del req
+            elif kind == "event":  # a StatusGen event for a debug client watching its type
+                await self.write(con, context, item, None)
             elif kind == "push":
                 request, con.pending_push = con.pending_push, None
                 async with _ThrottleSlot(self._push_slots) as slot:
@@ -418,6 +422,9 @@ class AdsServer:
                 con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
                 return
         type_url = req.type_url
+        if serves(con.state.proxy.metadata, type_url, self.generators):  # findGenerator → StatusGen
+            await self.status.on_request(con, req, context)
+            return
         if type_url not in self.generators:
             # istiod keeps a watch even for types it cannot generate; mesh drops the request, so
             # made-up type URLs (any number of them, of any length) leave no state behind.
@@ -431,6 +438,8 @@ class AdsServer:
             self.metrics.on_reject(type_url)
             log.warning("ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
                         clip(req.response_nonce), clip(error))
+            self.status.on_nack(con, type_url, req.response_nonce, req.resource_names, req.error_code,
+                                req.error_message)
             return
         if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
             self.on_ack(con, type_url, req.version_info, req.response_nonce)
@@ -457,9 +466,10 @@ class AdsServer:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return clip(str(err), 1000)
-        con.state = ProxyState(proxy)
+        con.state, con.node = ProxyState(proxy), req.node
         compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
+        self.status.on_connect(con)
         self._mtls_sidecar_changed(con)
         return ""
 
@@ -518,6 +528,8 @@ class AdsServer:
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
                 await send(con, type_url, request, context, slot)
+        if con.delta is None and any(t not in self.generators for t in con.watched):  # a debug client's watches
+            await self.status.push(con, context, slot)
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on
