@@ -73,8 +73,13 @@ def xds_rows(address: str, timeout: float = 10.0) -> list[dict]:
     except (grpc.aio.AioRpcError, EOFError, TimeoutError) as err:
         detail = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err) or "no answer"
         raise UsageError(f"--xds-address {address}: {detail}") from err
+    return syncz_rows(resp.resources)
+
+
+def syncz_rows(resources) -> list[dict]:
+    """A syncz response's ClientConfigs as istioctl's ``XdsStatusWriter`` rows, sorted by proxy id."""
     out = []
-    for config in decode_client_configs(resp.resources):
+    for config in decode_client_configs(resources):
         meta = config["node"].get("metadata") or {}
         status = {c["type_url"]: c.get("config_status", "UNKNOWN") for c in config.get("generic_xds_configs", [])}
         row = {"NAME": config["node"]["id"], "CLUSTER": meta.get("CLUSTER_ID", ""), "ISTIOD": "",
