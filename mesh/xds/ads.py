@@ -506,7 +506,8 @@ class AdsServer:
     def proxy_update(self, ip: str) -> None:
         """``ProxyUpdate`` (ads.go#L800-L827): a full push, reason ``proxy``, to the one proxy whose
         first IP this is, from the current PushContext and not debounced; its ``computeProxyState``
-        re-reads its labels. A pod whose Envoy is not connected here is nobody's business."""
+        re-reads its labels. A pod whose Envoy is not connected here is nobody's business. (istiod
+        also matches the proxy's cluster ID; mesh has one cluster.)"""
         if self._loop is not None and threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self.proxy_update, ip)
             return
