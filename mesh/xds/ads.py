@@ -84,6 +84,7 @@ from collections.abc import Callable, Mapping
 
 import grpc
 
+from mesh.autoregistration.controller import RegistrationError
 from mesh.model.config import ConfigStore
 from mesh.model.proxy import NodeIdError, parse_node_id
 from mesh.model.push_request import PushRequest, TriggerReason
@@ -355,6 +356,7 @@ class AdsServer:
                 task.cancel()
             self.connections.pop(con.number, None)
             self._mtls_sidecar_changed(con)
+            self._unregister_workload(con)
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
 
@@ -409,7 +411,7 @@ class AdsServer:
         if con.state is None:
             error = self._init_connection(con, req)
             if error:
-                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+                self.refuse(con, error)
                 return
         type_url = req.type_url
         if type_url not in self.generators:
@@ -439,7 +441,32 @@ class AdsServer:
         for listener in self.ack_listeners:
             listener(con, type_url, version, nonce)
 
-    def _init_connection(self, con: Connection, req: RequestFields) -> str:
+    @staticmethod
+    def refuse(con: Connection, error: str | tuple) -> None:
+        """End a stream whose first request failed: a bad node (INVALID_ARGUMENT) or a
+        (status, message) from the WorkloadEntry controller."""
+        con.end(*error) if isinstance(error, tuple) else con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+
+    def _register_workload(self, con: Connection) -> tuple | None:
+        """``initializeProxy``'s first step: a VM's proxy may get (or take over) its WorkloadEntry
+        (``mesh.autoregistration``); a refusal ends the stream with the controller's status."""
+        controller = self.discovery.workload_entry_controller
+        if controller is None:
+            return None
+        con.connected_at = controller.now()
+        try:
+            controller.register_workload(con.state.proxy, con.connected_at)
+        except RegistrationError as err:
+            return (grpc.StatusCode[err.code], str(err))
+        return None
+
+    def _unregister_workload(self, con: Connection) -> None:
+        """``closeConnection``'s last step: the controller marks the entry disconnected."""
+        controller = self.discovery.workload_entry_controller
+        if controller is not None and con.state is not None and con.connected_at is not None:
+            controller.queue_unregister_workload(con.state.proxy, con.connected_at)
+
+    def _init_connection(self, con: Connection, req: RequestFields) -> str | tuple:
         """Who is this? The first request carries the node (``initConnection``)."""
         try:
             node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
@@ -452,6 +479,9 @@ class AdsServer:
         except NodeIdError as err:
             return clip(str(err), 1000)
         con.state = ProxyState(proxy)
+        refused = self._register_workload(con)
+        if refused:
+            return refused
         compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
         self._mtls_sidecar_changed(con)

@@ -204,7 +204,7 @@ class DeltaAds:
         if con.state is None:
             error = ads._init_connection(con, req)
             if error:
-                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+                ads.refuse(con, error)
                 return
         type_url = req.type_url
         if type_url not in ads.generators:  # as for SotW: made-up type URLs leave no state behind
