@@ -118,7 +118,7 @@ def test_connect_creates_the_entry_and_the_service_entry_selects_it():
     assert we.labels == {"app": "billing", "class": "vm", "version": "vm"}
     assert we.spec["address"] == VM_IP and we.spec["serviceAccount"] == "billing"
     assert (proxy.workload_entry_name, proxy.workload_entry_auto_created) == (f"billing-{VM_IP}", True)
-    assert billing_endpoints(s) == ["198.18.0.22:8080", f"{VM_IP}:8080"]
+    assert billing_endpoints(s) == ["198.18.0.22:8080", f"{VM_IP}:9080"]
     [ep] = [e for e in s.environment.service_discovery.endpoints(BILLING, 8080) if e.address == VM_IP]
     assert ep.service_account == "spiffe://cluster.local/ns/default/sa/billing" and ep.tls_mode == "istio"
 
@@ -138,7 +138,7 @@ def test_disconnect_then_grace_period_then_deletion():
     assert CONNECTED_AT not in we.annotations and we.annotations[DISCONNECTED_AT] == "2023-09-05T00:01:15Z"
     assert we.annotations[WORKLOAD_CONTROLLER] == "istiod-1"
     s.clock.advance_to(84.9)
-    assert entry(s) is not None and f"{VM_IP}:8080" in billing_endpoints(s)
+    assert entry(s) is not None and f"{VM_IP}:9080" in billing_endpoints(s)
     s.clock.advance_to(85)
     assert entry(s) is None and billing_endpoints(s) == ["198.18.0.22:8080"]
     assert (controller.registered, controller.unregistered, controller.deleted) == (1, 1, 1)

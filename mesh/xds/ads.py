@@ -31,6 +31,11 @@ PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-speci
 the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
 pod may have no Envoy running.
 
+A VM's proxy (node metadata ``AUTO_REGISTER_GROUP`` or ``WORKLOAD_ENTRY``) is handed to the
+DiscoveryServer's WorkloadEntry controller (``mesh.autoregistration``) before anything else is
+computed about it, as ``initializeProxy`` does (ads.go#L634-L652), and again when its stream
+closes (``closeConnection``, ads.go#L564-L576); a refusal ends the stream with the controller's status.
+
 Per proxy, a full push first refreshes the proxy's state (``computeProxyState``: its service
 instances and SidecarScope), then asks ``ProxyNeedsPush`` whether the changed configs concern it
 (``mesh/xds/proxy_dependencies.py``); the generators read the PushContext through the proxy's
