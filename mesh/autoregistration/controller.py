@@ -212,7 +212,7 @@ def workload_entry_from_group(name: str, proxy: Proxy, group: Config) -> Config:
         kind="WorkloadEntry", group="networking.istio.io", version="v1alpha3",  # gvk.WorkloadEntry
         name=name, namespace=proxy.metadata["NAMESPACE"], spec=entry, labels=dict(labels),
         annotations=annotations, domain=group.domain,
-        owner_references=[{"apiVersion": f"{group.group}/{group.version}", "kind": group.kind,
+        owner_references=[{"apiVersion": "networking.istio.io/v1alpha3", "kind": "WorkloadGroup",  # gvk.WorkloadGroup
                            "name": group.name, "uid": group.uid, "controller": True}],
     )
 
