@@ -1,10 +1,9 @@
 """A VM joining the mesh: a process with its own Envoy in its own network namespace, auto-registered.
 
 Go: none for the VM itself (Istio's VM guide: https://istio.io/v1.19/docs/setup/install/virtual-machine/);
-what runs on it is ``istio-start.sh``
-(https://github.com/istio/istio/blob/1.19.0/tools/packaging/common/istio-start.sh#L76-L84: the
-capture rules, then pilot-agent) and what istiod does when it connects is
-``mesh.autoregistration``.
+what runs on it is ``istio-start.sh``: the capture rules
+(https://github.com/istio/istio/blob/1.19.0/tools/packaging/common/istio-start.sh#L77-L84), then
+pilot-agent (#L128-L142); what istiod does when it connects is ``mesh.autoregistration``.
 
 ``VirtualMachine`` needs the demo's network-namespace mode (root): the VM is a namespace on the
 node's bridge like a pod's, but on an address of the external range 198.18.0.0/15
