@@ -300,3 +300,39 @@ def test_through_ads_connect_and_disconnect():
         finally:
             await s.ads.stop()
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_health_checked_entry_is_taken_over_not_created():
+    """A proxy naming an existing WorkloadEntry (``WORKLOAD_ENTRY``) whose entry carries
+    proxy.istio.io/health-checks-enabled: becomeControllerOf (controller.go#L265-L275) stamps it
+    connected; without the annotation it is left unchanged, a missing entry is an error
+    (TestNonAutoregisteredWorkloads_*, controller_test.go#L382-L487); on disconnect it is marked,
+    and, not being auto-registered, never deleted (shouldCleanupEntry, #L506-L512)."""
+    s = server()
+    controller = s.xds.workload_entry_controller
+    crd = s.environment.config_store.stores_for("WorkloadEntry")[0]
+    manual = Config(kind="WorkloadEntry", group="networking.istio.io", version="v1alpha3", name="billing-manual",
+                    namespace="default", spec={"address": "198.18.0.40", "labels": {"app": "billing"}},
+                    annotations={"proxy.istio.io/health-checks-enabled": "true"})
+    crd.create(manual)
+    crd.create(dataclasses.replace(manual, name="billing-plain", annotations={}))
+
+    def proxy(entry_name: str):
+        return parse_node_id("sidecar~198.18.0.40~billing-manual.default~default.svc.cluster.local",
+                             {"NAMESPACE": "default", "WORKLOAD_ENTRY": entry_name})
+    plain = proxy("billing-plain")
+    controller.register_workload(plain, controller.now())
+    assert entry(s, "billing-plain").annotations == {} and plain.workload_entry_name == ""
+    with pytest.raises(RegistrationError, match="WorkloadEntry default/nope is not found"):
+        controller.register_workload(proxy("nope"), controller.now())
+    taken = proxy("billing-manual")
+    t0 = controller.now()
+    controller.register_workload(taken, t0)
+    assert entry(s, "billing-manual").annotations == {"proxy.istio.io/health-checks-enabled": "true",
+                                                      WORKLOAD_CONTROLLER: "istiod-1", CONNECTED_AT: format_time(t0)}
+    assert (taken.workload_entry_name, taken.workload_entry_auto_created) == ("billing-manual", False)
+    s.clock.advance_to(70)
+    controller.queue_unregister_workload(taken, t0)
+    assert DISCONNECTED_AT in entry(s, "billing-manual").annotations
+    s.clock.advance_to(60 + 300)
+    assert entry(s, "billing-manual") is not None and controller.deleted == 0
