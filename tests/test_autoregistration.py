@@ -62,6 +62,14 @@ def entry(s: Server, name: str = f"billing-{VM_IP}") -> Config | None:
     return s.environment.config_store.get("WorkloadEntry", name, "default")
 
 
+def connect_vm(s: Server):
+    """The VM's proxy registered now: (controller, proxy, its connect time)."""
+    controller, proxy = s.xds.workload_entry_controller, vm_proxy()
+    t0 = controller.now()
+    controller.register_workload(proxy, t0)
+    return controller, proxy, t0
+
+
 def billing_endpoints(s: Server) -> list[str]:
     return sorted(f"{e.address}:{e.endpoint_port}" for e in s.environment.service_discovery.endpoints(BILLING, 8080))
 
@@ -128,10 +136,7 @@ def test_disconnect_then_grace_period_then_deletion():
     replaces connectedAt, and PILOT_WORKLOAD_ENTRY_GRACE_PERIOD (10 s, features/pilot.go#L492-L494)
     later shouldCleanupEntry (#L506-L541) lets deleteEntry (#L562-L570) remove it."""
     s = server()
-    controller = s.xds.workload_entry_controller
-    proxy = vm_proxy()
-    connected = controller.now()
-    controller.register_workload(proxy, connected)
+    controller, proxy, connected = connect_vm(s)
     s.clock.advance_to(75)
     controller.queue_unregister_workload(proxy, connected)
     we = entry(s)
@@ -149,10 +154,8 @@ def test_reconnect_within_grace_keeps_the_entry():
     stamped connected again (changeWorkloadEntryStateToConnected, #L326-L344) and the cleanup after
     the grace period finds connectedAt and leaves it (#L519-L527)."""
     s = server()
-    controller = s.xds.workload_entry_controller
-    first, second = vm_proxy(), vm_proxy()
-    t0 = controller.now()
-    controller.register_workload(first, t0)
+    controller, first, t0 = connect_vm(s)
+    second = vm_proxy()
     s.clock.advance_to(61)
     controller.queue_unregister_workload(first, t0)
     s.clock.advance_to(66)
@@ -168,10 +171,8 @@ def test_a_late_disconnect_of_an_older_connection_changes_nothing():
     the first stream arrives after the second connected; the entry's connectedAt is newer than the
     first stream's connect, so it stays connected (#L359-L365)."""
     s = server()
-    controller = s.xds.workload_entry_controller
-    old, new = vm_proxy(), vm_proxy()
-    t0 = controller.now()
-    controller.register_workload(old, t0)
+    controller, old, t0 = connect_vm(s)
+    new = vm_proxy()
     s.clock.advance_to(62)
     controller.register_workload(new, controller.now())
     controller.queue_unregister_workload(old, t0)  # one of two streams left: only counted down
@@ -184,10 +185,7 @@ def test_another_istiods_entry_is_not_unregistered_by_this_one():
     """changeWorkloadEntryStateToDisconnected, controller.go#L366-L369: the entry names another
     istiod as its workloadController (the VM reconnected there), so this istiod's disconnect leaves it."""
     s = server()
-    controller = s.xds.workload_entry_controller
-    proxy = vm_proxy()
-    t0 = controller.now()
-    controller.register_workload(proxy, t0)
+    controller, proxy, t0 = connect_vm(s)
     we = entry(s)
     we.annotations[WORKLOAD_CONTROLLER] = "istiod-2"
     s.environment.config_store.stores_for("WorkloadEntry")[0].update(we)
