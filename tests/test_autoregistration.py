@@ -334,3 +334,18 @@ def test_a_health_checked_entry_is_taken_over_not_created():
     assert DISCONNECTED_AT in entry(s, "billing-manual").annotations
     s.clock.advance_to(60 + 300)
     assert entry(s, "billing-manual") is not None and controller.deleted == 0
+
+
+def test_the_tls_peers_identity_is_checked_against_the_node():
+    """checkConnectionIdentity, https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/auth.go#L59-L74:
+    the first SPIFFE identity in the proxy's namespace with its service account is the verified one;
+    none → the stream is refused (authorize, auth.go#L42-L57)."""
+    from mesh.xds.auth import check_connection_identity, parse_spiffe
+
+    assert parse_spiffe("spiffe://cluster.local/ns/default/sa/billing") == ("cluster.local", "default", "billing")
+    assert parse_spiffe("spiffe://cluster.local/ns/default") is None and parse_spiffe("https://x") is None
+    proxy = vm_proxy()
+    ids = ("spiffe://cluster.local/ns/other/sa/billing", "spiffe://cluster.local/ns/default/sa/billing")
+    assert check_connection_identity(proxy, ids) == ("default", "billing")
+    with pytest.raises(ValueError, match="matched default/billing"):
+        check_connection_identity(proxy, ("spiffe://cluster.local/ns/default/sa/ratings",))

@@ -40,9 +40,9 @@ def wait(predicate, what: str, timeout: float = 60) -> None:
 
 
 def test_vm_auto_registers_and_serves_through_a_service_entry(monkeypatch):
-    # istiod's plaintext port carries no verified identity, so Go's identity check (on by
-    # default) would refuse the VM there (controller.go#L238-L240): the flag istiod has for it.
-    monkeypatch.setenv("ISTIO_WORKLOAD_ENTRY_VALIDATE_IDENTITY", "false")
+    # The VM's agent dials the secure port with its certificate: istiod's identity check (on by
+    # default, controller.go#L233-L249) passes. Only the grace period is shortened.
+    monkeypatch.delenv("ISTIO_WORKLOAD_ENTRY_VALIDATE_IDENTITY", raising=False)
     monkeypatch.setenv("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", "2s")
     links_before = root_links()
     runner = LoopThread()
@@ -64,6 +64,8 @@ def test_vm_auto_registers_and_serves_through_a_service_entry(monkeypatch):
             return store.get("WorkloadEntry", ENTRY, "default")
 
         wait(lambda: entry() is not None, "auto-registration")
+        # authenticated on the secure port: the certificate's identity is the proxy's verified one
+        assert server.ads.connection(vm.proxy_id).state.proxy.verified_identity == ("default", "billing")
         we = entry()
         assert we.annotations[AUTO_REGISTRATION_GROUP] == "billing" and CONNECTED_AT in we.annotations
         assert we.spec["address"] == VM_IP and we.spec["network"] == "vm-net"

@@ -23,6 +23,10 @@ namespace only gains a blackhole route for that range). In it, in a VM's order:
 When the agent's XDS proxy connects, istiod creates ``<group>-<ip>[-<network>]`` from the group;
 when the VM stops, the entry is marked disconnected and removed after the grace period.
 
+Its agent reaches istiod on the secure port (15012) over mutual TLS with that certificate, as a
+VM's does: istiod verifies the identity (``mesh/xds/auth.py``), and the WorkloadEntry controller's
+identity check passes with its default on.
+
 Simplifications, named: no ``cluster.env``/``mesh.yaml`` files (their values are arguments), no
 ``/etc/hosts`` entry for istiod (the agent dials istiod's loopback port from the root namespace,
 as every mesh agent does), no DNS proxy (the VM's hosts file lists the Services, as the pods' do).
@@ -62,13 +66,17 @@ class VirtualMachine:
         self.app = VmApp(pods, {}, self.ident)
         self.agent: EnvoyAgent | None = None
 
-    async def start(self, server, log_level: str = "warning") -> VirtualMachine:
-        """Namespace and capture rules, the app, then the agent and Envoy (until Envoy is LIVE)."""
+    async def start(self, server, log_level: str = "warning", secure: bool = True) -> VirtualMachine:
+        """Namespace and capture rules, the app, then the agent and Envoy (until Envoy is LIVE).
+        ``secure``: the agent dials istiod's secure port with its workload certificate, as a VM's
+        pilot-agent does, so istiod verifies its identity; else the plaintext port (no identity:
+        istiod then refuses to auto-register it unless ISTIO_WORKLOAD_ENTRY_VALIDATE_IDENTITY is off)."""
         try:
             await self.app.start()
             ca = workload_certs(server, self.ident.namespace, self.ident.service_account)
-            self.agent = EnvoyAgent(self.ident, server.args.host, server.bound_ports["xds"], http_proxy_port=None,
-                                    certs=ca, log_level=log_level, netns=self.app.sandbox.netns)
+            port = server.bound_ports["secure_xds" if secure else "xds"]
+            self.agent = EnvoyAgent(self.ident, server.args.host, port, http_proxy_port=None, certs=ca,
+                                    log_level=log_level, netns=self.app.sandbox.netns, xds_tls=secure)
             await self.agent.start()
             await self.agent.wait_ready(timeout=30)
         except BaseException:

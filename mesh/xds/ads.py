@@ -64,8 +64,11 @@ Fairness: one slow or hostile client only delays itself.
 * The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
-Simplifications, named: no authentication of the peer (plaintext port 15010). The
-connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
+A stream that arrived on the TLS port carries its peer's verified identities (``auth.py``): the
+first request is refused with PERMISSION_DENIED unless one fits the proxy's namespace and
+service account, and that one becomes the proxy's ``verified_identity``.
+
+Simplifications, named: the connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
 (``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
 refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
 (ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
@@ -98,6 +101,7 @@ from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
 from mesh.util.clip import clip
 from mesh.util.net import PortInUse, host_port
+from mesh.xds.auth import PEER_IDENTITIES, authenticated, check_connection_identity, identity_check_enabled
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
@@ -275,12 +279,16 @@ class AdsServer:
             self.discovery.config_update(PushRequest.of(TriggerReason.PROXY))
 
     # -- serving ------------------------------------------------------------------------------
-    def rpc_handlers(self) -> list:
+    def rpc_handlers(self, peer_identities: Callable | None = None) -> list:
         """The ADS service as gRPC generic handlers, for any ``grpc.aio`` server (istiod registers
-        the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``)."""
-        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler,
-                                                                   DELTA_METHOD: self.delta.rpc_handler()})]
+        the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``).
+        ``peer_identities(context)``: the TLS server's verified peer identities (``auth.py``)."""
+        sotw, delta = self._stream, self.delta.serve
+        if peer_identities is not None:
+            sotw, delta = authenticated(sotw, peer_identities), authenticated(delta, peer_identities)
+        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {  # raw bytes both ways
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(sotw),
+            DELTA_METHOD: grpc.stream_stream_rpc_method_handler(delta)})]
 
     def _bind_loop(self) -> None:
         """Tie pushes to the event loop that serves the streams (the first one to start)."""
@@ -335,6 +343,7 @@ class AdsServer:
     async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
         """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
         and the pushes queued for it, handled one at a time."""
+        con.identities = PEER_IDENTITIES.get()  # authenticate: set only on the TLS port
         reader = asyncio.create_task(self._read(context, con, decode, what))
         worker = asyncio.create_task(self._work(con, context, on_request))
         ended = asyncio.create_task(con.ended.wait())
@@ -483,6 +492,12 @@ class AdsServer:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return clip(str(err), 1000)
+        if con.identities and identity_check_enabled():  # authorize (auth.go#L42-L57)
+            try:
+                proxy.verified_identity = check_connection_identity(proxy, con.identities)
+            except ValueError as err:
+                log.warning("Unauthorized XDS: %s with identity %s: %s", con.peer, list(con.identities), err)
+                return (grpc.StatusCode.PERMISSION_DENIED, f"authorization failed: {err}")
         con.state = ProxyState(proxy)
         refused = self._register_workload(con)
         if refused:
