@@ -349,3 +349,37 @@ def test_the_tls_peers_identity_is_checked_against_the_node():
     assert check_connection_identity(proxy, ids) == ("default", "billing")
     with pytest.raises(ValueError, match="matched default/billing"):
         check_connection_identity(proxy, ("spiffe://cluster.local/ns/default/sa/ratings",))
+
+
+def test_authorize_refuses_a_stream_whose_certificate_is_another_workloads():
+    """authorize, auth.go#L42-L57, on the handlers of the TLS port (here a plain server whose
+    handlers report a fixed peer identity): a certificate for another service account ends the
+    stream with PERMISSION_DENIED before anything is registered; the right one is verified."""
+    async def scenario():
+        s = server(features=Features())  # the identity check on, as istiod's default
+        peer = {"ids": ("spiffe://cluster.local/ns/default/sa/ratings",)}
+        grpc_server = grpc.aio.server()
+        grpc_server.add_generic_rpc_handlers(s.ads.rpc_handlers(peer_identities=lambda ctx: peer["ids"]))
+        port = grpc_server.add_insecure_port("127.0.0.1:0")
+        await grpc_server.start()
+        node = {"id": f"sidecar~{VM_IP}~billing-vm.default~default.svc.cluster.local", "cluster": "billing.default",
+                "metadata": {**vm_metadata(), "INSTANCE_IPS": VM_IP}}
+        try:
+            wrong = AdsClient(port, node)
+            wrong.send(CLUSTER)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await wrong.recv()
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "no identities (spiffe://cluster.local/ns/default/sa/ratings) matched default/billing" in err.value.details()
+            await wrong.close()
+            assert entry(s) is None
+            peer["ids"] = ("spiffe://cluster.local/ns/default/sa/billing",)
+            right = AdsClient(port, node)
+            right.send(CLUSTER)
+            await right.recv()
+            assert s.ads.connection("billing-vm.default").state.proxy.verified_identity == ("default", "billing")
+            assert entry(s) is not None  # and the WorkloadEntry controller's identity check passed
+            await right.close()
+        finally:
+            await grpc_server.stop(0)
+    asyncio.run(asyncio.wait_for(scenario(), 30))
