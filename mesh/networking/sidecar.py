@@ -46,6 +46,7 @@ from mesh.networking.push_context import (
     MESH_GATEWAY,
     SIDECAR,
     VIRTUAL_SERVICE,
+    ConsolidatedDestRule,
     PushContext,
     resolve_short_name,
 )
@@ -67,7 +68,9 @@ class SidecarScope:
     config: Config | None = None  # the Sidecar resource (None for a default scope)
     services: list[Service] = field(default_factory=list)
     virtual_services: list[Config] = field(default_factory=list)
-    destination_rules: dict[str, Config] = field(default_factory=dict)  # service hostname → rule
+    # service hostname → its rules (``destinationRule``'s list: one entry per workloadSelector)
+    destination_rules: dict[str, list[ConsolidatedDestRule]] = field(default_factory=dict)
+    selector_hosts: frozenset[str] = frozenset()  # hosts whose rule depends on the proxy's labels
     outbound_traffic_mode: str = "ALLOW_ANY"
     config_dependencies: set[ConfigKey] = field(default_factory=set)
     services_by_hostname: dict[str, Service] = field(default_factory=dict)
@@ -84,11 +87,26 @@ class SidecarScope:
     def service(self, hostname: str) -> Service | None:
         return self.services_by_hostname.get(hostname)
 
+    def destination_rule(self, labels: dict[str, str], hostname: str,
+                         outbound: bool = True) -> ConsolidatedDestRule | None:
+        """``SidecarScope.DestinationRule``: outbound, a rule of this namespace whose
+        workloadSelector matches the proxy's labels; else the rule without a selector."""
+        catch_all = None
+        for entry in self.destination_rules.get(hostname, ()):
+            selector = entry.selector
+            if selector is None:
+                catch_all = entry
+            elif outbound and entry.rule.namespace == self.namespace and all(
+                    labels.get(k) == v for k, v in selector.items()):
+                return entry
+        return catch_all
+
     def describe(self) -> dict:
         """What a notebook or ``replay --show`` prints about a scope."""
         return {"name": self.name, "namespace": self.namespace, "services": [s.hostname for s in self.services],
                 "virtualServices": [f"{vs.namespace}/{vs.name}" for vs in self.virtual_services],
-                "destinationRules": {h: f"{c.namespace}/{c.name}" for h, c in sorted(self.destination_rules.items())},
+                "destinationRules": {h: ", ".join("+".join(f"{ns}/{n}" for ns, n in c.sources) for c in rules)
+                                     for h, rules in sorted(self.destination_rules.items())},
                 "outboundTrafficPolicy": self.outbound_traffic_mode}
 
 
@@ -224,14 +242,19 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
             continue  # the first (oldest) service of a hostname wins
         scope.services_by_hostname[s.hostname] = s
         scope.config_dependencies.add(ConfigKey(SERVICE_ENTRY, s.hostname, s.namespace))
-        rule = push.destination_rule_for(namespace, s)
-        if rule is not None:
-            scope.destination_rules[s.hostname] = rule
-            scope.config_dependencies.add(ConfigKey(DESTINATION_RULE, rule.name, rule.namespace))
+        rules = push.destination_rule_for(namespace, s)
+        if rules:
+            scope.destination_rules[s.hostname] = rules
+            for entry in rules:
+                for ns, name in entry.sources:
+                    scope.config_dependencies.add(ConfigKey(DESTINATION_RULE, name, ns))
     for vs in scope.virtual_services:
         scope.config_dependencies.add(ConfigKey(VIRTUAL_SERVICE, vs.name, vs.namespace))
     scope.key = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
-                 tuple((h, id(r)) for h, r in sorted(scope.destination_rules.items())), scope.outbound_traffic_mode)
+                 tuple((h, tuple(map(id, r))) for h, r in sorted(scope.destination_rules.items())),
+                 scope.outbound_traffic_mode)
+    scope.selector_hosts = frozenset(h for h, rules in scope.destination_rules.items()
+                                     if any(e.selector is not None and e.rule.namespace == namespace for e in rules))
     return scope
 
 
@@ -288,11 +311,15 @@ class ScopedPush:
     # Built once per push for everyone: keyed by what they are built from, not by the scope.
     UNSCOPED_MEMO = frozenset({"instances-by-ip", "response"})
 
-    def __init__(self, push: PushContext, scope: SidecarScope):
+    def __init__(self, push: PushContext, scope: SidecarScope, proxy: Proxy | None = None):
         self._push = push
         self.scope = scope
         self.services = scope.services
         self.outbound_traffic_mode = scope.outbound_traffic_mode
+        self._labels = proxy.labels if proxy is not None else {}
+        self._memo_key = scope.key
+        if scope.selector_hosts:  # which workload-selected rules this proxy gets: part of what it shares
+            self._memo_key += tuple((h, id(self.consolidated_rule(h))) for h in sorted(scope.selector_hosts))
 
     def __getattr__(self, name):
         return getattr(self._push, name)
@@ -300,8 +327,12 @@ class ScopedPush:
     def service(self, hostname: str) -> Service | None:
         return self.scope.service(hostname)
 
+    def consolidated_rule(self, hostname: str) -> ConsolidatedDestRule | None:
+        return self.scope.destination_rule(self._labels, hostname)
+
     def destination_rule(self, hostname: str) -> Config | None:
-        return self.scope.destination_rules.get(hostname)
+        entry = self.consolidated_rule(hostname)
+        return entry.rule if entry is not None else None
 
     def sidecar_virtual_services(self) -> list[Config]:
         return self.scope.virtual_services
@@ -309,4 +340,4 @@ class ScopedPush:
     def memo(self, key, build):
         if key[0] in self.UNSCOPED_MEMO:
             return self._push.memo(key, build)
-        return self._push.memo(key + (self.scope.key,), build)
+        return self._push.memo(key + (self._memo_key,), build)

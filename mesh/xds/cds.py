@@ -52,21 +52,26 @@ def _outbound(push: PushContext, auto_mtls: bool, sidecar: bool) -> list[Resourc
 
 def _service_clusters(push: PushContext, service, auto_mtls: bool, sidecar: bool) -> list[Resource]:
     """One service's clusters through the typed XdsCache, keyed as ``clusterCache`` keys them
-    (cluster_cache.go: service, ports, DestinationRule by name, the proxy's kind and mTLS ability)
-    and depending on the service's ServiceEntry key and its DestinationRule."""
+    (cluster_cache.go: service, ports, DestinationRule by name — every rule a merged one came from —
+    the proxy's kind and mTLS ability) and depending on the service's ServiceEntry key and those rules."""
     def build():
         return [Resource(c["name"], c) for c in build_outbound_clusters(push, service, auto_mtls, sidecar)]
     cache = push.xds_cache
     if cache is None:
         return build()
-    rule = push.destination_rule(service.hostname)
+    consolidated = getattr(push, "consolidated_rule", None)  # a ScopedPush knows the merged rule
+    entry = consolidated(service.hostname) if consolidated is not None else None
+    if entry is not None:
+        sources = entry.sources
+    else:
+        rule = push.destination_rule(service.hostname)
+        sources = ((rule.namespace, rule.name),) if rule is not None else ()
     key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol.value) for p in service.ports),
-           auto_mtls, sidecar, (rule.namespace, rule.name) if rule is not None else None)
+           auto_mtls, sidecar, sources)
     found = cache.get(key)
     if found is None:
         found = build()
         deps = [ConfigKey("ServiceEntry", service.hostname, service.namespace)]
-        if rule is not None:
-            deps.append(ConfigKey("DestinationRule", rule.name, rule.namespace))
+        deps += [ConfigKey("DestinationRule", name, ns) for ns, name in sources]
         cache.add(key, deps, push.cache_token, found)
     return found
