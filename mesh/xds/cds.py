@@ -41,7 +41,11 @@ class CdsGenerator:
         shared = push.memo(("cds-outbound", mtls, sidecar), lambda: _outbound(push, mtls, sidecar))
         if not sidecar:  # a gateway only sends traffic out, never to an original destination
             return [r for r in shared if r.name != PASSTHROUGH]
-        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(state.instances, state.proxy.captured)]
+        scope = getattr(push, "scope", None)
+        ingress = scope.ingress if scope is not None else []
+        sidecar = (scope.name, scope.namespace) if scope is not None else ("", "")
+        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(
+            state.instances, state.proxy.captured, ingress, state.proxy.ip_addresses, sidecar)]
         return shared + inbound
 
 
