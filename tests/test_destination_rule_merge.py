@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import istio_go
 import istio_src
 import pytest
 from xds_fakes import FakeConfigStore, FakeRegistry
@@ -32,25 +33,8 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 # -- reading Istio's Go test tables ------------------------------------------------------------
 
-def _block(text: str, start: int) -> str:
-    """The text between the brace at ``start`` and its partner."""
-    depth = 0
-    for i in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[start + 1:i]
-    raise ValueError("unbalanced braces")
-
-
 def _go_test(name: str) -> str:
-    source = istio_src.show(GO_TEST)
-    start = source.index(f"func {name}(")
-    end = source.find("\nfunc ", start + 1)
-    return source[start:end]
-
-
-def _strings(text: str) -> list[str]:
-    return re.findall(r'"([^"]*)"', text)
+    return istio_go.go_test(GO_TEST, name)
 
 
 def _go_rules(body: str) -> dict[str, Config]:
@@ -58,17 +42,17 @@ def _go_rules(body: str) -> dict[str, Config]:
     consts = dict(re.findall(r'(\w+) := "([^"]*)"', body))
     out = {}
     for m in re.finditer(r"(\w+) := config\.Config\{", body):
-        block = _block(body, m.end() - 1)
+        block = istio_go.block(body, m.end() - 1)
         name = re.search(r'Name:\s+"([^"]*)"', block).group(1)
         namespace = re.search(r'Namespace:\s+"([^"]*)"', block).group(1)
         host = re.search(r'Host:\s+(\w+|"[^"]*")', block).group(1)
         spec: dict = {"host": host.strip('"') if host.startswith('"') else consts[host]}
         if (export := re.search(r"ExportTo:\s+\[\]string\{([^}]*)\}", block)) is not None:
-            spec["exportTo"] = _strings(export.group(1))
+            spec["exportTo"] = istio_go.strings(export.group(1))
         if (subsets := re.search(r"Subsets:\s+\[\]\*networking\.Subset\{", block)) is not None:
-            spec["subsets"] = [{"name": n} for n in re.findall(r'Name:\s+"([^"]*)"', _block(block, subsets.end() - 1))]
+            spec["subsets"] = [{"name": n} for n in re.findall(r'Name:\s+"([^"]*)"', istio_go.block(block, subsets.end() - 1))]
         if (labels := re.search(r"MatchLabels:\s+map\[string\]string\{([^}]*)\}", block)) is not None:
-            pairs = _strings(labels.group(1))
+            pairs = istio_go.strings(labels.group(1))
             spec["workloadSelector"] = {"matchLabels": dict(zip(pairs[::2], pairs[1::2], strict=True))}
         if "TrafficPolicy:" in block:  # which rule's policy it is, so merging can be followed
             spec["trafficPolicy"] = {"connectionPool": {"tcp": {"maxConnections": len(out) + 1}}}
@@ -80,7 +64,7 @@ def _go_rules(body: str) -> dict[str, Config]:
 def _go_push(body: str, default_export: tuple[str, ...] = ("*",)) -> PushContext:
     rules = _go_rules(body)
     call = re.search(r"ps\.setDestinationRules\(\[\]config\.Config\{", body)
-    names = re.findall(r"\w+", _block(body, call.end() - 1))
+    names = re.findall(r"\w+", istio_go.block(body, call.end() - 1))
     store = FakeConfigStore()
     for var in names:
         store._configs[rules[var].key] = rules[var]
@@ -94,15 +78,14 @@ def _cases(body: str) -> list[dict[str, str | list[str] | None]]:
     table = re.search(r"(?:cases|testCases) := \[\]struct \{", body)
     rows_at = body.index("{", body.index("}", table.end()) + 1)
     out = []
-    for m in re.finditer(r"\{\s*\n", rows_at_text := _block(body, rows_at)):
-        row_text = _block(rows_at_text, m.start())
+    for row_text in istio_go.rows(istio_go.block(body, rows_at)):
         row: dict = {}
         for key, value in re.findall(r"(\w+):\s+([^\n]+?),?\n", row_text + "\n"):
             value = value.rstrip(",")
             if value.startswith('"'):
                 row[key] = value.strip('"')
             elif value.startswith("[]string{"):
-                row[key] = _strings(value) or re.findall(r"(\w+)\.Meta\.Name", value)
+                row[key] = istio_go.strings(value) or re.findall(r"(\w+)\.Meta\.Name", value)
             elif value == "nil":
                 row[key] = None
             elif value.isdigit():

@@ -18,7 +18,7 @@ import random
 
 import aiohttp
 import pytest
-from envoy_harness import LoopThread, OneSidecar, split, start_app
+from envoy_harness import LoopThread, OneSidecar, running, split, start_app_set
 from xds_fakes import endpoint
 
 from mesh.agent.bootstrap import PodIdentity
@@ -44,16 +44,8 @@ class World(OneSidecar):
         self.registry.set_endpoints(REVIEWS, 9080, [endpoint(ip, version=v) for ip, v in REVIEWS_PODS.items()])
 
     async def start_apps(self) -> list:
-        apps = []
-        try:
-            apps.append(await start_app(POD_IP, 9080, "productpage"))
-            for ip, version in REVIEWS_PODS.items():
-                apps.append(await start_app(ip, 9080, f"reviews-{version}"))
-        except BaseException:
-            for app in apps:
-                await app.cleanup()
-            raise
-        return apps
+        return await start_app_set({POD_IP: (9080, "productpage"),
+                                    **{ip: (9080, f"reviews-{v}") for ip, v in REVIEWS_PODS.items()}})
 
     async def apply(self, kind: str, name: str, spec: dict):
         obj = {"apiVersion": "networking.istio.io/v1beta1", "kind": kind,
@@ -86,12 +78,7 @@ def dynamic(dump: dict, section: str, key: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def world():
-    lt = LoopThread()
-    w = World(lt)
-    lt.run(w.start())
-    yield w
-    lt.run(w.stop())
-    lt.close()
+    yield from running(World)
 
 
 def test_an_ingress_listener_sidecar_in_envoys_config_dump(world):

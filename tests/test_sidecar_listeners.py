@@ -3,17 +3,24 @@ objects (no server): ingress listeners replace the inbound side built from Servi
 egress listener with a port gets its own listener and a route configuration with only its hosts.
 
 Every Sidecar here passes mesh's validation first (Istio's rules, ``mesh/config/validation``), so
-the generators are only ever given what istiod would accept.
+the generators are only ever given what istiod would accept. Istio's ``TestIstioEgressListenerWrapper``
+table is read from ``ISTIO_SRC`` (``istio_go``) and replayed against ``select_services``.
 """
 
 from __future__ import annotations
 
+import re
+
+import istio_go
+import istio_src
 import pytest
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
 from mesh.config.validation import errors, validate
 from mesh.model.proxy import parse_node_id
+from mesh.model.service import Port, Service, ServiceProtocol
 from mesh.networking.push_context import PushContext
+from mesh.networking.sidecar import select_services
 from mesh.xds.cds import CdsGenerator
 from mesh.xds.generator import ProxyState, WatchedResource, scoped
 from mesh.xds.lds import LdsGenerator
@@ -208,3 +215,42 @@ def test_the_scope_key_tells_listener_layouts_apart(world):
     push = PushContext.build(reg, store, version="2")
     narrowed = generate(push, proxy(), RdsGenerator(), ROUTE, names=["9080"])
     assert len(plain["9080"]["virtualHosts"]) == 4 and len(narrowed["9080"]["virtualHosts"]) == 2
+
+
+# -- Istio's own table ---------------------------------------------------------------------------
+
+@istio_src.needed
+def test_istio_egress_listener_wrapper_table():
+    """``TestIstioEgressListenerWrapper`` (pilot/pkg/model/sidecar_test.go): which services an egress
+    listener's hosts select, by namespace, wildcard and the proxy's own namespace."""
+    body = istio_go.go_test("pilot/pkg/model/sidecar_test.go", "TestIstioEgressListenerWrapper")
+    names = {"wildcardNamespace": "*", "wildcardService": "*"}
+    services = {}
+    for m in re.finditer(r"(\w+) := &Service\{", body):
+        block = istio_go.block(body, m.end() - 1)
+        hostname = re.search(r'Hostname:\s+"([^"]*)"', block).group(1)
+        port = int(re.search(r"Ports:\s+port(\d+)", block).group(1))
+        namespace = re.search(r'Namespace:\s+"([^"]*)"', block).group(1)
+        services[m.group(1)] = Service(hostname=hostname, name=hostname, namespace=namespace,
+                                       ports=[Port("http", port, ServiceProtocol.HTTP)])
+    lists = {m.group(1): re.findall(r"\w+", m.group(2))
+             for m in re.finditer(r"(\w+) := \[\]\*Service\{([^}]*)\}", body)}
+
+    def service_list(text: str) -> list[Service]:
+        text = text.strip().rstrip(",")
+        found = lists[text] if text in lists else re.findall(r"\w+", istio_go.block(text, text.index("{")))
+        return [services[v] for v in found]
+
+    table = re.search(r"tests := \[\]struct \{", body)
+    cases = istio_go.rows(istio_go.block(body, body.index("{", body.index("}", table.end()) + 1)))
+    assert len(cases) >= 10
+    for case in cases:
+        fields = dict(re.findall(r"(\w+):\s+([^\n]+)", case))
+        hosts = {}
+        listener_hosts = istio_go.block(fields["listenerHosts"], fields["listenerHosts"].index("{"))
+        for key, values in re.findall(r'(\w+|"[^"]*"):\s+\{([^}]*)\}', listener_hosts):
+            ns = key.strip('"') if key.startswith('"') else names[key]
+            hosts[ns] = [v.strip('"') if v.startswith('"') else names[v] for v in re.findall(r'\w+|"[^"]*"', values)]
+        namespace = istio_go.strings(fields["namespace"])[0]
+        got = select_services(service_list(fields["services"]), namespace, hosts, None)
+        assert got == service_list(fields["expected"]), istio_go.strings(fields["name"])[0]
