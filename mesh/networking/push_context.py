@@ -435,6 +435,12 @@ class PushContext:
         found = most_specific_host_match(hostname, self.destination_rules)
         return found[1] if found is not None else None
 
+    def destination_rule_sources(self, hostname: str) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of every rule behind ``destination_rule(hostname)``: what a cache
+        entry built from it is keyed by and depends on."""
+        rule = self.destination_rule(hostname)
+        return ((rule.namespace, rule.name),) if rule is not None else ()
+
     def endpoints(self, hostname: str, port: int) -> list[IstioEndpoint]:
         return self.registry.endpoints(hostname, port)
 

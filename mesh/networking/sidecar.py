@@ -414,6 +414,10 @@ class ScopedPush:
         entry = self.consolidated_rule(hostname)
         return entry.rule if entry is not None else None
 
+    def destination_rule_sources(self, hostname: str) -> tuple[tuple[str, str], ...]:
+        entry = self.consolidated_rule(hostname)
+        return entry.sources if entry is not None else ()
+
     def sidecar_virtual_services(self) -> list[Config]:
         return self.scope.virtual_services
 

@@ -63,13 +63,7 @@ def _service_clusters(push: PushContext, service, auto_mtls: bool, sidecar: bool
     cache = push.xds_cache
     if cache is None:
         return build()
-    consolidated = getattr(push, "consolidated_rule", None)  # a ScopedPush knows the merged rule
-    entry = consolidated(service.hostname) if consolidated is not None else None
-    if entry is not None:
-        sources = entry.sources
-    else:
-        rule = push.destination_rule(service.hostname)
-        sources = ((rule.namespace, rule.name),) if rule is not None else ()
+    sources = push.destination_rule_sources(service.hostname)
     key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol.value) for p in service.ports),
            auto_mtls, sidecar, sources)
     found = cache.get(key)
