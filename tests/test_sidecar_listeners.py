@@ -202,6 +202,23 @@ def test_an_egress_listener_with_capture_mode_none_binds_localhost(world):
     assert listeners["0.0.0.0_9080"]["bindToPort"] is False
 
 
+def test_an_http_proxy_egress_listener_routes_every_port_of_its_hosts(world):
+    """``protocol: HTTP_PROXY``: one listener for all its services (needsPortMatch is false) whose
+    route config, named by its port, holds every HTTP port of them with port-bearing domains."""
+    reg, store = world
+    apply_sidecar(store, {"egress": [{"port": {"number": 8888, "protocol": "HTTP_PROXY", "name": "proxy"},
+                                      "captureMode": "NONE", "hosts": ["./*"]}]})
+    push = PushContext.build(reg, store)
+    listeners = generate(push, proxy(), LdsGenerator(), LISTENER)
+    assert [n for n, li in listeners.items() if li["trafficDirection"] == "OUTBOUND" and n != "virtualOutbound"] == [
+        "127.0.0.1_8888"]
+    (chain,) = listeners["127.0.0.1_8888"]["filterChains"]
+    assert chain["filters"][0]["typedConfig"]["rds"]["routeConfigName"] == "8888"
+    vhosts = generate(push, proxy(), RdsGenerator(), ROUTE, names=["8888"])["8888"]["virtualHosts"]
+    assert [v["name"] for v in vhosts] == [f"{h}:9080" for h in sorted((PRODUCTPAGE, RATINGS, REVIEWS))] + ["allow_any"]
+    assert "reviews:9080" in vhosts[2]["domains"] and "reviews" not in vhosts[2]["domains"]
+
+
 def test_the_scope_key_tells_listener_layouts_apart(world):
     """Two Sidecars whose scopes import the same services but declare different listeners must not
     share built listeners or routes."""
