@@ -116,7 +116,11 @@ class EgressListener:
         HTTP_PROXY listener, which is a generic egress proxy for every port."""
         return bool(self.port) and self.protocol != ServiceProtocol.HTTP_PROXY
 
-    def key(self) -> tuple:
+    def key(self, scope: SidecarScope) -> tuple:
+        """Its part of the scope's content key; a default scope's one listener holds the scope's
+        own lists, which the key has already (no second copy to hash on every memo lookup)."""
+        if self.services is scope.services and self.virtual_services is scope.virtual_services:
+            return (self.port, "scope")
         return (self.port, self.protocol.value, self.bind, self.capture_mode,
                 tuple(map(id, self.services)), tuple(map(id, self.virtual_services)))
 
@@ -332,7 +336,7 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
         scope.config_dependencies.add(ConfigKey(VIRTUAL_SERVICE, vs.name, vs.namespace))
     scope.key = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
                  tuple((h, tuple(map(id, r))) for h, r in sorted(scope.destination_rules.items())),
-                 scope.outbound_traffic_mode, tuple(el.key() for el in scope.egress_listeners))
+                 scope.outbound_traffic_mode, tuple(el.key(scope) for el in scope.egress_listeners))
     scope.selector_hosts = frozenset(h for h, rules in scope.destination_rules.items()
                                      if any(e.selector is not None and e.rule.namespace == namespace for e in rules))
     return scope
