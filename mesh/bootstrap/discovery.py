@@ -68,7 +68,8 @@ def init_discovery_service(server: Server) -> AdsServer:
     ads.outbound_traffic_mode = lambda: (env.mesh().get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
     ads.mesh_config = env.mesh  # rootNamespace and the default exportTo lists
     if server.secure_grpc_server is not None:
-        server.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
+        secure = server.secure_grpc_server  # its streams carry the client certificate's identities
+        secure.add_generic_rpc_handlers(ads.rpc_handlers(peer_identities=secure.peer_identities))
     server.add_start_func("xds server", start_xds)
     server.add_start_func("monitoring", start_monitoring)
     server.debug_routes.update(debug_routes.discovery_routes(ads))
