@@ -117,6 +117,32 @@ def test_a_request_inside_productpage_is_captured_and_routed_by_the_weights(demo
     assert v3_requests() - before == 20
 
 
+def host_requests(demo, pod, cluster: str) -> int:
+    """``rq_total`` of ``cluster``'s hosts in ``pod``'s Envoy (``/clusters``)."""
+    hosts = demo.runner.run(pod.agent.admin("/clusters"))
+    return sum(int(line.rsplit("::", 1)[1]) for line in hosts.splitlines()
+               if line.startswith(f"{cluster}::") and "::rq_total::" in line)
+
+
+def test_a_pod_calling_its_own_service_goes_out_and_back_in_through_its_sidecar(demo):
+    """productpage → productpage:9080 from inside productpage: captured to 15001, sent by the
+    outbound cluster to the pod's own IP, and — Envoy being uid 1337 on ``lo`` — sent back into
+    15006 by ``-o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT``
+    (G + tools/istio-iptables/pkg/capture/run.go#L373-L378), then the inbound chain, the app. With
+    uid 0 the rule before it (``-o lo ! --uid-owner 1337 -j RETURN``, #L394-L395) sent the mTLS
+    connection straight to the app: a 503."""
+    productpage = demo.pod("productpage")
+    outbound, inbound = "outbound|9080||productpage.default.svc.cluster.local", "inbound|9080||"
+    before = host_requests(demo, productpage, outbound), host_requests(demo, productpage, inbound)
+    body = json.loads(mesh_exec(demo, productpage.proxy_id, "curl", "-s", "-m", "5", "http://productpage:9080/"))
+    assert body["app"] == "productpage" and body["pod"] == productpage.name
+    assert body["calls"]["reviews"]["app"] == "reviews"  # and its own calls went out as usual
+    after = host_requests(demo, productpage, outbound), host_requests(demo, productpage, inbound)
+    # one request out through the outbound cluster, the same one in through the inbound cluster
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert any("http://productpage:9080/" in c for c in demo.curl_commands())  # the demo prints it
+
+
 def test_the_port_forward_reaches_productpage_whose_calls_are_captured(demo):
     url = demo.forward_urls()["productpage"]
     assert url.startswith("http://127.0.0.1:")
@@ -174,15 +200,18 @@ def test_real_envoys_config_dump_shows_the_sidecar_layout(demo):
     assert cds[V3_CLUSTER]["type"] == "EDS"
 
 
-def test_envoy_runs_in_the_pod_with_the_proxy_group(demo):
-    """Envoy's own traffic is not captured because it runs with gid 1337 (ISTIO_OUTPUT's -m owner
-    --gid-owner 1337 -j RETURN), in the pod's namespace."""
+def test_envoy_runs_in_the_pod_as_the_proxy_user(demo):
+    """Envoy's own traffic is not captured because it runs as uid and gid 1337 (ISTIO_OUTPUT's -m
+    owner --uid-owner/--gid-owner 1337 -j RETURN), in the pod's namespace, as the injection
+    template's runAsUser/runAsGroup 1337 (G + manifests/charts/istio-control/istio-discovery/files/
+    injection-template.yaml#L381-L387)."""
     reviews = demo.pod("reviews")
     pid = reviews.agent.process.pid  # ip netns exec and setpriv exec() into Envoy: one process
     assert os.readlink(f"/proc/{pid}/exe").endswith("envoy")
     status = open(f"/proc/{pid}/status").read()
+    uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     gid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Gid:"))
-    assert set(gid) == {"1337"}
+    assert set(uid) == {"1337"} and set(gid) == {"1337"} and reviews.agent.envoy_uid == 1337
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{reviews.agent.netns}").st_ino
     assert reviews.agent.netns == reviews.app.sandbox.netns
 

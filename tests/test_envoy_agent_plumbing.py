@@ -18,7 +18,7 @@ from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 from mesh.agent.agent import EnvoyAgent, start_pod_agent
 from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
-from mesh.agent.netns import PROXY_GID
+from mesh.agent.netns import PROXY_GID, PROXY_UID
 from mesh.agent.status import parse_stats
 from mesh.agent.uds import MAX_PATH, UnixListenPath
 from mesh.agent.xds_proxy import DELTA_METHOD, SOTW_METHOD
@@ -223,11 +223,12 @@ def test_envoy_in_a_network_namespace_syncs_through_the_agents_socket(pod_netns,
             proxy_id = f"{ident.name}.default"
             await wait_until(lambda: synced(istiod.ads, proxy_id), what="Envoy in the namespace to sync")
             pid = agent.process.pid
-            # Envoy is in the pod's namespace, with gid 1337; the agent is not
+            # Envoy is in the pod's namespace, as uid/gid 1337; the agent is not
             assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino
             assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-            gids = next(line for line in open(f"/proc/{pid}/status") if line.startswith("Gid:")).split()[1:]
-            assert set(gids) == {str(PROXY_GID)}
+            status = open(f"/proc/{pid}/status").read().splitlines()
+            uids, gids = ([line for line in status if line.startswith(f"{k}:")][0].split()[1:] for k in ("Uid", "Gid"))
+            assert set(uids) == {str(PROXY_UID)} and set(gids) == {str(PROXY_GID)}  # istio-proxy's 1337
             assert agent.bootstrap()["node"]["metadata"]["INTERCEPTION_MODE"] == "REDIRECT"
             # kubelet's probe inside the pod: 127.0.0.1:15021 there, through Envoy to the agent
             assert await agent.readiness() == 200

@@ -259,10 +259,7 @@ class BookinfoDemo:
         hosts = [h for h in ("productpage", "reviews", "ratings", "details")
                  if any(p.app.app == h for p in self.pods.values())]
         if self.mode.name == "netns":  # from inside the pod, as the app calls: captured by iptables
-            # Not the entry pod's own service: a pod calling itself through its sidecar gets a 503
-            # here (a gap; Istio routes it back in through 15006). The port-forward URL reaches it.
-            return [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts
-                    if host != entry.app.app]
+            return [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts]
         proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
         return [f"curl -s -H 'Host: {host}:{APP_PORT}' {proxy}" for host in hosts]
 
