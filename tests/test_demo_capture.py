@@ -151,6 +151,47 @@ def test_the_port_forward_reaches_productpage_whose_calls_are_captured(demo):
     assert body["calls"]["details"]["app"] == "details"
 
 
+def kube_write(demo, method: str, obj: dict) -> None:
+    """``kubectl apply`` into the running demo's cluster: the replay client's create/update, on its loop."""
+    async def write():
+        getattr(demo.server.kube_client, method)(obj)
+    demo.runner.run(write())
+
+
+def reviews_split(v1: int, v3: int) -> dict:
+    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [
+                {"destination": {"host": "reviews", "subset": "v1"}, "weight": v1},
+                {"destination": {"host": "reviews", "subset": "v3"}, "weight": v3}]}]}}
+
+
+def test_a_50_50_split_under_capture_is_measured_within_four_sigma(demo):
+    """The canary VirtualService at 50/50 (its t=30 step, applied again): 200 requests from inside
+    productpage, captured and split by its Envoy's weighted clusters, each an independent draw
+    (Envoy picks one of a route's weighted clusters for every request). v1's count is Binomial(200,
+    1/2): mean 100, sigma sqrt(50) ≈ 7.07; accepting 100 ± 4 sigma (72..128) fails a correct
+    split once in ~16 000 runs, while 0/100 or 100/0 (200 or 0) is far outside."""
+    productpage = demo.pod("productpage")
+    kube_write(demo, "update", reviews_split(50, 50))
+    try:
+        deadline = time.monotonic() + 60
+        while [c.get("weight") for c in reviews_route(demo.runner.run(productpage.agent.config_dump()))
+               .get("weighted_clusters", {}).get("clusters", [])] != [50, 50]:
+            assert time.monotonic() < deadline, "the 50/50 split never reached productpage's Envoy"
+            time.sleep(0.2)
+        n = 200
+        # one curl, 200 URLs (curl's [1-200] glob) on a kept-alive connection: each request routed anew
+        out = mesh_exec(demo, productpage.proxy_id, "curl", "-s", "-m", "60", "-w", "\n",
+                        f"http://reviews:9080/reviews/[1-{n}]")
+        versions = collections.Counter(json.loads(line)["version"] for line in out.splitlines() if line.strip())
+        assert sum(versions.values()) == n and set(versions) <= {"v1", "v3"}
+        sigma = (n * 0.5 * 0.5) ** 0.5
+        assert abs(versions["v1"] - n / 2) <= 4 * sigma, versions
+    finally:
+        kube_write(demo, "update", reviews_split(0, 100))  # the trace's last step again, for the tests after
+
+
 def test_containment_while_the_demo_runs(demo):
     assert root_exposure() == []  # no 10.244/16 or 10.96/12 address or route in the root namespace
     blackholes = {r["dst"] for r in ip_json("-4", "route", "show", "type", "blackhole")}
