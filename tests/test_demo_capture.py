@@ -151,10 +151,10 @@ def test_the_port_forward_reaches_productpage_whose_calls_are_captured(demo):
     assert body["calls"]["details"]["app"] == "details"
 
 
-def kube_write(demo, method: str, obj: dict) -> None:
-    """``kubectl apply`` into the running demo's cluster: the replay client's create/update, on its loop."""
+def kube_write(demo, method: str, *args) -> None:
+    """``kubectl`` into the running demo's cluster: the replay client's create/update/delete, on its loop."""
     async def write():
-        getattr(demo.server.kube_client, method)(obj)
+        getattr(demo.server.kube_client, method)(*args)
     demo.runner.run(write())
 
 
@@ -336,3 +336,103 @@ def test_mtls_permissive_then_strict_in_capture_mode():
         assert d.server.kube_client.list_objects("PeerAuthentication")  # it was STRICT that did it
         assert json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))["app"] \
             == "details"  # mTLS between the sidecars
+
+
+# -- a TCP service through tcp_proxy (the tcp-echo trace: Istio's tcp-echo and sleep samples) -------
+TCP_ECHO = "tcp-echo.default.svc.cluster.local"
+TCP_CLUSTER = f"outbound|9000||{TCP_ECHO}"
+
+ECHO_CLIENT = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+        s.sendall(sys.argv[3].encode() + b"\\n")
+        print(s.makefile("rb").readline().decode(), end="")
+except OSError as err:
+    print(f"error {err}")
+"""
+
+
+def echo(demo, pod, host: str, line: str, port: int = 9000, *, uncaptured: bool = False) -> str:
+    """One line to ``host:port`` from ``pod``'s network and the line that comes back. As root (the
+    app's user) the connection is captured; ``uncaptured``: as the proxy's group, which ISTIO_OUTPUT
+    returns, so it reaches the server pod as plaintext (a workload without a sidecar)."""
+    user = ["setpriv", "--regid=1337", "--clear-groups"] if uncaptured else []
+    done = subprocess.run(["ip", "netns", "exec", pod.app.sandbox.netns, *user, sys.executable, "-c", ECHO_CLIENT,
+                           host, str(port), line], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def tcp_bytes(demo, pod) -> dict[str, int]:
+    """The tcp_proxy counters (``tcp.<stat_prefix>.*_bytes_total``) in ``pod``'s Envoy's ``/stats``."""
+    stats = demo.runner.run(pod.agent.admin("/stats"))
+    return {name: int(value) for name, _, value in (line.partition(": ") for line in stats.splitlines())
+            if name.startswith("tcp.") and name.endswith("_bytes_total")}
+
+
+@pytest.fixture(scope="module")
+def tcp_demo():
+    """The tcp-echo trace in netns mode, once the sleep pod's Envoy has tcp-echo's TCP listener."""
+    def has_listener(d) -> bool:
+        return any(name.endswith("_9000") for name in listeners(d.runner.run(d.pod("sleep").agent.config_dump())))
+
+    with netns_demo("tcp-echo", 5, has_listener, "tcp-echo's listener reaching the sleep pod") as d:
+        yield d
+
+
+def test_a_tcp_client_in_its_pod_reaches_the_echo_server_through_both_sidecars(tcp_demo):
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    vip = mesh_exec(tcp_demo, sleep.proxy_id, "getent", "hosts", TCP_ECHO).split()[0]
+    assert vip.startswith("10.96.")  # the ClusterIP, which only the sidecar's capture makes reachable
+    before = tcp_bytes(tcp_demo, sleep), tcp_bytes(tcp_demo, server)
+    assert echo(tcp_demo, sleep, "tcp-echo", "world") == "hello world\n"  # samples/tcp-echo/src/main.go#L82
+    client, inbound = tcp_bytes(tcp_demo, sleep), tcp_bytes(tcp_demo, server)
+    # The client's Envoy: the tcp_proxy whose stat prefix is the outbound cluster took the 6 bytes
+    # "world\n" from the client and gave it "hello world\n" (12) — V3 + networkfilter.go#L84-L90
+    sent = f"tcp.{TCP_CLUSTER}.downstream_cx_rx_bytes_total"
+    received = f"tcp.{TCP_CLUSTER}.downstream_cx_tx_bytes_total"
+    assert client[sent] - before[0].get(sent, 0) == 6 and client[received] - before[0].get(received, 0) == 12
+    # The server's Envoy: its inbound tcp_proxy (stat prefix inbound|9000||) saw the same bytes
+    assert inbound["tcp.inbound|9000||.downstream_cx_rx_bytes_total"] - before[1].get(
+        "tcp.inbound|9000||.downstream_cx_rx_bytes_total", 0) == 6
+    assert inbound["tcp.inbound|9000||.downstream_cx_tx_bytes_total"] - before[1].get(
+        "tcp.inbound|9000||.downstream_cx_tx_bytes_total", 0) == 12
+
+
+def test_real_envoys_config_dump_shows_the_tcp_listeners(tcp_demo):
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    vip = mesh_exec(tcp_demo, sleep.proxy_id, "getent", "hosts", TCP_ECHO).split()[0]
+    lds = listeners(tcp_demo.runner.run(sleep.agent.config_dump()))
+    # a TCP port gets a listener on the Service's address, named <vip>_<port> (listener.go#L725-L733),
+    # not bound: with capture, virtualOutbound hands it the connection (listener.go#L325-L326)
+    tcp = lds[f"{vip}_9000"]
+    assert tcp["address"]["socket_address"] == {"address": vip, "port_value": 9000}
+    assert tcp["bind_to_port"] is False
+    proxy = tcp["filter_chains"][-1]["filters"][-1]
+    assert proxy["name"] == "envoy.filters.network.tcp_proxy"
+    assert proxy["typed_config"]["cluster"] == TCP_CLUSTER and proxy["typed_config"]["stat_prefix"] == TCP_CLUSTER
+    assert f"{vip}_9001" in lds and "0.0.0.0_9000" not in lds  # tcp-other too; no wildcard HTTP listener
+    # the server's virtualInbound: a chain for destination port 9000 whose tcp_proxy goes to inbound|9000||
+    inbound = listeners(tcp_demo.runner.run(server.agent.config_dump()))["virtualInbound"]
+    chains = [c for c in inbound["filter_chains"]
+              if c.get("filter_chain_match", {}).get("destination_port") == 9000]
+    assert chains and {c["filters"][-1]["typed_config"]["cluster"] for c in chains} == {"inbound|9000||"}
+
+
+def test_tcp_mtls_permissive_then_strict(tcp_demo):
+    """PERMISSIVE (no PeerAuthentication): the server pod takes plaintext and mTLS on 9000; a
+    mesh-wide STRICT one: plaintext refused, sidecar to sidecar still echoed (auto-mTLS)."""
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    assert echo(tcp_demo, sleep, server.ip, "plain", uncaptured=True) == "hello plain\n"
+    strict = {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
+              "metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}}
+    kube_write(tcp_demo, "create", strict)
+    try:
+        deadline = time.monotonic() + 60
+        while echo(tcp_demo, sleep, server.ip, "plain", uncaptured=True) == "hello plain\n":
+            assert time.monotonic() < deadline, "plaintext still echoed a minute after STRICT"
+            time.sleep(0.5)
+        assert echo(tcp_demo, sleep, "tcp-echo", "mtls") == "hello mtls\n"
+    finally:
+        kube_write(tcp_demo, "delete", "PeerAuthentication", "default", "istio-system")
