@@ -25,7 +25,9 @@ from envoy_harness import LoopThread
 from mesh.cni import state
 from mesh.cni.ip import ip_json, netns_names, root_exposure, unavailable
 from mesh.demo.runner import BookinfoDemo, DemoOptions
+from mesh.kube.trace import builtin_traces
 from mesh.teach.datapath_view import clusters, listeners, nat_rules, routes
+from mesh.teach.views import inline_trace
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"pods as network namespaces: {REASON}")
@@ -314,26 +316,27 @@ def plaintext_from(demo, client, server_ip: str) -> str:
 
 
 def test_mtls_permissive_then_strict_in_capture_mode():
-    """The mtls trace: PERMISSIVE until t=10 (plaintext and mTLS accepted), then a mesh-wide STRICT
-    PeerAuthentication: plaintext refused, sidecar to sidecar still answered (auto-mTLS with the
-    certificates the agents got from istiod's CA)."""
-    # speed 0.5: the pods at t=5 are 10 s in, STRICT at t=10 20 s in
-    with netns_demo("mtls", 0.5) as d:
+    """The mtls trace: PERMISSIVE until its t=10 step (plaintext and mTLS accepted), then its
+    mesh-wide STRICT PeerAuthentication: plaintext refused, sidecar to sidecar still answered
+    (auto-mTLS with the certificates the agents got from istiod's CA). The trace is cut before
+    t=10 and the test applies that step itself once PERMISSIVE has been seen, so a slow start
+    cannot skip it."""
+    events = [json.loads(line) for line in builtin_traces()["mtls"].read_text().splitlines()]
+    (strict,) = [e["object"] for e in events[1:] if e["object"]["kind"] == "PeerAuthentication"]
+    before_strict = inline_trace([events[0]] + [e for e in events[1:] if e["t"] < 10], "mtls-permissive.jsonl")
+    with netns_demo(before_strict, 5) as d:
         productpage, details = d.pod("productpage"), d.pod("details")
         assert all(p.agent.workload_cert is not None for p in d.pods.values())
-        permissive = plaintext_from(d, productpage, details.ip)
+        assert not d.server.kube_client.list_objects("PeerAuthentication")
+        assert json.loads(plaintext_from(d, productpage, details.ip))["app"] == "details"  # PERMISSIVE: plaintext accepted
         through_sidecar = json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))
-        strict_seen = any(pa.get("spec", {}).get("mtls", {}).get("mode") == "STRICT"
-                          for pa in d.server.kube_client.list_objects("PeerAuthentication"))
-        assert not strict_seen, "the mesh came up too slowly to see PERMISSIVE"
-        assert json.loads(permissive)["app"] == "details"  # PERMISSIVE: plaintext accepted
         assert through_sidecar["app"] == "details"
+        kube_write(d, "create", strict)
         deadline = time.monotonic() + 60
         # STRICT: once pushed (debounce, then details' new inbound listener), plaintext is refused
         while plaintext_from(d, productpage, details.ip) != "":
             assert time.monotonic() < deadline, "plaintext still accepted a minute after STRICT"
             time.sleep(0.5)
-        assert d.server.kube_client.list_objects("PeerAuthentication")  # it was STRICT that did it
         assert json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))["app"] \
             == "details"  # mTLS between the sidecars
 

@@ -106,16 +106,22 @@ class BookinfoApp:
             return {"error": f"{type(err).__name__}: {err}"}
 
 
-async def _run_in_pod(app: BookinfoApp | None) -> None:
-    """Serve until SIGINT/SIGTERM; ``None``: serve nothing (the sleep sample's ``sleep infinity``)."""
-    if app is not None:
-        await app.start()
+async def ready_until_signalled() -> None:
+    """An app process in its pod, once it serves: say ``ready`` (what ``mesh.demo.podmode`` waits
+    for), then wait for SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
     await stop.wait()
+
+
+async def _run_in_pod(app: BookinfoApp | None) -> None:
+    """Serve until signalled; ``None``: serve nothing (the sleep sample's ``sleep infinity``)."""
+    if app is not None:
+        await app.start()
+    await ready_until_signalled()
     if app is not None:
         await app.stop()
 

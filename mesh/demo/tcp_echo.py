@@ -18,8 +18,9 @@ call through their sidecar's HTTP proxy listener.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
+
+from mesh.demo.apps import ready_until_signalled
 
 
 async def _handle(prefix: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -44,12 +45,7 @@ async def serve(ports: list[int], prefix: str, host: str | None = None) -> list[
 
 async def _main(ports: list[int], prefix: str) -> None:
     servers = await serve(ports, prefix)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
+    await ready_until_signalled()
     for server in servers:
         server.close()
         await server.wait_closed()
