@@ -353,7 +353,7 @@ async def start_pod_agent(pod: dict, xds_host: str, xds_port: int, *, netns: str
                           log_level: str = "warning", ready_timeout: float = 30.0) -> EnvoyAgent:
     """The agent for one pod object, started and ready: what a kubelet starting the injected
     ``istio-proxy`` container gets once its readiness probe passes. ``netns``: the pod's network
-    namespace (Envoy runs in it, gid 1337); None: the loopback fallback. Stops what it started
+    namespace (Envoy runs in it as uid/gid 1337); None: the loopback fallback. Stops what it started
     if Envoy does not become ready."""
     agent = EnvoyAgent(PodIdentity.from_pod(pod, proxy_type=proxy_type, domain=domain), xds_host, xds_port,
                        log_level=log_level, certs=certs, netns=netns, delta=delta)

@@ -6,7 +6,7 @@
   its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
   inside it that calls Services by name (captured by iptables into the sidecar; the tcp-echo
   trace's server is Istio's TCP echo, ``mesh.demo.tcp_echo``). Envoy runs in the
-  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
+  pod's namespace as uid and gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
   workload certificate from istiod's CA (auto-mTLS), and reaches istiod through pilot-agent's XDS
   proxy on a Unix socket. An ingress gateway pod (``InPodGateway``) is a sandbox without app or
   istio-init, its Envoy a ``router``; the demo port-forwards 127.0.0.1 to its 8080.

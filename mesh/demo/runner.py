@@ -192,7 +192,7 @@ class BookinfoDemo:
         demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
         self.pods[key] = demo_pod
         await app.start()
-        # netns: Envoy runs in the pod's namespace (gid 1337, REDIRECT layout) behind the agent's XDS
+        # netns: Envoy runs in the pod's namespace (uid/gid 1337, REDIRECT layout) behind the agent's XDS
         # proxy on a Unix socket; loopback: in this namespace, on the pod's stand-in address.
         netns = app.sandbox.netns if self.mode.name == "netns" else None
         # Captured pods need no HTTP proxy listener (Istio's default: no proxyHttpPort); loopback apps use it.
@@ -299,7 +299,7 @@ class BookinfoDemo:
 
 
 def ingress_gateways(trace) -> set[str]:
-    """``<name>.<ns>`` of the ingress gateway pods the trace creates (the gateways trace's one)."""
+    """``<name>.<ns>`` of the ingress gateway pods the trace creates (bookinfo's and the gateways trace's one)."""
     return {f"{e.object['metadata']['name']}.{e.object['metadata']['namespace']}" for e in trace.events
             if e.type == "ADDED" and e.object.get("kind") == "Pod" and is_ingress_gateway(e.object)}
 
