@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -401,6 +402,13 @@ def test_a_tcp_client_in_its_pod_reaches_the_echo_server_through_both_sidecars(t
         "tcp.inbound|9000||.downstream_cx_rx_bytes_total", 0) == 6
     assert inbound["tcp.inbound|9000||.downstream_cx_tx_bytes_total"] - before[1].get(
         "tcp.inbound|9000||.downstream_cx_tx_bytes_total", 0) == 12
+
+
+def test_the_demo_prints_a_tcp_command_that_is_echoed(tcp_demo):
+    (command,) = [c for c in tcp_demo.curl_commands() if "/dev/tcp/tcp-echo/9000" in c]
+    pod, _, argv = command.removeprefix("python -m mesh exec ").partition(" -- ")
+    assert pod == tcp_demo.pod("sleep").proxy_id
+    assert mesh_exec(tcp_demo, pod, *shlex.split(argv)) == "hello world\n"
 
 
 def test_real_envoys_config_dump_shows_the_tcp_listeners(tcp_demo):

@@ -123,7 +123,7 @@ def _announce(demo: BookinfoDemo) -> None:
     # the ingress gateway's port-forward: bookinfo-gateway's VirtualService routes /productpage through it
     lines += [f"  {name}: {url}productpage" if name == "istio-ingressgateway" else f"  {name}: {url}"
               for name, url in demo.forward_urls().items()]
-    lines += ["Send traffic through productpage's sidecar:"]
+    lines += [f"Send traffic through {demo.entry_pod().app.app}'s sidecar:"]
     lines += [f"  {c}" for c in demo.curl_commands()]
     lines += ["What istiod sent the sidecars:"]
     lines += [f"  {c}" for c in demo.status_commands()]

@@ -254,12 +254,17 @@ class BookinfoDemo:
 
     def curl_commands(self) -> list[str]:
         """Commands that send traffic through a sidecar: to productpage (which calls details and
-        reviews, which may call ratings) and straight to reviews and ratings."""
+        reviews, which may call ratings) and straight to reviews and ratings; in netns mode, a line
+        to tcp-echo's TCP port when the trace has it."""
         entry = self.entry_pod()
         hosts = [h for h in ("productpage", "reviews", "ratings", "details")
                  if any(p.app.app == h for p in self.pods.values())]
         if self.mode.name == "netns":  # from inside the pod, as the app calls: captured by iptables
-            return [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts]
+            commands = [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts]
+            if any(p.app.app == "tcp-echo" for p in self.pods.values()):  # the tcp-echo trace: a line over TCP
+                commands.append(f"python -m mesh exec {entry.proxy_id} -- bash -c "
+                                f"'exec 3<>/dev/tcp/tcp-echo/9000; echo world >&3; head -1 <&3'")
+            return commands
         proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
         return [f"curl -s -H 'Host: {host}:{APP_PORT}' {proxy}" for host in hosts]
 
