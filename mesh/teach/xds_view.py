@@ -12,9 +12,13 @@ Go's own summaries of the same data are ``istioctl proxy-config``'s
 
 from __future__ import annotations
 
+from argparse import Namespace
+
+from mesh.cli import proxy_config
 from mesh.model.proxy import Proxy
 from mesh.networking.push_context import PushContext
 from mesh.teach.views import TextView, table
+from mesh.xds.debug import envoy_json
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
 from mesh.xds.push_recorder import eds_names, rds_names
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
@@ -204,10 +208,11 @@ def vs_weights(store, name: str, namespace: str) -> str:
     return " ".join(f"{(r.get('destination') or {}).get('subset', '(all)')}={r.get('weight', 100)}" for r in routes)
 
 
-def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], times: list[float]) -> TextView:
+def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], times: list[float],
+                   captured: bool = False) -> TextView:
     """Replay ``server`` (a VirtualClock) to each instant, build a fresh PushContext as a full push
     would, and generate ``pod``'s config: the VirtualService as written next to the route generated
-    for ``host_prefix`` and the clusters for that host."""
+    for ``host_prefix`` and the clusters for that host (``captured``: as ``proxy_for_pod`` says)."""
     from mesh.demo.pods import proxy_for_pod
 
     env = server.environment
@@ -215,9 +220,33 @@ def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], tim
     for t in times:
         server.clock.advance_to(t)
         push = PushContext.build(env.service_discovery, env.config_store, domain=env.domain_suffix)
-        config = initial_config(proxy_for_pod(pod, env.domain_suffix), push, server.xds_generators)
+        config = initial_config(proxy_for_pod(pod, env.domain_suffix, captured), push, server.xds_generators)
         host = [c.name.split("|")[2] or "(all)" for c in config[CLUSTER] if f"|{host_prefix}" in c.name]
         rows.append((f"{t:g}", vs_weights(env.config_store, *vs), ", ".join(host),
                      route_destination(config[ROUTE], host_prefix)))
     return table(("t (s)", "VirtualService (as written)", f"{host_prefix.rstrip('.')} clusters (subsets)",
                   "generated route"), rows)
+
+
+def last_sent(recorder, proxy_id: str, type_name: str) -> list[Resource]:
+    """The resources of one type (``CDS``, ``LDS``, ...) last sent to a proxy, by a recorded push or
+    by its connect (a SotW CDS/LDS response holds the whole set)."""
+    found: list[Resource] = []
+    for rec in recorder.records:
+        for delivery in rec.deliveries:
+            if delivery.proxy == proxy_id:
+                for sent in delivery.sent:
+                    if sent.type == type_name:
+                        found = list(sent.resources)
+    return found
+
+
+def proxy_config_table(kind: str, resources: list[Resource], fqdn: str | None = None,
+                       port: int | None = None) -> TextView:
+    """``mesh proxy-config <kind>`` (istioctl's summary columns, ``mesh/cli/proxy_config.py``) over
+    resources as the generators built them, in the field names Envoy's config_dump uses."""
+    type_url = {"clusters": CLUSTER, "listeners": LISTENER, "routes": ROUTE}[kind]
+    args = Namespace(fqdn=fqdn, port=port, name=None, cluster=None)
+    bodies = [envoy_json(type_url, r.body) for r in resources]
+    header, rows = proxy_config.SUMMARIES[kind]([b for b in bodies if proxy_config.wanted(kind, b, args)], args)
+    return table(header, rows)

@@ -41,7 +41,11 @@ class CdsGenerator:
         shared = push.memo(("cds-outbound", mtls, sidecar), lambda: _outbound(push, mtls, sidecar))
         if not sidecar:  # a gateway only sends traffic out, never to an original destination
             return [r for r in shared if r.name != PASSTHROUGH]
-        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(state.instances, state.proxy.captured)]
+        scope = getattr(push, "scope", None)
+        ingress = scope.ingress if scope is not None else []
+        sidecar = (scope.name, scope.namespace) if scope is not None else ("", "")
+        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(
+            state.instances, state.proxy.captured, ingress, state.proxy.ip_addresses, sidecar)]
         return shared + inbound
 
 
@@ -52,21 +56,20 @@ def _outbound(push: PushContext, auto_mtls: bool, sidecar: bool) -> list[Resourc
 
 def _service_clusters(push: PushContext, service, auto_mtls: bool, sidecar: bool) -> list[Resource]:
     """One service's clusters through the typed XdsCache, keyed as ``clusterCache`` keys them
-    (cluster_cache.go: service, ports, DestinationRule by name, the proxy's kind and mTLS ability)
-    and depending on the service's ServiceEntry key and its DestinationRule."""
+    (cluster_cache.go: service, ports, DestinationRule by name — every rule a merged one came from —
+    the proxy's kind and mTLS ability) and depending on the service's ServiceEntry key and those rules."""
     def build():
         return [Resource(c["name"], c) for c in build_outbound_clusters(push, service, auto_mtls, sidecar)]
     cache = push.xds_cache
     if cache is None:
         return build()
-    rule = push.destination_rule(service.hostname)
+    sources = push.destination_rule_sources(service.hostname)
     key = ("CDS", service.hostname, service.namespace, tuple((p.port, p.protocol.value) for p in service.ports),
-           auto_mtls, sidecar, (rule.namespace, rule.name) if rule is not None else None)
+           auto_mtls, sidecar, sources)
     found = cache.get(key)
     if found is None:
         found = build()
         deps = [ConfigKey("ServiceEntry", service.hostname, service.namespace)]
-        if rule is not None:
-            deps.append(ConfigKey("DestinationRule", rule.name, rule.namespace))
+        deps += [ConfigKey("DestinationRule", name, ns) for ns, name in sources]
         cache.add(key, deps, push.cache_token, found)
     return found
