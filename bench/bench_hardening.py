@@ -37,6 +37,11 @@ from xds_fakes import endpoint  # noqa: E402
 from mesh.model.push_request import PushRequest, TriggerReason  # noqa: E402
 from mesh.xds.types import CLUSTER  # noqa: E402
 
+# The stuck-stream figures are about streams that never read, not istiod's new-stream admission:
+# its limit (PILOT_MAX_REQUESTS_PER_SECOND, 25 a second, mesh/xds/ratelimit.py) would refuse most
+# of 200 streams opened at once. 0 turns it off, as istiod allows; set it to measure with the limit.
+os.environ.setdefault("PILOT_MAX_REQUESTS_PER_SECOND", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

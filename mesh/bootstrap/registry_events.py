@@ -11,7 +11,10 @@ keeps it in server.go; it is long enough here to be a module of its own).
 * new endpoints of a service → ``XDSServer.EDSUpdate``: an incremental (EDS-only) push, reason
   ``endpoint`` (full the first time a service has endpoints). In istiod the registry calls
   EDSUpdate directly; mesh routes it through the aggregate's ``eds_handlers`` so this stage is the
-  one place where changes become pushes.
+  one place where changes become pushes;
+* a pod's labels or IP changed → ``XDSServer.ProxyUpdate``: a full push of that pod's proxy alone,
+  reason ``proxy``, not debounced (the registry calls it directly in istiod, through the
+  aggregate's ``proxy_handlers`` here).
 
 Config handlers registered now are told about every existing config, so the first push after
 startup covers it; the service registry does not replay existing services (proxies get them
@@ -52,6 +55,7 @@ def init_registry_event_handlers(server: Server) -> None:
 
         registry.append_service_handler(on_service)
         registry.eds_handlers.append(on_endpoints)
+        registry.proxy_handlers.append(xds.proxy_update)  # a pod's labels or IP changed: its proxy alone
         # The endpoints already known are istiod's initial EndpointIndex (filled during its cache
         # sync), so the first change to them after start is incremental, not "a new service".
         for svc in registry.services():

@@ -26,10 +26,19 @@ from mesh.xds.delta import DELTA_METHOD
 
 def sidecar_node(pod: str, namespace: str, ip: str, labels: dict | None = None) -> dict:
     """The ``node`` of a sidecar's first request, as pilot-agent fills it in (id and the metadata
-    mesh reads)."""
+    mesh reads; ``PROXY_CONFIG`` marks it as a proxy, not a debug client, for StatusGen's syncz)."""
     return {"id": f"sidecar~{ip}~{pod}.{namespace}~{namespace}.svc.cluster.local",
             "cluster": f"{pod}.{namespace}",
-            "metadata": {"NAMESPACE": namespace, "LABELS": dict(labels or {})}}
+            "metadata": {"NAMESPACE": namespace, "LABELS": dict(labels or {}),
+                         "PROXY_CONFIG": {"discoveryAddress": "istiod.istio-system.svc:15012"}}}
+
+
+def debug_node(ip: str = "127.0.0.1", namespace: str = "istio-system") -> dict:
+    """The ``node`` of istioctl's debug client (``istioctl x proxy-status --xds-address``): adsc's id
+    for workload ``test-1`` and metadata ``GENERATOR: event``, which sends its requests to StatusGen
+    (https://github.com/istio/istio/blob/1.19.0/istioctl/pkg/xds/client.go#L42-L73)."""
+    return {"id": f"sidecar~{ip}~test-1.default~default.svc.cluster.local",
+            "metadata": {"GENERATOR": "event", "NAMESPACE": namespace}}
 
 
 class AdsClient:

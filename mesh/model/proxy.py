@@ -23,6 +23,7 @@ NODE_TYPES = ("sidecar", "router")
 INTERCEPTION_REDIRECT = "REDIRECT"
 INTERCEPTION_TPROXY = "TPROXY"
 INTERCEPTION_NONE = "NONE"
+TEST_VM_LABEL = "istio.io/test-vm"  # constants.TestVMLabel: IsVM
 
 
 class NodeIdError(ValueError):
@@ -67,6 +68,22 @@ class Proxy:
         return self.interception_mode != INTERCEPTION_NONE
 
     @property
+    def node_name(self) -> str:
+        """``GetNodeName``: the Kubernetes node from the metadata (``NODE_NAME``), else the
+        ``kubernetes.io/hostname`` label."""
+        return str(self.metadata.get("NODE_NAME") or "") or self.labels.get("kubernetes.io/hostname", "")
+
+    def set_workload_labels(self, workload_labels: dict[str, str] | None) -> None:
+        """``SetWorkloadLabels``: the labels the registry holds for this proxy's workload (its pod's,
+        read again on connect and on every ``ProxyUpdate``), else those of its node metadata. A
+        test VM (metadata label ``istio.io/test-vm``) keeps its metadata labels."""
+        own = dict(self.metadata.get("LABELS") or {})
+        if own.get(TEST_VM_LABEL) or workload_labels is None:
+            self.labels = own
+        else:
+            self.labels = {**(self.metadata.get("STATIC_LABELS") or {}), **workload_labels}
+
+    @property
     def node_id(self) -> str:
         return f"{self.type}~{self.ip_addresses[0]}~{self.id}~{self.dns_domain}"
 
@@ -76,7 +93,8 @@ class Proxy:
 # (``initProxyMetadata``, https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L586-L594).
 METADATA_TYPES = {"INSTANCE_IPS": str, "NAMESPACE": str, "ISTIO_VERSION": str, "CLUSTER_ID": str,
                   "NETWORK": str, "MESH_WORKLOAD_CERT": str, "INTERCEPTION_MODE": str, "HTTP_PROXY_PORT": str,
-                  "AUTO_REGISTER_GROUP": str, "WORKLOAD_ENTRY": str, "LABELS": dict}
+                  "AUTO_REGISTER_GROUP": str, "WORKLOAD_ENTRY": str, "LABELS": dict, "STATIC_LABELS": dict,
+                  "NODE_NAME": str, "GENERATOR": str}
 
 
 def check_metadata_types(metadata: dict) -> None:
@@ -86,9 +104,11 @@ def check_metadata_types(metadata: dict) -> None:
         if value is not None and not isinstance(value, expected):
             raise NodeIdError(f"node.metadata.{name}: expected a {'string' if expected is str else 'mapping'}, "
                               f"got {type(value).__name__}")
-    for key, value in (metadata.get("LABELS") or {}).items():
-        if not isinstance(value, str):
-            raise NodeIdError(f"node.metadata.LABELS.{key[:100]}: expected a string, got {type(value).__name__}")
+    for field_name in ("LABELS", "STATIC_LABELS"):
+        for key, value in (metadata.get(field_name) or {}).items():
+            if not isinstance(value, str):
+                raise NodeIdError(f"node.metadata.{field_name}.{key[:100]}: expected a string, "
+                                  f"got {type(value).__name__}")
 
 
 def parse_node_id(node_id: str, metadata: dict | None = None) -> Proxy:

@@ -74,6 +74,11 @@ class PushRequest:
             start=min(self.start, other.start),
         )
 
+    def is_proxy_update(self) -> bool:
+        """``IsProxyUpdate``: one of the merged requests was a ``ProxyUpdate`` (a pod's labels or IP
+        changed), so ``computeProxyState`` re-reads the proxy's labels."""
+        return self.reason.get(TriggerReason.PROXY, 0) > 0
+
     def describe(self) -> str:
         kind = "full" if self.full else "incremental (EDS)"
         reasons = ", ".join(f"{r}×{n}" if n > 1 else r for r, n in sorted(self.reason.items())) or "unknown"

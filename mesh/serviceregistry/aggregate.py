@@ -15,7 +15,8 @@ In istiod the registries' XDSUpdater is the DiscoveryServer itself. Here the agg
 in between so the reader can see what was reported: every ``eds_update`` is recorded in
 ``eds_updates`` and passed to the ``eds_handlers`` (stage 15 connects one that requests an
 incremental push), every ``eds_cache_update`` to the ``eds_cache_handlers`` (refresh only);
-``config_update`` goes to ``push`` (set by stage 7 to the DiscoveryServer's ``config_update``);
+``config_update`` goes to ``push`` (set by stage 7 to the DiscoveryServer's ``config_update``),
+every ``proxy_update`` to the ``proxy_handlers`` (stage 15 connects the DiscoveryServer's);
 service events go to ``service_handlers`` (stage 15 turns them into full pushes, as
 ``initRegistryEventHandlers`` does).
 """
@@ -68,6 +69,7 @@ class AggregateRegistry:
     eds_updates: list[EdsUpdate] = field(default_factory=list)
     service_events: list[ServiceEvent] = field(default_factory=list)
     proxy_updates: list[str] = field(default_factory=list)
+    proxy_handlers: list[Callable[[str], object]] = field(default_factory=list)  # ProxyUpdate(ip)
 
     def add_registry(self, registry) -> None:
         self.registries.append(registry)
@@ -122,6 +124,15 @@ class AggregateRegistry:
         kube = self.registry("Kubernetes")
         return kube.pod_by_proxy(pod_name, namespace, ip) if kube is not None else None
 
+    def proxy_workload_labels(self, proxy) -> dict[str, str] | None:
+        """``GetProxyWorkloadLabels``: the first registry that knows the proxy's workload."""
+        for registry in self.registries:
+            find = getattr(registry, "proxy_workload_labels", None)  # the ServiceEntry registry has none yet
+            labels = find(proxy) if find is not None else None
+            if labels is not None:
+                return labels
+        return None
+
     def has_synced(self) -> bool:
         return all(r.has_synced() for r in self.registries)
 
@@ -161,4 +172,9 @@ class AggregateRegistry:
         self.service_events.append(ServiceEvent(self._now(), hostname, namespace, event))
 
     def proxy_update(self, ip: str) -> None:
+        """``ProxyUpdate``: the pod with this IP changed in a way its own proxy sees (labels, a new
+        IP): record it and tell the proxy handlers (stage 15 connects the DiscoveryServer's)."""
         self.proxy_updates.append(ip)
+        del self.proxy_updates[:-1000]  # the recent ones, for the views
+        for handler in list(self.proxy_handlers):
+            handler(ip)

@@ -84,13 +84,17 @@ def timeline(server, recorder: PushRecorder, since: float | None = None, until: 
                                      cause, "", "", "", "")))
     for rec in recorder.records:
         p = rec.push
-        window = (f"{p.debounce_started:7.3f}", "debounce",
-                  f"window opens: quiet {after * 1000:g} ms, at most {longest:g} s", "", "", "", "", "")
-        entries.append((p.debounce_started, 1, rec.number, window))
-        closed = "max wait reached" if p.at >= p.debounce_started + longest else f"quiet for {after * 1000:g} ms"
-        rows = [(f"{p.at:7.3f}", f"push #{rec.number}",
-                 f"{kind_of(p.request)} {reasons_of(p.request)}; {p.events} merged, {closed}",
-                 short_configs(p.request), *_type_cells(_totals(d for d in rec.deliveries if d.step == "push")))]
+        if rec.proxy_update:  # ProxyUpdate: one proxy, at once
+            what, configs = f"{kind_of(p.request)} {reasons_of(p.request)}; not debounced", f"pod IP {rec.proxy_update}"
+        else:
+            window = (f"{p.debounce_started:7.3f}", "debounce",
+                      f"window opens: quiet {after * 1000:g} ms, at most {longest:g} s", "", "", "", "", "")
+            entries.append((p.debounce_started, 1, rec.number, window))
+            closed = "max wait reached" if p.at >= p.debounce_started + longest else f"quiet for {after * 1000:g} ms"
+            what = f"{kind_of(p.request)} {reasons_of(p.request)}; {p.events} merged, {closed}"
+            configs = short_configs(p.request)
+        rows = [(f"{p.at:7.3f}", f"push #{rec.number}", what, configs,
+                 *_type_cells(_totals(d for d in rec.deliveries if d.step == "push")))]
         if per_proxy:
             for d in rec.deliveries:
                 sent = d.by_type()

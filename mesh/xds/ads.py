@@ -68,14 +68,12 @@ A stream that arrived on the TLS port carries its peer's verified identities (``
 first request is refused with PERMISSION_DENIED unless one fits the proxy's namespace and
 service account, and that one becomes the proxy's ``verified_identity``.
 
-Simplifications, named: the connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
-(``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
-refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
-(ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
-pushes nothing to its proxy, whose labels stay those of its node metadata, where
-``computeProxyState`` (ads.go#L654-L706) re-reads them from the registry; and the ``StatusGen``
-generator (statusgen.go#L72-L99) that serves ``istio.io/connect``, ``istio.io/nack`` and
-``istio.io/debug/syncz`` over xDS (mesh has ``/debug/syncz`` over HTTP instead).
+The connection lifecycle (notebook 18) has its own modules where it can: a new stream first waits
+for the new-stream rate limit (``mesh/xds/ratelimit.py``, ads.go#L267-L270); a pod's label or IP
+change pushes its proxy alone (``proxy_update``, ``ProxyUpdate`` ads.go#L800-L827, whose
+``computeProxyState`` re-reads its labels: ``proxy_dependencies.py``); debug clients are served
+``istio.io/debug/syncz``, ``istio.io/connect`` and the connect, disconnect and NACK events by
+``mesh/xds/statusgen.py``.
 """
 
 from __future__ import annotations
@@ -118,6 +116,7 @@ from mesh.xds.fastpath import (
 from mesh.xds.generator import Generator, ProxyState, scoped, updated_hostnames
 from mesh.xds.monitoring import XdsMetrics
 from mesh.xds.proxy_dependencies import compute_proxy_state, needs_push
+from mesh.xds.statusgen import StatusGen, serves
 from mesh.xds.typed_cache import TypedXdsCache
 from mesh.xds.types import PUSH_ORDER, TYPES, short_name
 
@@ -230,7 +229,9 @@ class AdsServer:
         self._loop_thread: int | None = None
         self.port: int | None = None
         self.delta = DeltaAds(self)  # the Delta xDS half (mesh.xds.delta)
+        self.status = StatusGen(self)  # debug and event types for debug clients (mesh.xds.statusgen)
         discovery.push_handlers.append(self.on_debounced_push)
+        discovery.proxy_update_handlers.append(self.proxy_update)
 
     # -- push context -------------------------------------------------------------------------
     @property
@@ -343,6 +344,11 @@ class AdsServer:
     async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
         """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
         and the pushes queued for it, handled one at a time."""
+        exceeded = await self.discovery.request_rate_limit.wait()  # WaitForRequestLimit (ratelimit.py)
+        if exceeded:
+            log.warning("ADS: %s exceeded rate limit: %s", clip(context.peer()), exceeded)
+            self.closed_by_server[grpc.StatusCode.RESOURCE_EXHAUSTED.name] += 1
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request rate limit exceeded: {exceeded}")
         con.identities = PEER_IDENTITIES.get()  # authenticate: set only on the TLS port
         reader = asyncio.create_task(self._read(context, con, decode, what))
         worker = asyncio.create_task(self._work(con, context, on_request))
@@ -369,6 +375,7 @@ class AdsServer:
             for task in (reader, worker, ended):
                 task.cancel()
             self.connections.pop(con.number, None)
+            self.status.on_disconnect(con)
             self._mtls_sidecar_changed(con)
             self._unregister_workload(con)
             self.metrics.on_connections(len(self.connections))
@@ -391,6 +398,8 @@ class AdsServer:
                 con.dequeued(size)
                 await on_request(con, req, context)
                 del req
+            elif kind == "event":  # a StatusGen event for a debug client watching its type
+                await self.write(con, context, item, None)
             elif kind == "push":
                 request, con.pending_push = con.pending_push, None
                 async with _ThrottleSlot(self._push_slots) as slot:
@@ -428,6 +437,9 @@ class AdsServer:
                 self.refuse(con, error)
                 return
         type_url = req.type_url
+        if serves(con.state.proxy.metadata, type_url, self.generators):  # findGenerator → StatusGen
+            await self.status.on_request(con, req, context)
+            return
         if type_url not in self.generators:
             # istiod keeps a watch even for types it cannot generate; mesh drops the request, so
             # made-up type URLs (any number of them, of any length) leave no state behind.
@@ -441,6 +453,8 @@ class AdsServer:
             self.metrics.on_reject(type_url)
             log.warning("ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
                         clip(req.response_nonce), clip(error))
+            self.status.on_nack(con, type_url, req.response_nonce, req.resource_names, req.error_code,
+                                req.error_message)
             return
         if kind in (RequestKind.ACK, RequestKind.ACK_NEW_NAMES):
             self.on_ack(con, type_url, req.version_info, req.response_nonce)
@@ -498,12 +512,13 @@ class AdsServer:
             except ValueError as err:
                 log.warning("Unauthorized XDS: %s with identity %s: %s", con.peer, list(con.identities), err)
                 return (grpc.StatusCode.PERMISSION_DENIED, f"authorization failed: {err}")
-        con.state = ProxyState(proxy)
+        con.state, con.node = ProxyState(proxy), req.node
         refused = self._register_workload(con)
         if refused:
             return refused
         compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
+        self.status.on_connect(con)
         self._mtls_sidecar_changed(con)
         return ""
 
@@ -525,13 +540,30 @@ class AdsServer:
         self.drop_cache_for_request(request, now)
         self._push_context.xds_cache, self._push_context.cache_token = self.typed_cache, now
         for con in list(self.connections.values()):
-            # One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier
-            # push gets the new request merged into its waiting one, not queued behind it.
-            if con.pending_push is None:
-                con.pending_push = request
-                con.queue.put_nowait(("push", None))
-            else:
-                con.pending_push = con.pending_push.merge(request)
+            self._enqueue(con, request)
+
+    @staticmethod
+    def _enqueue(con: Connection, request: PushRequest) -> None:
+        """One pending push per proxy (the Go PushQueue): a proxy still busy with an earlier push
+        gets the new request merged into its waiting one, not queued behind it."""
+        if con.pending_push is None:
+            con.pending_push = request
+            con.queue.put_nowait(("push", None))
+        else:
+            con.pending_push = con.pending_push.merge(request)
+
+    def proxy_update(self, ip: str) -> None:
+        """``ProxyUpdate`` (ads.go#L800-L827): a full push, reason ``proxy``, to the one proxy whose
+        first IP this is, from the current PushContext and not debounced; its ``computeProxyState``
+        re-reads its labels. A pod whose Envoy is not connected here is nobody's business. (istiod
+        also matches the proxy's cluster ID; mesh has one cluster.)"""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self.proxy_update, ip)
+            return
+        con = next((c for c in list(self.connections.values())
+                    if c.state is not None and c.state.proxy.ip_addresses[0] == ip), None)
+        if con is not None:
+            self._enqueue(con, PushRequest.of(TriggerReason.PROXY, start=self.discovery.clock.now()))
 
     async def _push_connection(self, con: Connection, request: PushRequest, context,
                                slot: _ThrottleSlot | None = None) -> None:
@@ -546,6 +578,8 @@ class AdsServer:
         for type_url in PUSH_ORDER:
             if type_url in con.watched:
                 await send(con, type_url, request, context, slot)
+        if con.delta is None and any(t not in self.generators for t in con.watched):  # a debug client's watches
+            await self.status.push(con, context, slot)
         con.push_version = self.push_context.version
         if con.synced():
             con.pushed = None  # nothing was sent: nothing to converge on

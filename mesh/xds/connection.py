@@ -57,6 +57,7 @@ class ConnectionEvent:
 class Connection:
     peer: str
     state: ProxyState | None = None
+    node: bytes = b""  # the serialized Node of the first request, as sent (``con.node``; StatusGen's events)
     watched: dict[str, WatchedResource] = field(default_factory=dict)
     events: list[ConnectionEvent] = field(default_factory=list)  # the recent past
     sends: Counter = field(default_factory=Counter)  # responses sent, by type URL, ever

@@ -217,6 +217,7 @@ class DeltaAds:
             ads.metrics.on_reject(type_url)
             log.warning("Delta ADS: %s NACK from %s (nonce %s): %s", short_name(type_url), con.id,
                         clip(req.response_nonce), error)
+            ads.status.on_nack(con, type_url, req.response_nonce, req.subscribe, req.error_code, req.error_message)
             return
         if w is None:  # first request of this type on this stream, or a reconnect
             names, wildcard = watched_names((), req)

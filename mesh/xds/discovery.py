@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from mesh.clock import Clock
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.debounce import DebouncedPush, Debouncer
+from mesh.xds.ratelimit import RequestRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class DiscoveryServer:
         self.requests: list[RecordedRequest] = []  # every ConfigUpdate, in order (the last MAX_RECORDED_REQUESTS)
         self.pushes: list[DebouncedPush] = []  # every push that left the debouncer
         self.push_handlers: list[Callable[[DebouncedPush], object]] = []
+        self.proxy_update_handlers: list[Callable[[str], object]] = []  # ProxyUpdate(ip)
+        # New xDS streams a second (PILOT_MAX_REQUESTS_PER_SECOND, burst 1): ``RequestRateLimit``.
+        self.request_rate_limit = RequestRateLimit()
         self.debouncer = Debouncer(clock, self._on_push)
         self._queued: list[PushRequest] = []
         self.endpoint_index: dict[tuple[str, str], frozenset[str]] = {}  # services seen → their accounts
@@ -81,6 +85,14 @@ class DiscoveryServer:
             self.endpoint_index[key] = accounts
         self.config_update(PushRequest.of(TriggerReason.ENDPOINT, full=full,
                                           configs={ConfigKey("ServiceEntry", hostname, namespace)}))
+
+    def proxy_update(self, ip: str) -> None:
+        """``ProxyUpdate`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L800-L827):
+        the workload with this IP changed (its labels, its IP). Not a ConfigUpdate: it is neither
+        recorded as one nor debounced; the handlers (the ADS server, which finds the connection
+        and pushes it alone, and any push recorder) are told at once."""
+        for handler in list(self.proxy_update_handlers):
+            handler(ip)
 
     def start(self) -> None:
         """Run the debounce loop (``DiscoveryServer.Start`` → ``handleUpdates``)."""

@@ -29,6 +29,9 @@ Modelled, and named so:
   per type it would have been sent without scoping (the full answer for what it watches).
 * **bytes** — the serialized resources as the response carries them (``Any`` entries), not
   counting the response's own few bytes of version, type and nonce.
+* **proxy updates** — a ``ProxyUpdate`` (a pod relabelled, or given a new IP) is a record of its
+  own at that instant: the one modelled sidecar with that IP, pushed in full with reason ``proxy``,
+  as ADS pushes its connection alone (``AdsServer.proxy_update``).
 * **Delta sidecars** — a proxy for which ``delta(proxy)`` is true speaks Delta xDS: what it is
   sent is decided by ``mesh.xds.delta.delta_changes`` as for a real Delta stream (only resources
   whose version it does not hold, plus ``removed`` names), and ``Sent.delta`` marks it.
@@ -40,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mesh.model.proxy import Proxy
-from mesh.model.push_request import PushRequest
+from mesh.model.push_request import PushRequest, TriggerReason
 from mesh.xds.debounce import DebouncedPush
 from mesh.xds.delta import DeltaWatch, delta_changes, now_held
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
@@ -91,7 +94,7 @@ class Skipped:
 
 @dataclass
 class PushRecord:
-    """A debounced push and what it became for every modelled proxy."""
+    """A debounced push (or a ProxyUpdate's push) and what it became for every modelled proxy."""
 
     number: int
     push: DebouncedPush
@@ -99,6 +102,7 @@ class PushRecord:
     deliveries: list[ProxyDelivery] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # proxies ProxyNeedsPush left alone
+    proxy_update: str = ""  # the pod IP of a ProxyUpdate (then ``push`` was never debounced)
 
     @property
     def pushed_to(self) -> list[str]:
@@ -140,6 +144,7 @@ class PushRecorder:
         # The last clusters and listeners each proxy was sent: what its EDS and RDS names follow.
         self._last: dict[str, dict[str, list[Resource]]] = {CLUSTER: {}, LISTENER: {}}
         server.xds.push_handlers.append(self._on_push)
+        server.xds.proxy_update_handlers.append(self._on_proxy_update)
 
     # -- one push ---------------------------------------------------------------------------------
     def _on_push(self, push: DebouncedPush) -> None:
@@ -158,18 +163,34 @@ class PushRecorder:
                 compute_proxy_state(con.state, ctx, None)
                 record.deliveries.append(self._deliver(con, "connect", None))
                 continue
-            if push.request.full:  # as _push_connection: a full push refreshes the proxy's state
-                compute_proxy_state(con.state, ctx, push.request)
-            pushed, why = needs_push(con.state, push.request)
-            if not pushed:  # ProxyNeedsPush: this proxy is left alone
-                record.skipped.append(Skipped(proxy_id, why, self._would_send(con)))
-                continue
-            delivery = self._deliver(con, "push", push.request)
-            record.deliveries.append(delivery)
-            follow_up = self._resubscribe(con)
-            if follow_up.sent:
-                record.deliveries.append(follow_up)
+            self._push_connection(record, con, push.request)
         self.records.append(record)
+
+    def _on_proxy_update(self, ip: str) -> None:
+        """``ProxyUpdate``: the modelled sidecar whose first IP this is, alone, gets a full push with
+        reason ``proxy`` from the current PushContext, at once (a record of its own, not debounced)."""
+        con = next((c for c in self._connections.values() if c.proxy.ip_addresses[0] == ip), None)
+        if con is None:
+            return  # not connected (yet): it will get everything when it connects
+        now = self.server.xds.clock.now()
+        request = PushRequest.of(TriggerReason.PROXY, start=now)
+        record = PushRecord(len(self.records) + 1, DebouncedPush(now, request, 1, now), self.ads.push_context.version,
+                            proxy_update=ip)
+        self._push_connection(record, con, request)
+        self.records.append(record)
+
+    def _push_connection(self, record: PushRecord, con: _ModelledConnection, request: PushRequest) -> None:
+        """``pushConnection`` for one modelled sidecar: refresh its state, ask ProxyNeedsPush, deliver."""
+        if request.full:  # as _push_connection: a full push refreshes the proxy's state
+            compute_proxy_state(con.state, self.ads.push_context, request)
+        pushed, why = needs_push(con.state, request)
+        if not pushed:  # ProxyNeedsPush: this proxy is left alone
+            record.skipped.append(Skipped(con.proxy.id, why, self._would_send(con)))
+            return
+        record.deliveries.append(self._deliver(con, "push", request))
+        follow_up = self._resubscribe(con)
+        if follow_up.sent:
+            record.deliveries.append(follow_up)
 
     def _deliver(self, con: _ModelledConnection, step: str, request: PushRequest | None) -> ProxyDelivery:
         """Run the generators for each type, in push order. On connecting (``request`` None) Envoy

@@ -15,6 +15,9 @@ Istio spreads these facts over five files; mesh keeps them in ``TYPES`` so the g
 proxy-status, config_dump), the wire encoding (``resources.to_bytes``) and the push recorder
 (``mesh.xds.push_recorder``) read the same row. Adding a type is one row here and one generator.
 
+StatusGen's debug and event types (``istio.io/debug/syncz``, ``istio.io/connect``, ...) have rows
+of their own below: they are served to debug clients by ``mesh.xds.statusgen``, not pushed to Envoys.
+
 Simplifications, named: only the four sidecar types (CDS, EDS, LDS, RDS); SDS, ECDS, NDS and the
 ambient types are not served. An unknown type's short name is the last part of its URL (Go
 returns the URL itself).
@@ -93,6 +96,23 @@ PUSH_ORDER = tuple(t.url for t in TYPES)
 NAMED_TYPES = tuple(t.url for t in TYPES if t.named)
 MESSAGE_CLASSES = {t.url: t.message for t in TYPES}
 SHORT_NAMES = {t.url: t.short for t in TYPES}
+
+
+# StatusGen's types (``mesh.xds.statusgen``): about istiod itself, for debug clients, never for
+# Envoy. https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/statusgen.go#L31-L52 and
+# ``DebugType`` https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/v3/model.go#L36-L37;
+# the ECDS type URL ``ExtensionConfigurationType`` (model.go#L31).
+DEBUG_TYPE = "istio.io/debug"  # DebugGen's own (authenticated HTTP debug over xDS): not served
+DEBUG_PREFIX = DEBUG_TYPE + "/"  # TypeDebugPrefix: answered on every request, never watched
+DEBUG_SYNCZ = DEBUG_PREFIX + "syncz"  # TypeDebugSyncronization: what istioctl x proxy-status --xds-address reads
+DEBUG_CONFIG_DUMP = DEBUG_PREFIX + "config_dump"  # TypeDebugConfigDump: one proxy's config dump
+CONNECT = "istio.io/connect"  # TypeURLConnect: connected nodes, then connect events
+DISCONNECT = "istio.io/disconnect"  # TypeURLDisconnect: disconnect events
+NACK = "istio.io/nack"  # TypeURLNACK: the refused DiscoveryRequests
+EVENT_GENERATOR = "event"  # node metadata GENERATOR of a debug client; StatusGen's key in the generator map
+STATUS_GENERATOR = "mesh.xds.statusgen:StatusGen"
+EXTENSION_CONFIG = _PREFIX + "envoy.config.core.v3.TypedExtensionConfig"  # ECDS: reported by syncz, not served
+SYNCZ_TYPES = (LISTENER, ROUTE, ENDPOINT, CLUSTER, EXTENSION_CONFIG)  # debugSyncz's order
 
 
 def short_name(type_url: str) -> str:

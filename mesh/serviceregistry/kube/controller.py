@@ -156,6 +156,22 @@ class KubeRegistry:
         pod = self.pod_cache.pod_by_key(namespace, pod_name) if pod_name else None
         return pod or self.pod_by_ip(ip)
 
+    def proxy_workload_labels(self, proxy) -> dict[str, str] | None:
+        """``GetProxyWorkloadLabels``: the labels of the proxy's pod, plus ``istio-locality`` (the
+        pod's locality, for a proxy without service instances) and, for a proxy whose metadata
+        names no node, ``kubernetes.io/hostname``; None when the pod is not known."""
+        pod = self.pod_by_proxy(proxy.pod_name, proxy.namespace, proxy.ip_addresses[0])
+        if pod is None:
+            return None
+        out = dict((pod.get("metadata") or {}).get("labels") or {})
+        locality = self.pod_locality(pod)
+        if locality:
+            out[epb.LOCALITY_LABEL] = locality
+        node = (pod.get("spec") or {}).get("nodeName", "")
+        if node and not proxy.node_name:
+            out[epb.HOSTNAME_LABEL] = node
+        return out
+
     def append_service_handler(self, handler: ServiceHandler) -> None:
         self.service_handlers.append(handler)
 
