@@ -134,6 +134,15 @@ class DestinationRuleIndex:
     namespace_local: dict[str, dict[str, Config]] = field(default_factory=dict)
     exported_by_namespace: dict[str, dict[str, Config]] = field(default_factory=dict)
     export_to: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (ns, host) → exportTo
+    _matter: tuple[str, frozenset[str]] | None = field(default=None, repr=False)  # (root namespace, namespaces)
+
+    def namespaces_that_matter(self, root_namespace: str) -> frozenset[str]:
+        """The proxy namespaces whose lookups can differ from any other's: those with rules usable
+        there, the root namespace, and those an exportTo names (``PushContext.destination_rule_for``)."""
+        if self._matter is None or self._matter[0] != root_namespace:
+            named = {ns for exports in self.export_to.values() for ns in exports}
+            self._matter = (root_namespace, frozenset({*self.namespace_local, root_namespace, *named}))
+        return self._matter[1]
 
 
 @dataclass
@@ -313,7 +322,24 @@ class PushContext:
 
     def destination_rule_for(self, proxy_namespace: str, service: Service) -> Config | None:
         """``destinationRule``: the proxy's namespace (unless it is the root namespace), then the
-        rules the service's namespace exports to the proxy's, then the root namespace's."""
+        rules the service's namespace exports to the proxy's, then the root namespace's.
+
+        mesh's fast path: the answer depends on the proxy's namespace only if that namespace has
+        rules of its own, is the root namespace, or is named in a rule's exportTo
+        (``DestinationRuleIndex.namespaces_that_matter``); every other namespace gets the same
+        answers, looked up once per push and shared (100 default scopes × 1000 services were
+        100,000 lookups a push)."""
+        idx = self.destination_rule_index
+        if proxy_namespace in idx.namespaces_that_matter(self.root_namespace):
+            return self._destination_rule_for(proxy_namespace, service)
+        key = ("destination-rule", service.hostname, service.namespace)
+        try:
+            return self._memo[key]
+        except KeyError:
+            found = self._memo[key] = self._destination_rule_for(proxy_namespace, service)
+            return found
+
+    def _destination_rule_for(self, proxy_namespace: str, service: Service) -> Config | None:
         idx = self.destination_rule_index
         if proxy_namespace != self.root_namespace:
             found = most_specific_host_match(service.hostname, idx.namespace_local.get(proxy_namespace, {}))
@@ -342,11 +368,22 @@ class PushContext:
             value = self._memo[key] = build()
             return value
 
+    def memo_by_identity(self, tag, obj, build):
+        """``build()`` once per push for this very object (a resource list that many proxies share):
+        keyed by its id, in O(1) however long it is. The entry keeps the object alive, so no other
+        object can take its id while the entry lives."""
+        key = (tag, id(obj))
+        entry = self._memo.get(key)
+        if entry is None or entry[0] is not obj:
+            entry = self._memo[key] = (obj, build())
+        return entry[1]
+
     def forget_endpoints(self, hostnames: set[str] | None) -> None:
         """Endpoints changed (an incremental push keeps this context): drop what was memoized
         from the endpoints of those hosts (of all hosts for None)."""
         for key in list(self._memo):
-            if key[0] in ("eds-set", "instances-by-ip", "response") or (
+            tag = key[0][0] if isinstance(key[0], tuple) else key[0]
+            if tag in ("eds-set", "instances-by-ip", "response", "response-of", "encoded") or (
                     key[0] == "eds" and (hostnames is None or key[1].rsplit("|", 1)[-1] in hostnames)):
                 del self._memo[key]
 

@@ -71,7 +71,7 @@ class SidecarScope:
     outbound_traffic_mode: str = "ALLOW_ANY"
     config_dependencies: set[ConfigKey] = field(default_factory=set)
     services_by_hostname: dict[str, Service] = field(default_factory=dict)
-    key: tuple = ()  # the scope's content, for sharing built resources between alike scopes
+    key: object = ()  # the scope's content (a ScopeKey), for sharing built resources between alike scopes
 
     def depends_on_config(self, config: ConfigKey) -> bool:
         """``DependsOnConfig``."""
@@ -230,9 +230,19 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
             scope.config_dependencies.add(ConfigKey(DESTINATION_RULE, rule.name, rule.namespace))
     for vs in scope.virtual_services:
         scope.config_dependencies.add(ConfigKey(VIRTUAL_SERVICE, vs.name, vs.namespace))
-    scope.key = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
-                 tuple((h, id(r)) for h, r in sorted(scope.destination_rules.items())), scope.outbound_traffic_mode)
+    content = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
+               tuple((h, id(r)) for h, r in sorted(scope.destination_rules.items())), scope.outbound_traffic_mode)
+    # One small object per distinct content in this push: every memo lookup of every proxy adds the
+    # key to its own, and hashing the content (thousands of ids) each time cost more than the lookup.
+    scope.key = push.memo(("scope-key", content), ScopeKey)
     return scope
+
+
+class ScopeKey:
+    """A scope's content as a memo key: alike scopes of one push share one (``build_scope``), so it
+    hashes and compares by identity."""
+
+    __slots__ = ()
 
 
 def _selector(sidecar: Config) -> dict[str, str]:

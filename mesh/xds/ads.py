@@ -527,10 +527,14 @@ class AdsServer:
         if generator is None:
             return None
         resources = generator.generate(state, scoped(self.push_context, state), watched, request)
-        for r in resources or ():
+        if resources:  # a list shared by many proxies is looked at once per push, not once per proxy
+            self.push_context.memo_by_identity("encoded", resources, lambda: self._encode(type_url, resources))
+        return resources
+
+    def _encode(self, type_url: str, resources: list) -> None:
+        for r in resources:
             if r.encoded is None:
                 r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
-        return resources
 
     async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context,
                     slot: _ThrottleSlot | None) -> None:
@@ -547,8 +551,11 @@ class AdsServer:
             # and its nonce (a nonce only needs to be unique per stream and type). Thousands of
             # sidecars then cost one assembled message, not thousands of copies of it. The memo
             # keeps the resources alive, so the ids in its key cannot be reused by other objects.
-            _, names, nonce, data = push.memo(("response", type_url, tuple(map(id, resources))),
-                                              lambda: self._assemble(push.version, type_url, resources))
+            # Found by the list's identity first: generators hand alike proxies the very same list.
+            _, names, nonce, data = push.memo_by_identity(
+                ("response-of", type_url), resources,
+                lambda: push.memo(("response", type_url, tuple(map(id, resources))),
+                                  lambda: self._assemble(push.version, type_url, resources)))
         except Exception:  # a generator bug must not cut the stream: Envoy keeps its last config
             self.generate_errors[short_name(type_url)] += 1
             log.exception("ADS: generating %s for %s failed", short_name(type_url), con.id)
