@@ -34,6 +34,10 @@ Gateways and PeerAuthentications but not EnvoyFilters, AuthorizationPolicies, Te
 WasmPlugins. When several DestinationRules for one host are usable in one namespace the oldest
 wins (Istio merges them), and DestinationRule ``workloadSelector`` is not honoured. Gateways read
 every VirtualService bound to them, whatever its exportTo.
+
+mesh's own fast paths (not istiod's): ``destination_rule_for`` answers once per push for all proxy
+namespaces that cannot change the answer (``DestinationRuleIndex.namespaces_that_matter``), and
+``memo_by_identity`` finds what was built for a shared resource list by the list's identity.
 """
 
 from __future__ import annotations
