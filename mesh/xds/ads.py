@@ -570,29 +570,35 @@ class AdsServer:
 
     async def write(self, con: Connection, context, data: bytes, slot: _ThrottleSlot | None) -> None:
         """``conn.send``: write one response within SEND_TIMEOUT; a push that stalls gives its
-        throttle slot back first, so other proxies' pushes go on."""
+        throttle slot back first, so other proxies' pushes go on. Both deadlines are timers on the
+        loop (two per write, cancelled when it completes), not waits of their own: a push writes
+        to thousands of streams."""
+        loop = asyncio.get_running_loop()
         write = asyncio.ensure_future(context.write(data))
         write.add_done_callback(_retrieve)
         con.writing = True
-        deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT if SEND_TIMEOUT > 0 else None
+        stall = loop.call_later(STALL_AFTER, slot.release) if slot is not None and slot.held else None
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            write.cancel()
+
+        deadline = loop.call_later(SEND_TIMEOUT, expire) if SEND_TIMEOUT > 0 else None
         try:
-            if slot is not None and slot.held:
-                done, _ = await asyncio.wait({write}, timeout=STALL_AFTER)
-                if not done:
-                    slot.release()
-            if deadline is None:
-                await write
-                return
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            done, _ = await asyncio.wait({write}, timeout=remaining)
-            if not done:
-                write.cancel()
-                log.info("ADS: timeout writing %s", con.id)
-                con.end(grpc.StatusCode.DEADLINE_EXCEEDED, "timeout sending")
-                raise _StreamEnded
-            write.result()
+            await write
             con.writing = False
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise  # this stream's worker is being cancelled
+            log.info("ADS: timeout writing %s", con.id)
+            con.end(grpc.StatusCode.DEADLINE_EXCEEDED, "timeout sending")
+            raise _StreamEnded from None
         finally:
+            for timer in (stall, deadline):
+                if timer is not None:
+                    timer.cancel()
             if not write.done():
                 write.cancel()
 
