@@ -70,3 +70,60 @@ def test_pushes_are_byte_for_byte_as_pinned(trace, delta, golden):
     changed = [i + 1 for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b]
     assert len(got) == len(want) and not changed, (
         f"{key}: {len(got)} pushes (pinned {len(want)}); pushes whose responses differ: {changed}")
+
+
+def test_alike_proxies_share_one_response_and_others_get_their_own():
+    """The fan-out fast path (``AdsServer._send``): sidecars whose inputs agree get the very same
+    resource list, hence one assembled response; a pod's own sidecar (inbound clusters) gets its
+    own, byte for byte what assembling its entries gives."""
+    from test_xds_ads import make_server
+    from xds_fakes import endpoint
+
+    from mesh.model.proxy import parse_node_id
+    from mesh.xds.fastpath import assemble_discovery_response
+    from mesh.xds.generator import ProxyState, WatchedResource
+    from mesh.xds.proxy_dependencies import compute_proxy_state
+    from mesh.xds.types import CLUSTER
+
+    reg, _, _, ads = make_server()
+    reg.set_endpoints("reviews.default.svc.cluster.local", 9080, [endpoint("127.10.0.2"), endpoint("127.10.0.3")])
+
+    def cds(ip: str, pod: str) -> list:
+        state = ProxyState(parse_node_id(f"sidecar~{ip}~{pod}.default~default.svc.cluster.local", {}))
+        compute_proxy_state(state, ads.push_context, None)
+        return ads.generate(state, CLUSTER, WatchedResource(CLUSTER), None)
+
+    a, b = cds("127.13.0.1", "client-a"), cds("127.13.0.2", "client-b")  # not pods: no instances
+    assert a is b
+    replica1, replica2 = cds("127.10.0.2", "reviews-1"), cds("127.10.0.3", "reviews-2")
+    assert replica1 is replica2  # captured replicas of one service: the same inbound clusters
+    assert replica1 is not a and any(r.name.startswith("inbound|") for r in replica1)
+    push = ads.push_context
+    _, names, nonce, data = ads._assemble(push.version, CLUSTER, replica1)
+    assert data == assemble_discovery_response(push.version, CLUSTER, nonce, [r.encoded for r in replica1])
+    assert names == [r.name for r in replica1]
+
+
+def test_destination_rule_lookups_shared_only_between_namespaces_that_cannot_differ():
+    """``PushContext.destination_rule_for`` answers once per push for plain namespaces; a namespace
+    with rules of its own, the root namespace or one named in an exportTo still gets its own answer."""
+    from xds_fakes import FakeConfigStore, FakeRegistry
+
+    from mesh.networking.push_context import PushContext
+
+    reg, store = FakeRegistry(), FakeConfigStore()
+    reviews, cart = reg.add_service("reviews", namespace="bookinfo"), reg.add_service("cart", namespace="shop")
+    store.apply("DestinationRule", "reviews", "bookinfo", {"host": "reviews", "exportTo": ["third"]})
+    store.apply("DestinationRule", "cart", "shop", {"host": "cart"})
+    store.apply("DestinationRule", "cart-local", "fifth", {"host": "cart.shop.svc.cluster.local"})
+    push = PushContext.build(reg, store)
+    asked = ["plain", "third", "fifth", "istio-system", "other-plain", "bookinfo"]
+    got = {ns: {s.hostname.split(".")[0]: getattr(push.destination_rule_for(ns, s), "name", None)
+                for s in (reviews, cart)} for ns in asked}
+    assert got == {
+        "plain": {"reviews": None, "cart": "cart"}, "other-plain": {"reviews": None, "cart": "cart"},
+        "third": {"reviews": "reviews", "cart": "cart"},  # named in reviews' exportTo
+        "fifth": {"reviews": None, "cart": "cart-local"},  # its own rule wins
+        "istio-system": {"reviews": None, "cart": "cart"}, "bookinfo": {"reviews": None, "cart": "cart"}}
+    assert {"third", "fifth", "istio-system"} <= push.destination_rule_index.namespaces_that_matter("istio-system")
+    assert "plain" not in push.destination_rule_index.namespaces_that_matter("istio-system")
