@@ -444,15 +444,27 @@ async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespace
     return figures
 
 
+TRACE_CACHE = Path(tempfile.gettempdir()) / "mesh-bench-traces"
+
+
 def build_pipeline_trace(args) -> Path:
-    """The pipeline's trace, built in another process: the SimCluster's memory must not count as the server's."""
+    """The pipeline's trace, built in another process (the SimCluster's memory must not count as the
+    server's), once per size: later runs take it from ``TRACE_CACHE`` (its build is deterministic)."""
+    cached = TRACE_CACHE / f"pipeline-{args.services}-{args.namespaces}-{args.replicas}.jsonl"
+    if cached.exists():
+        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces "
+              f"({cached}, built earlier)")
+        return cached
     t0 = time.perf_counter()
     trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
                                  str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
                                 text=True).stdout.strip())
+    TRACE_CACHE.mkdir(exist_ok=True)
+    shutil.move(trace, cached)
+    shutil.rmtree(trace.parent, ignore_errors=True)
     print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
-          f"built in {time.perf_counter() - t0:.0f} s")
-    return trace
+          f"built in {time.perf_counter() - t0:.0f} s (kept as {cached})")
+    return cached
 
 
 def fanout_baseline(args, trace: Path) -> dict:
@@ -585,11 +597,7 @@ def main() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     if args.pipeline or args.fanout or args.delta:
         print(f"load average at start: {load_average()}")
-        trace = build_pipeline_trace(args)
-        try:
-            run_pipeline_modes(args, trace)
-        finally:
-            shutil.rmtree(trace.parent, ignore_errors=True)
+        run_pipeline_modes(args, build_pipeline_trace(args))
         return
     bench_serialization(args.services)
     if not args.skip_envoy:
