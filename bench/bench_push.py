@@ -22,8 +22,20 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
    until that namespace's clients ACK, and the responses the other clients got (ProxyNeedsPush: none).
 5. **pipeline** (``--pipeline``: only this) — the same mesh as a trace (``bench/pipeline.py``) served
    by the real ``Server``: edits enter through its kube client, so each figure covers informers →
-   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK. Run once without
-   and once with a Sidecar per namespace. Runs 1–4 drive ``AdsServer`` from test fakes.
+   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK: a connect storm,
+   then rounds of a VirtualService edit (CDS), an incremental EDS push (a pod of one service
+   unready, then ready again, through its EndpointSlice) and a DestinationRule edit (CDS+EDS); run
+   once without and once with a Sidecar per namespace (the scoped VirtualService edit). First it
+   runs the fan-out baseline (6; ``--no-baseline`` skips it) and ends with a table: each figure,
+   its baseline, their ratio and issue 12's target. Runs 1–4 drive ``AdsServer`` from test fakes.
+6. **fan-out** (``--fanout``: only this) — the raw baseline (``bench/fanout.py``): one bare
+   ``grpc.aio`` server sending the pipeline's own pre-serialized responses to the same clients.
+7. **delta** (``--delta``: only this) — the pipeline with Delta clients (DeltaAggregatedResources),
+   then with SotW ones: storm, incremental EDS p99 (issue 13's target ≤ 0.3 s), and the bytes
+   each proxy is sent for an EDS update and for a DestinationRule edit, side by side.
+
+Modes 5–7 build the pipeline trace once per size and keep it in the temp directory. The measured
+figures, and the machine load they were measured under, are in ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import os
 import pickle
 import shutil
@@ -593,10 +606,12 @@ def main() -> None:
     p.add_argument("--delta", action="store_true", help="the real pipeline with Delta clients, then SotW ones")
     p.add_argument("--no-baseline", action="store_true", help="--pipeline without the fan-out baseline")
     p.add_argument("--replicas", type=int, default=2, help="pods per service in the pipeline trace")
+    p.add_argument("--one-run", choices=sorted(RUNS), help=argparse.SUPPRESS)  # one run of the modes above
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    if args.pipeline or args.fanout or args.delta:
-        print(f"load average at start: {load_average()}")
+    if args.pipeline or args.fanout or args.delta or args.one_run:
+        if not args.one_run:
+            print(f"load average at start: {load_average()}")
         run_pipeline_modes(args, build_pipeline_trace(args))
         return
     bench_serialization(args.services)
@@ -608,24 +623,49 @@ def main() -> None:
         asyncio.run(bench_scoped(args.services, args.clients, args.namespaces, args.client_processes, args.scale_rounds))
 
 
+RUNS = {"fanout": None, "sotw": (False, "sotw"), "scoped": (True, "sotw"), "delta": (False, "delta")}
+
+
+def one_run(args, trace: Path, run: str) -> dict:
+    """One measured run in this process (``--one-run``): its peak RSS is its own."""
+    if run == "fanout":
+        return fanout_baseline(args, trace)
+    scoped, protocol = RUNS[run]
+    return asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
+                                      args.client_processes, args.scale_rounds, scoped, protocol))
+
+
+def in_process(args, run: str) -> dict:
+    """``one_run`` in a fresh process, its output passed through; the figures come back on its last line."""
+    argv = [sys.executable, __file__, "--one-run", run, "--services", str(args.services), "--clients", str(args.clients),
+            "--namespaces", str(args.namespaces), "--replicas", str(args.replicas),
+            "--client-processes", str(args.client_processes), "--scale-rounds", str(args.scale_rounds)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    figures = None
+    for line in child.stdout:
+        if line.startswith(FIGURES_LINE):
+            figures = json.loads(line[len(FIGURES_LINE):])
+        else:
+            print(line, end="", flush=True)
+    if child.wait() != 0 or figures is None:
+        raise RuntimeError(f"the {run} run failed (exit status {child.returncode})")
+    return figures
+
+
+FIGURES_LINE = "FIGURES "
+
+
 def run_pipeline_modes(args, trace: Path) -> None:
-    baseline = fanout_baseline(args, trace) if args.fanout or (args.pipeline and not args.no_baseline) else None
+    """Each run in its own process, so that each peak RSS is that run's server alone."""
+    if args.one_run:
+        print(FIGURES_LINE + json.dumps(one_run(args, trace, args.one_run)), flush=True)
+        return
+    baseline = in_process(args, "fanout") if args.fanout or (args.pipeline and not args.no_baseline) else None
     if args.fanout:
         print_table(baseline, None, "fan-out baseline")
         return
-    run = [(False, "sotw")] if args.skip_scoped else [(False, "sotw"), (True, "sotw")]
     if args.delta:
-        run = [(False, "delta"), (False, "sotw")]
-    measured: dict = {}
-    for scoped, protocol in run:
-        figures = asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
-                                             args.client_processes, args.scale_rounds, scoped, protocol))
-        if args.delta:
-            measured[protocol] = figures
-        else:  # the scoped run adds its own figure; the peak RSS is the process's, over both runs
-            measured.update({k: v for k, v in figures.items() if not scoped or k in ("scoped", "rss")})
-    if args.delta:
-        d, s = measured["delta"], measured["sotw"]
+        d, s = in_process(args, "delta"), in_process(args, "sotw")
         print_table({k: d[k] for k in ("storm", "eds", "rss") if k in d}, s, "Delta clients beside SotW ones, "
                     "the same pipeline", baseline_label="SotW", targets={"eds": 0.3})
         for key, what in (("eds", "an incremental EDS push (one service's endpoints)"),
@@ -634,7 +674,11 @@ def run_pipeline_modes(args, trace: Path) -> None:
                 print(f"  bytes sent per proxy for {what}: Delta {d['bytes'][key]:.0f}, SotW {s['bytes'][key]:.0f} "
                       f"({d['bytes'][key] / s['bytes'][key]:.3g}x)")
         return
+    measured = in_process(args, "sotw")
+    if not args.skip_scoped:  # the scoped run adds its own figure (the unscoped run's RSS is the one shown)
+        measured["scoped"] = in_process(args, "scoped")["scoped"]
     print_table(measured, baseline, "pipeline beside the fan-out baseline")
+    print("  (each pipeline push waits out the debounce first, PILOT_DEBOUNCE_AFTER = 100 ms; the fan-out has none)")
 
 
 if __name__ == "__main__":
