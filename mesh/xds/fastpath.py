@@ -10,7 +10,9 @@ these shortcuts (bench/bench_push.py measures them):
 2. **Build once per push, share across proxies** — ``PushContext.memo``: outbound clusters,
    endpoint sets and routes are alike for many sidecars.
 3. **Share whole responses** — ADS (ads.py ``_send``) gives proxies that get the very same
-   resources one assembled message and one nonce.
+   resources one assembled message and one nonce, found by the resource list's identity
+   (``PushContext.memo_by_identity``: generators hand alike proxies the very same list — CDS
+   builds even the inbound clusters once per alike set of instances) before its contents'.
 4. **Write responses from cached bytes** — below: a DiscoveryResponse is assembled from
    pre-encoded ``Any`` entries, never re-encoded.
 5. **Read requests with the C parser** — below: ACKs are recognised without betterproto2.
