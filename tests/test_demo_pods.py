@@ -69,3 +69,25 @@ def test_bookinfo_pods_as_network_namespaces():
     assert hosts.split()[0].startswith("10.96.0.")
     assert commands[0].startswith("python -m mesh exec productpage-v1-") and "http://reviews:9080/" in commands[0]
     assert not any("http://productpage:9080/" in c for c in commands)  # no call to itself: see curl_commands
+
+
+def test_proxy_for_pod_captured_is_a_cluster_sidecar_and_gets_istiods_redirect_layout():
+    from mesh.bootstrap import Server, ServerArgs
+    from mesh.demo.pods import proxy_for_pod
+    from mesh.networking.push_context import PushContext
+    from mesh.teach.xds_view import initial_config
+    from mesh.xds.types import LISTENER
+
+    server = Server(ServerArgs(trace="bookinfo")).run_until("init_generators")
+    server.clock.advance_to(5)
+    env = server.environment
+    pod = server.kube_client.get("Pod", "productpage-v1-74bf455775-fvvbv", "default")
+    push = PushContext.build(env.service_discovery, env.config_store, domain=env.domain_suffix)
+    listeners = {}
+    for captured in (False, True):
+        proxy = proxy_for_pod(pod, env.domain_suffix, captured=captured)
+        assert proxy.captured is captured and ("HTTP_PROXY_PORT" in proxy.metadata) is not captured
+        listeners[captured] = {r.name for r in initial_config(proxy, push, server.xds_generators)[LISTENER]}
+    server.close()
+    assert {"virtualOutbound", "virtualInbound", "0.0.0.0_9080"} <= listeners[True]
+    assert "virtualOutbound" not in listeners[False] and "10.244.0.8_15080" in listeners[False]

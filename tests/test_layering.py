@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "model": 3,  # pilot/pkg/model
     "networking": 4,  # pilot/pkg/networking/core/v1alpha3
     "serviceregistry": 4,  # pilot/pkg/serviceregistry
+    "autoregistration": 4,  # pilot/pkg/autoregistration: WorkloadEntries for connecting VMs, over the model
     "configcontroller": 4,  # pilot/pkg/config/{kube/crdclient,kube/ingress,kube/gateway,aggregate,file}
     "xds": 5,  # pilot/pkg/xds
     "inject": 5,  # pkg/kube/inject

@@ -104,6 +104,31 @@ def test_create_certificate_through_the_server_with_a_token_then_with_the_certif
     assert first.cert_chain[-1] == second.cert_chain[-1]  # both end at the mesh root
 
 
+def test_a_client_certificate_from_a_root_only_in_the_trust_bundle_is_not_accepted():
+    # istiod's secure port trusts the CA's root alone (createPeerCertVerifier); a root that only
+    # MeshConfig's caCertificates adds to the workload trust bundle does not authenticate a caller.
+    stranger = IstioCA.self_signed(None, "istio-system", "cluster.local")
+
+    async def scenario(server):
+        server.environment.trust_bundle.add_mesh_config({"caCertificates": [{"pem": stranger.root_pem}]})
+        assert stranger.root_pem.strip() in "".join(server.environment.trust_bundle.pems())
+        await server.start()
+        csr, key = make_csr(REVIEWS)
+        chain = "".join(stranger.sign_with_chain(csr, [REVIEWS], 3600)).encode()
+        creds = grpc.ssl_channel_credentials(server.ca.root_pem.encode(), key_to_pem(key), chain)
+        target = f"127.0.0.1:{server.bound_ports['secure_xds']}"
+        try:
+            async with grpc.aio.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", ISTIOD)]) as ch:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await ca_pb2_grpc.IstioCertificateServiceStub(ch).CreateCertificate(
+                        ca_pb2.IstioCertificateRequest(csr=csr), timeout=10)
+            return list(server.ca_service.signed)
+        finally:
+            await server.stop()
+
+    assert asyncio.run(scenario(new_server(multi_root_mesh=True))) == []
+
+
 def test_services_registered_before_start_are_served_and_after_start_refused():
     def echo(request: bytes, context) -> bytes:
         return request[::-1]

@@ -51,6 +51,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc
+
 from mesh.agent.bootstrap import (
     ADMIN_PORT,
     ENVOY_PROMETHEUS_PORT,
@@ -99,7 +101,8 @@ class EnvoyAgent:
 
     def __init__(self, pod: PodIdentity, xds_host: str, xds_port: int, http_proxy_port: int | None = 15080,
                  workdir: str | Path | None = None, log_level: str = "warning", concurrency: int = 1,
-                 certs: WorkloadCertConfig | None = None, *, netns: str | None = None, delta: bool | None = None):
+                 certs: WorkloadCertConfig | None = None, *, netns: str | None = None, delta: bool | None = None,
+                 xds_tls: bool = False):
         self.pod = pod
         self.xds_host, self.xds_port = xds_host, xds_port
         self.http_proxy_port = http_proxy_port
@@ -112,6 +115,10 @@ class EnvoyAgent:
         self.process: asyncio.subprocess.Process | None = None
         self.admin_address: str | None = None  # "host:port" as Envoy wrote it (inside the pod's network)
         self.certs = certs
+        # Dial istiod's xDS address (then its secure port) over TLS with the workload certificate.
+        if xds_tls and certs is None:
+            raise ValueError("xds_tls needs a workload certificate (certs)")
+        self.xds_tls = xds_tls
         self.sds: SdsServer | None = None
         self.xds_proxy: XdsProxy | None = None
         self.status: StatusServer | None = None
@@ -200,11 +207,19 @@ class EnvoyAgent:
                 "--log-level", self.log_level, "--concurrency", str(self.concurrency),
                 "--service-node", self.pod.node_id, "--service-cluster", self.pod.service_cluster]
 
+    def _xds_credentials(self):
+        """TLS to istiod with the current workload certificate, trusting the mesh root."""
+        cert = self.sds.cert
+        return grpc.ssl_channel_credentials(root_certificates=cert.root_pem.encode(), private_key=cert.key_pem,
+                                            certificate_chain=cert.chain_pem.encode())
+
     async def _start_servers(self) -> None:
         self.net = PodNetwork(self.netns)
         if self.certs is not None and self.sds is None:
             await self._start_sds()
-        self.xds_proxy = XdsProxy(self.workdir, f"{self.xds_host}:{self.xds_port}")
+        self.xds_proxy = XdsProxy(self.workdir, f"{self.xds_host}:{self.xds_port}",
+                                  credentials=self._xds_credentials if self.xds_tls else None,
+                                  server_name=self.certs.server_name if self.xds_tls else "")
         await self.xds_proxy.start()
         probe = ReadinessProbe(self.net, self.localhost, ADMIN_PORT)
         self.status = StatusServer(self.net, probe, "0.0.0.0" if self.netns else self.pod.ip, STATUS_PORT,

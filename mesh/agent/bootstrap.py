@@ -115,6 +115,9 @@ class PodIdentity:
     service_account: str = "default"
     proxy_type: str = "sidecar"  # or "router": an ingress gateway
     annotations: dict[str, str] = field(default_factory=dict)
+    # More node metadata, as ``ISTIO_META_<NAME>`` environment variables give pilot-agent (a VM's
+    # ``AUTO_REGISTER_GROUP``, ``NETWORK``): added last, so they win (config.go#L563-L680).
+    extra_metadata: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pod(cls, pod: dict, proxy_type: str = "sidecar", domain: str = "cluster.local") -> PodIdentity:
@@ -228,6 +231,7 @@ def _node_metadata(pod: PodIdentity, discovery_address: str, http_proxy_port: in
     }
     if http_proxy_port is not None:
         metadata["HTTP_PROXY_PORT"] = str(http_proxy_port)  # mesh's: the apps' outbound HTTP proxy listener
+    metadata.update(pod.extra_metadata)
     return metadata
 
 

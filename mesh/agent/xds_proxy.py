@@ -19,8 +19,11 @@ listens there (``initDownstreamServer``, xds_proxy.go#L627-L641) and serves
   change in them (see below), and re-encoding would cost what the istiod side saves by
   serializing once.
 
-Simplifications, named: plaintext to istiod (Istio's agent dials 15012 over TLS with its
-workload certificate); no interception of the types pilot-agent answers or rewrites itself
+To istiod: plaintext by default (mesh's pods dial 15010); with ``credentials`` over TLS with the
+workload certificate, as Istio's agent dials 15012, so istiod sees the workload's verified
+identity (``mesh/xds/auth.py``) — what a VM needs to auto-register with the identity check on.
+
+Simplifications, named: no interception of the types pilot-agent answers or rewrites itself
 (NDS name tables for DNS capture, ECDS Wasm modules fetched by the agent, the
 ``istio.io/debug`` tap on 15004) and no health-check requests sent upstream; any number of
 Envoy streams are forwarded (pilot-agent serves one Envoy).
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -51,10 +55,15 @@ _UNLIMITED = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_l
 class XdsProxy:
     """Forward Envoy's ADS streams on ``<workdir>/etc/istio/proxy/XDS`` to istiod at ``upstream``."""
 
-    def __init__(self, workdir: str | Path, upstream: str, cluster_id: str = "Kubernetes"):
+    def __init__(self, workdir: str | Path, upstream: str, cluster_id: str = "Kubernetes",
+                 credentials: Callable[[], grpc.ChannelCredentials] | None = None, server_name: str = ""):
         self.socket = UnixListenPath(Path(workdir) / SOCKET_PATH)
         self.upstream = upstream  # "host:port" of istiod's xDS port
         self.cluster_id = cluster_id
+        # TLS to istiod's secure port with the workload certificate (read at every dial, so a
+        # renewed one is used), istiod checked as ``server_name``; None: plaintext.
+        self.credentials = credentials
+        self.server_name = server_name
         self._server: grpc.aio.Server | None = None
         self.streams = {SOTW_METHOD: 0, DELTA_METHOD: 0}  # Envoy streams accepted, by method
         self.active = 0
@@ -91,7 +100,11 @@ class XdsProxy:
     async def _forward(self, method: str, downstream: grpc.aio.ServicerContext) -> None:
         self.streams[method] += 1
         self.active += 1
-        channel = grpc.aio.insecure_channel(self.upstream, options=_UNLIMITED)
+        if self.credentials is None:
+            channel = grpc.aio.insecure_channel(self.upstream, options=_UNLIMITED)
+        else:
+            channel = grpc.aio.secure_channel(self.upstream, self.credentials(), options=[
+                *_UNLIMITED, ("grpc.ssl_target_name_override", self.server_name)])
         upstream = channel.stream_stream(f"/{ADS_SERVICE}/{method}")(metadata=(("clusterid", self.cluster_id),))
         pump = asyncio.create_task(self._requests(downstream, upstream))
         try:

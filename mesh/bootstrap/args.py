@@ -9,6 +9,7 @@ one from a trace; where istiod's ports are fixed by the Helm chart, each port he
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from mesh.clock import Clock
@@ -26,6 +27,7 @@ class ServerArgs:
     registries: tuple[str, ...] = ("Kubernetes",)  # istiod: --registries
     domain_suffix: str | None = None  # istiod: --domain; None = the trace's, else cluster.local
     namespace: str = "istio-system"  # POD_NAMESPACE: where istiod runs and reads its ConfigMaps
+    pod_name: str = field(default_factory=lambda: os.environ.get("POD_NAME", ""))  # POD_NAME: istiod's pod
     revision: str = ""  # REVISION: "" or "default" reads ConfigMap `istio`, else `istio-<rev>`
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))

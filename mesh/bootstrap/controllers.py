@@ -21,6 +21,10 @@ OFF; all of them wrapped into one aggregate store (``MakeCache``).
 Service registries: the ServiceEntry registry over that store first, then one per
 ``--registries`` entry (only ``Kubernetes`` exists), all in the aggregate controller.
 
+Last, as at the end of ``initConfigController`` (configcontroller.go#L203), the WorkloadEntry
+controller over the CRD store (the one store that can be written) becomes the DiscoveryServer's
+``workload_entry_controller`` (``mesh.autoregistration``); with only file sources there is none.
+
 Simplification, named: istiod starts the controllers later, in ``Server.Start`` ("config
 controller" and "service controllers" start functions). mesh runs them at the end of this stage,
 so that after ``run_until("init_controllers")`` the stores and registries already hold the
@@ -33,6 +37,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mesh.autoregistration.controller import WorkloadEntryController
 from mesh.configcontroller.aggregate import (
     AggregateConfigStore,
     ConvertedStore,
@@ -145,6 +150,9 @@ def init_service_controllers(server: Server, config_store: AggregateConfigStore)
 
 def init_controllers(server: Server) -> Controllers:
     config_store, config_parts = init_config_controller(server)
+    if config_parts["crd_client"] is not None:
+        server.xds.workload_entry_controller = WorkloadEntryController(
+            config_parts["crd_client"], server.clock, instance_id=server.args.pod_name)
     service_parts = init_service_controllers(server, config_store)
     controllers = Controllers(config_store=config_store, **config_parts, **service_parts)
     # Start (see the module docstring): Kubernetes first, so Pods are known when ServiceEntries select.

@@ -34,10 +34,10 @@ log = logging.getLogger("mesh.bootstrap")
 
 
 def client_roots_pem(server: Server) -> str:
-    """Roots a client certificate may chain to: the CA's, plus the workload trust bundle."""
-    roots = [server.ca.root_pem] if server.ca is not None else []
-    roots += [p for p in server.environment.trust_bundle.pems() if p not in roots]
-    return "".join(roots)
+    """Roots a client certificate may chain to: the CA's own, as ``createPeerCertVerifier``
+    builds them (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/server.go#L1015-L1051).
+    The workload trust bundle of stage 9 is what *workloads* trust; it is not consulted here."""
+    return server.ca.root_pem if server.ca is not None else ""
 
 
 def init_secure_discovery_service(server: Server) -> None:
@@ -68,7 +68,8 @@ def init_discovery_service(server: Server) -> AdsServer:
     ads.outbound_traffic_mode = lambda: (env.mesh().get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
     ads.mesh_config = env.mesh  # rootNamespace and the default exportTo lists
     if server.secure_grpc_server is not None:
-        server.secure_grpc_server.add_generic_rpc_handlers(ads.rpc_handlers())
+        secure = server.secure_grpc_server  # its streams carry the client certificate's identities
+        secure.add_generic_rpc_handlers(ads.rpc_handlers(peer_identities=secure.peer_identities))
     server.add_start_func("xds server", start_xds)
     server.add_start_func("monitoring", start_monitoring)
     server.debug_routes.update(debug_routes.discovery_routes(ads))

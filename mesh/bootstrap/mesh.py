@@ -4,6 +4,11 @@ Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/bootstrap/mesh.go (``in
 #L47-L97, ``initMeshNetworks`` #L101-L118, ``getMeshConfigMapName`` #L120-L126). The watchers
 themselves (defaults, merge, validation) are ``mesh.config.mesh`` and ``mesh.config.meshnetworks``;
 this module only decides where the config comes from.
+
+Simplification, named: a mesh config file (``--meshConfig``) or networks file (``--networksConfig``)
+is read once, when the stage runs; istiod watches both files (``mesh.NewFileWatcher``,
+``mesh.NewNetworksWatcher`` on its file watcher) and applies an edited file. The ConfigMap is
+watched in both.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ import subprocess
 
 POD_CIDR = "10.244.0.0/16"  # the pods' range (a kind/kubeadm cluster's default)
 SERVICE_CIDR = "10.96.0.0/12"  # the Service ClusterIP range (kube-apiserver's default)
-CONTAINED = (POD_CIDR, SERVICE_CIDR)  # never routed from the root namespace: blackholes only
+# Hosts outside the cluster (mesh.kube.addresses.EXTERNAL_CIDR: ServiceEntry endpoints, VMs; RFC 2544's
+# benchmarking range, never routed on the Internet). A VM (``Node.add_vm``) takes one of its addresses.
+EXTERNAL_CIDR = "198.18.0.0/15"
+CONTAINED = (POD_CIDR, SERVICE_CIDR, EXTERNAL_CIDR)  # never routed from the root namespace: blackholes only
 
 
 class NetError(RuntimeError):

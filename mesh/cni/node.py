@@ -9,8 +9,9 @@ in the node namespace at a ``prohibit`` route, and the connect fails at once.
 
 Containment, in the root namespace (checked before the first pod, and by the tests):
 
-- blackhole routes for 10.244.0.0/16 and 10.96.0.0/12 are installed first, so a packet the root
-  namespace sends to a pod or Service address fails at once instead of leaving the machine;
+- blackhole routes for 10.244.0.0/16, 10.96.0.0/12 and 198.18.0.0/15 (outside hosts and VMs)
+  are installed first, so a packet the root namespace sends to a pod, Service or VM address
+  fails at once instead of leaving the machine;
 - no other address or route of those ranges may be there (``Node.start`` refuses to run);
 - the veth pairs are created inside the node namespace with their peer moved straight into the
   pod's, so not even a transient link appears in the root namespace.
@@ -29,13 +30,24 @@ import os
 import shutil
 
 from mesh.cni import state
-from mesh.cni.ip import CONTAINED, POD_CIDR, SERVICE_CIDR, NetError, ip, ip_json, netns_names, root_exposure
+from mesh.cni.ip import (
+    CONTAINED,
+    EXTERNAL_CIDR,
+    POD_CIDR,
+    SERVICE_CIDR,
+    NetError,
+    ip,
+    ip_json,
+    netns_names,
+    root_exposure,
+)
 from mesh.cni.pod import ETC_NETNS, PodSandbox
 
 log = logging.getLogger(__name__)
 
 BRIDGE = "br0"
 GATEWAY = "10.244.0.1"  # the bridge's address: the pods' default route (.1, which the pod pool skips)
+VM_GATEWAY = "198.18.0.1"  # the bridge's address for VMs (a /32): their default route
 _counter = itertools.count()
 
 
@@ -150,6 +162,7 @@ class Node:
             ip("link", "set", "lo", "up", netns=self.netns)
             ip("link", "add", BRIDGE, "type", "bridge", netns=self.netns)
             ip("addr", "add", f"{GATEWAY}/{POD_CIDR.split('/')[1]}", "dev", BRIDGE, netns=self.netns)
+            ip("addr", "add", f"{VM_GATEWAY}/32", "dev", BRIDGE, netns=self.netns)
             ip("link", "set", BRIDGE, "up", netns=self.netns)
             # A packet no sidecar captured (a ClusterIP, an outside address) reaches the node and
             # must fail at once, not time out: forwarding on here (only here) turns a "prohibit"
@@ -176,6 +189,23 @@ class Node:
             raise RuntimeError("Node.start() first")
         if ipaddress.ip_address(pod_ip) not in ipaddress.ip_network(POD_CIDR) or pod_ip == GATEWAY:
             raise ValueError(f"pod {name}.{namespace}: IP {pod_ip} is not a pod address in {POD_CIDR}")
+        return self._add_sandbox(name, namespace, pod_ip, services, domain, vm=False)
+
+    def add_vm(self, name: str, namespace: str, vm_ip: str, services: list[dict] | None = None,
+               domain: str = "cluster.local") -> PodSandbox:
+        """A VM outside the cluster: a namespace like a pod's on the same bridge, but its address
+        (a /32) is in the external range (``EXTERNAL_CIDR``), its default route the bridge's
+        ``VM_GATEWAY``, and the node routes that one address onto the bridge. Pods and the VM reach
+        each other through the node; nothing else changes (the root namespace keeps only its
+        blackhole routes, one of them for this range)."""
+        if not self._started:
+            raise RuntimeError("Node.start() first")
+        if ipaddress.ip_address(vm_ip) not in ipaddress.ip_network(EXTERNAL_CIDR) or vm_ip == VM_GATEWAY:
+            raise ValueError(f"VM {name}.{namespace}: IP {vm_ip} is not a VM address in {EXTERNAL_CIDR}")
+        return self._add_sandbox(name, namespace, vm_ip, services, domain, vm=True)
+
+    def _add_sandbox(self, name: str, namespace: str, pod_ip: str, services: list[dict] | None,
+                     domain: str, vm: bool) -> PodSandbox:
         pod = PodSandbox(name, namespace, pod_ip, self.netns_for(name, namespace), f"v{next(self._veths)}")
         if pod.key in self.pods:
             raise ValueError(f"pod {pod.key} already has a sandbox")
@@ -189,9 +219,13 @@ class Node:
             # namespace never holds either end.
             ip("link", "add", pod.veth, "type", "veth", "peer", "name", "eth0", "netns", pod.netns, netns=self.netns)
             ip("link", "set", pod.veth, "master", BRIDGE, "up", netns=self.netns)
-            ip("addr", "add", f"{pod_ip}/{POD_CIDR.split('/')[1]}", "dev", "eth0", netns=pod.netns)
+            prefix = "32" if vm else POD_CIDR.split("/")[1]
+            ip("addr", "add", f"{pod_ip}/{prefix}", "dev", "eth0", netns=pod.netns)
             ip("link", "set", "eth0", "up", netns=pod.netns)
-            ip("route", "add", "default", "via", GATEWAY, "dev", "eth0", netns=pod.netns)
+            if vm:
+                ip("route", "add", VM_GATEWAY, "dev", "eth0", "scope", "link", netns=pod.netns)
+                ip("route", "add", f"{pod_ip}/32", "dev", BRIDGE, netns=self.netns)
+            ip("route", "add", "default", "via", VM_GATEWAY if vm else GATEWAY, "dev", "eth0", netns=pod.netns)
             pod.write_hosts(services or [], domain)
         except (NetError, OSError):
             self.remove_pod(pod.key)

@@ -39,6 +39,7 @@ ISTIO_KINDS: dict[str, str] = {
     "ServiceEntry": NETWORKING,
     "Sidecar": NETWORKING,
     "WorkloadEntry": NETWORKING,
+    "WorkloadGroup": NETWORKING,
     "PeerAuthentication": SECURITY,
     "AuthorizationPolicy": SECURITY,
     "RequestAuthentication": SECURITY,
@@ -109,6 +110,20 @@ class CrdClient:
         if k is None:
             return []
         return [self._translate(o) for o in self.client.informer(k).list(namespace) if self._ours(o)]
+
+    # -- writes (``Create``/``Update``/``Delete``, client.go#L191-L245), through the kube client ------
+    def create(self, cfg: Config) -> Config:
+        """Write a new object; its informer event reaches the handlers as any other add."""
+        return self._translate(self.client.create(cfg.to_object()))
+
+    def update(self, cfg: Config) -> Config:
+        return self._translate(self.client.update(cfg.to_object()))
+
+    def delete(self, kind: str, name: str, namespace: str) -> None:
+        k = self._kind(kind)
+        if k is None:
+            raise KeyError(f"{kind} is not served by the CRD store")
+        self.client.delete(k, name, namespace)
 
     def register_event_handler(self, kind: str, handler: ConfigHandler, skip_unchanged: bool = False) -> None:
         """Call ``handler(old, new, event)`` on every change of ``kind``. A handler registered

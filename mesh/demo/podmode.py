@@ -76,7 +76,7 @@ class InPodApp:
         self.process: subprocess.Popen | None = None
 
     async def start(self) -> InPodApp:
-        self.sandbox = await self.pods.add_pod(self.pod, self.ident)
+        self.sandbox = await self._make_sandbox()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         # die_with_parent: a demo killed without its stop (a crashed notebook kernel) leaves no app behind
         self.process = self.sandbox.spawn(
@@ -88,6 +88,9 @@ class InPodApp:
             await self.stop()
             raise RuntimeError(f"app {self.app} in pod {self.sandbox.key} did not start")
         return self
+
+    async def _make_sandbox(self) -> PodSandbox:
+        return await self.pods.add_pod(self.pod, self.ident)
 
     async def stop(self) -> None:
         if self.process is None:
@@ -173,6 +176,14 @@ class NetnsPods:
         init = istio_init_args(pod)
         if init is not None:
             await asyncio.to_thread(sandbox.istio_init, init)
+        return sandbox
+
+    async def add_vm(self, ident, istio_init: list[str]) -> PodSandbox:
+        """A VM's namespace on the node's bridge (``Node.add_vm``) with istio-iptables' rules, as
+        the VM's ``istio-start.sh`` applies them before starting pilot-agent."""
+        sandbox = await asyncio.to_thread(self.node.add_vm, ident.name, ident.namespace, ident.ip,
+                                          self.services, self.domain)
+        await asyncio.to_thread(sandbox.istio_init, istio_init)
         return sandbox
 
     def sandbox(self, key: str) -> PodSandbox | None:

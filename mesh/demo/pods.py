@@ -49,14 +49,20 @@ def pod_identity(pod: dict, domain: str = "cluster.local") -> PodIdentity:
 SIDECAR_STATUS = "sidecar.istio.io/status"
 
 
-def proxy_for_pod(pod: dict, domain: str = "cluster.local") -> Proxy:
+def proxy_for_pod(pod: dict, domain: str = "cluster.local", captured: bool = False) -> Proxy:
     """The node this pod's sidecar would present on its first DiscoveryRequest (the mini pilot-agent's
-    bootstrap), parsed as ADS parses it."""
+    bootstrap), parsed as ADS parses it. By default the loopback fallback's node
+    (``INTERCEPTION_MODE=NONE`` with an HTTP proxy port); ``captured``: the node of a sidecar in the
+    pod's own network namespace behind istio-init's iptables, as in a cluster (``REDIRECT``, no
+    HTTP proxy port — Istio's defaults)."""
     meta = pod.get("metadata") or {}
     ip = (pod.get("status") or {}).get("podIP") or ""
     identity = PodIdentity(meta["name"], meta.get("namespace", "default"), ip, dict(meta.get("labels") or {}),
                            domain=domain, service_account=(pod.get("spec") or {}).get("serviceAccountName") or "default")
-    node = build_bootstrap(identity, "127.0.0.1", 15010)["node"]  # only the node is used
+    if captured:
+        node = build_bootstrap(identity, "127.0.0.1", 15010, http_proxy_port=None, netns=True)["node"]
+    else:
+        node = build_bootstrap(identity, "127.0.0.1", 15010)["node"]  # only the node is used
     return parse_node_id(node["id"], node["metadata"])
 
 

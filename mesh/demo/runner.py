@@ -214,11 +214,7 @@ class BookinfoDemo:
         """netns mode, as in a real mesh: every agent gets a workload certificate from istiod's CA
         (secure port, the pod's service-account token), so sidecars talk auto-mTLS and
         PeerAuthentication decides what the inbound side accepts."""
-        server = self.server
-        return WorkloadCertConfig(
-            f"{server.args.host}:{server.bound_ports['secure_xds']}", server.ca.root_pem,
-            lambda: server.service_account_tokens.issue(ident.namespace, ident.service_account),
-            trust_domain=server.environment.mesh().get("trustDomain") or "cluster.local")
+        return workload_certs(self.server, ident.namespace, ident.service_account)
 
     async def _stop_pod(self, demo_pod: DemoPod) -> None:
         # A pod deleted while it starts: let the start finish (or fail) so no Envoy escapes.
@@ -299,6 +295,15 @@ class BookinfoDemo:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+
+
+def workload_certs(server: Server, namespace: str, service_account: str) -> WorkloadCertConfig:
+    """How an agent gets its workload certificate from ``server``'s CA: the secure port, a token
+    for ``namespace``/``service_account``, the mesh's trust domain."""
+    return WorkloadCertConfig(
+        f"{server.args.host}:{server.bound_ports['secure_xds']}", server.ca.root_pem,
+        lambda: server.service_account_tokens.issue(namespace, service_account),
+        trust_domain=server.environment.mesh().get("trustDomain") or "cluster.local")
 
 
 def ingress_gateways(trace) -> set[str]:

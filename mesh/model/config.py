@@ -30,6 +30,8 @@ class Config:
     creation_timestamp: str = ""
     domain: str = "cluster.local"
     status: dict | None = None
+    uid: str = ""  # metadata.uid: what an ownerReference names
+    owner_references: list[dict] = field(default_factory=list)  # metadata.ownerReferences
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -47,6 +49,7 @@ class Config:
             annotations=dict(meta.get("annotations") or {}),
             resource_version=str(meta.get("resourceVersion", "")),
             creation_timestamp=meta.get("creationTimestamp", ""), domain=domain, status=obj.get("status"),
+            uid=str(meta.get("uid") or ""), owner_references=list(meta.get("ownerReferences") or []),
         )
 
     def to_object(self) -> dict:
@@ -57,6 +60,10 @@ class Config:
             meta["annotations"] = dict(self.annotations)
         if self.resource_version:
             meta["resourceVersion"] = self.resource_version
+        if self.uid:
+            meta["uid"] = self.uid
+        if self.owner_references:
+            meta["ownerReferences"] = [dict(o) for o in self.owner_references]
         obj = {"apiVersion": f"{self.group}/{self.version}", "kind": self.kind, "metadata": meta, "spec": self.spec}
         if self.status is not None:
             obj["status"] = self.status

@@ -39,6 +39,13 @@ class Proxy:
     labels: dict[str, str] = field(default_factory=dict)
     service_account: str = ""
     istio_version: str = ""
+    # Set when the WorkloadEntry controller takes the proxy on (``RegisterWorkload``): the entry it
+    # stands for, and whether the controller created that entry (auto-registration).
+    workload_entry_name: str = ""
+    workload_entry_auto_created: bool = False
+    # (namespace, service account) of the authenticated peer (``VerifiedIdentity``); mesh's ADS
+    # authenticates no peer, so it stays None, as istiod leaves it on the plaintext port.
+    verified_identity: tuple[str, str] | None = None
 
     @property
     def pod_name(self) -> str:
@@ -69,7 +76,7 @@ class Proxy:
 # (``initProxyMetadata``, https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L586-L594).
 METADATA_TYPES = {"INSTANCE_IPS": str, "NAMESPACE": str, "ISTIO_VERSION": str, "CLUSTER_ID": str,
                   "NETWORK": str, "MESH_WORKLOAD_CERT": str, "INTERCEPTION_MODE": str, "HTTP_PROXY_PORT": str,
-                  "LABELS": dict}
+                  "AUTO_REGISTER_GROUP": str, "WORKLOAD_ENTRY": str, "LABELS": dict}
 
 
 def check_metadata_types(metadata: dict) -> None:

@@ -1,4 +1,4 @@
-"""Display helpers for notebook 11's mTLS section: two real Envoy sidecars with workload
+"""Display helpers for notebook 17b (mutual TLS): two real Envoy sidecars with workload
 certificates from istiod's CA (``mesh.agent``), the requests between them, and what each side saw.
 
 Everything shown is free of ports, times, paths and serial numbers: pod IPs come from the trace,
@@ -23,6 +23,7 @@ from cryptography import x509
 from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
+from mesh.cli.proxy_config import describe_chain_destination, describe_chain_match, section
 from mesh.kube.addresses import require_loopback
 from mesh.security.ca import key_to_pem, make_csr
 from mesh.teach.certs_view import duration
@@ -115,6 +116,15 @@ class MtlsDemo:
         rows = [(f"{client}'s sidecar → {server}'s sidecar (mTLS)", *await self.through_sidecar(client, host)),
                 (f"plaintext → {server}'s inbound port {INBOUND_PORT}", *await self.plaintext(server, host))]
         return table(("request", "result", "client identity the app was told (x-forwarded-client-cert)"), rows)
+
+    async def inbound_chains(self, app: str) -> list[tuple[str, str, str]]:
+        """The filter chains of ``app``'s ``virtualInbound`` listener, from its Envoy's own
+        ``/config_dump``: (match, whether the chain terminates TLS, destination)."""
+        listeners = section(await self.agents[app].config_dump(), "listeners")
+        inbound = next(li for li in listeners if li.get("name") == "virtualInbound")
+        return [(describe_chain_match(chain.get("filter_chain_match")),
+                 "yes" if "transport_socket" in chain else "no", describe_chain_destination(chain))
+                for chain in inbound.get("filter_chains", [])]
 
     async def presented_certificate(self, server: str, as_identity: str) -> x509.Certificate:
         """Connect to ``server``'s inbound port like a peer sidecar (with a certificate for

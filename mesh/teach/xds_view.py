@@ -204,10 +204,11 @@ def vs_weights(store, name: str, namespace: str) -> str:
     return " ".join(f"{(r.get('destination') or {}).get('subset', '(all)')}={r.get('weight', 100)}" for r in routes)
 
 
-def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], times: list[float]) -> TextView:
+def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], times: list[float],
+                   captured: bool = False) -> TextView:
     """Replay ``server`` (a VirtualClock) to each instant, build a fresh PushContext as a full push
     would, and generate ``pod``'s config: the VirtualService as written next to the route generated
-    for ``host_prefix`` and the clusters for that host."""
+    for ``host_prefix`` and the clusters for that host (``captured``: as ``proxy_for_pod`` says)."""
     from mesh.demo.pods import proxy_for_pod
 
     env = server.environment
@@ -215,7 +216,7 @@ def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], tim
     for t in times:
         server.clock.advance_to(t)
         push = PushContext.build(env.service_discovery, env.config_store, domain=env.domain_suffix)
-        config = initial_config(proxy_for_pod(pod, env.domain_suffix), push, server.xds_generators)
+        config = initial_config(proxy_for_pod(pod, env.domain_suffix, captured), push, server.xds_generators)
         host = [c.name.split("|")[2] or "(all)" for c in config[CLUSTER] if f"|{host_prefix}" in c.name]
         rows.append((f"{t:g}", vs_weights(env.config_store, *vs), ", ".join(host),
                      route_destination(config[ROUTE], host_prefix)))

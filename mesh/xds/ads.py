@@ -31,6 +31,11 @@ PushContext records the pod IPs of such proxies (``mtls_addresses``). mesh-speci
 the pod's ``security.istio.io/tlsMode`` label alone says a sidecar is there; here an injected
 pod may have no Envoy running.
 
+A VM's proxy (node metadata ``AUTO_REGISTER_GROUP`` or ``WORKLOAD_ENTRY``) is handed to the
+DiscoveryServer's WorkloadEntry controller (``mesh.autoregistration``) before anything else is
+computed about it, as ``initializeProxy`` does (ads.go#L634-L652), and again when its stream
+closes (``closeConnection``, ads.go#L564-L576); a refusal ends the stream with the controller's status.
+
 Per proxy, a full push first refreshes the proxy's state (``computeProxyState``: its service
 instances and SidecarScope), then asks ``ProxyNeedsPush`` whether the changed configs concern it
 (``mesh/xds/proxy_dependencies.py``); the generators read the PushContext through the proxy's
@@ -59,8 +64,11 @@ Fairness: one slow or hostile client only delays itself.
 * The listening port is exclusive (``grpc.so_reuseport`` off): a second server on the same port
   fails to start with :class:`PortInUse` instead of silently taking half the new proxies.
 
-Simplifications, named: no authentication of the peer (plaintext port 15010). The
-connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
+A stream that arrived on the TLS port carries its peer's verified identities (``auth.py``): the
+first request is refused with PERMISSION_DENIED unless one fits the proxy's namespace and
+service account, and that one becomes the proxy's ``verified_identity``.
+
+Simplifications, named: the connection lifecycle (notebook 18) lacks three things istiod has: the new-stream rate limit
 (``PILOT_MAX_REQUESTS_PER_SECOND``, 25/s with a burst of 1, a stream waiting over a second is
 refused with RESOURCE_EXHAUSTED: ads.go#L267-L270, discovery.go#L655-L665); ``ProxyUpdate``
 (ads.go#L800-L827): a pod's label change is recorded by the registry (``proxy_updates``) but
@@ -84,6 +92,7 @@ from collections.abc import Callable, Mapping
 
 import grpc
 
+from mesh.autoregistration.controller import RegistrationError
 from mesh.model.config import ConfigStore
 from mesh.model.proxy import NodeIdError, parse_node_id
 from mesh.model.push_request import PushRequest, TriggerReason
@@ -92,6 +101,7 @@ from mesh.networking.push_context import PushContext
 from mesh.networking.tls import has_workload_cert
 from mesh.util.clip import clip
 from mesh.util.net import PortInUse, host_port
+from mesh.xds.auth import PEER_IDENTITIES, authenticated, check_connection_identity, identity_check_enabled
 from mesh.xds.cache import XdsCache
 from mesh.xds.connection import Connection, RequestKind
 from mesh.xds.debounce import DebouncedPush
@@ -269,12 +279,16 @@ class AdsServer:
             self.discovery.config_update(PushRequest.of(TriggerReason.PROXY))
 
     # -- serving ------------------------------------------------------------------------------
-    def rpc_handlers(self) -> list:
+    def rpc_handlers(self, peer_identities: Callable | None = None) -> list:
         """The ADS service as gRPC generic handlers, for any ``grpc.aio`` server (istiod registers
-        the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``)."""
-        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {"StreamAggregatedResources": handler,
-                                                                   DELTA_METHOD: self.delta.rpc_handler()})]
+        the same service on its plaintext and its TLS gRPC servers: ``XDSServer.Register``).
+        ``peer_identities(context)``: the TLS server's verified peer identities (``auth.py``)."""
+        sotw, delta = self._stream, self.delta.serve
+        if peer_identities is not None:
+            sotw, delta = authenticated(sotw, peer_identities), authenticated(delta, peer_identities)
+        return [grpc.method_handlers_generic_handler(ADS_SERVICE, {  # raw bytes both ways
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(sotw),
+            DELTA_METHOD: grpc.stream_stream_rpc_method_handler(delta)})]
 
     def _bind_loop(self) -> None:
         """Tie pushes to the event loop that serves the streams (the first one to start)."""
@@ -329,6 +343,7 @@ class AdsServer:
     async def serve_stream(self, context, con: Connection, decode, on_request, what: str) -> None:
         """One stream of either protocol: its requests (``decode``d, answered by ``on_request``)
         and the pushes queued for it, handled one at a time."""
+        con.identities = PEER_IDENTITIES.get()  # authenticate: set only on the TLS port
         reader = asyncio.create_task(self._read(context, con, decode, what))
         worker = asyncio.create_task(self._work(con, context, on_request))
         ended = asyncio.create_task(con.ended.wait())
@@ -355,6 +370,7 @@ class AdsServer:
                 task.cancel()
             self.connections.pop(con.number, None)
             self._mtls_sidecar_changed(con)
+            self._unregister_workload(con)
             self.metrics.on_connections(len(self.connections))
             log.info("ADS: connection %s closed", con.id)
 
@@ -409,7 +425,7 @@ class AdsServer:
         if con.state is None:
             error = self._init_connection(con, req)
             if error:
-                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+                self.refuse(con, error)
                 return
         type_url = req.type_url
         if type_url not in self.generators:
@@ -439,7 +455,32 @@ class AdsServer:
         for listener in self.ack_listeners:
             listener(con, type_url, version, nonce)
 
-    def _init_connection(self, con: Connection, req: RequestFields) -> str:
+    @staticmethod
+    def refuse(con: Connection, error: str | tuple) -> None:
+        """End a stream whose first request failed: a bad node (INVALID_ARGUMENT) or a
+        (status, message) from the WorkloadEntry controller."""
+        con.end(*error) if isinstance(error, tuple) else con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+
+    def _register_workload(self, con: Connection) -> tuple | None:
+        """``initializeProxy``'s first step: a VM's proxy may get (or take over) its WorkloadEntry
+        (``mesh.autoregistration``); a refusal ends the stream with the controller's status."""
+        controller = self.discovery.workload_entry_controller
+        if controller is None:
+            return None
+        con.connected_at = controller.now()
+        try:
+            controller.register_workload(con.state.proxy, con.connected_at)
+        except RegistrationError as err:
+            return (grpc.StatusCode[err.code], str(err))
+        return None
+
+    def _unregister_workload(self, con: Connection) -> None:
+        """``closeConnection``'s last step: the controller marks the entry disconnected."""
+        controller = self.discovery.workload_entry_controller
+        if controller is not None and con.state is not None and con.connected_at is not None:
+            controller.queue_unregister_workload(con.state.proxy, con.connected_at)
+
+    def _init_connection(self, con: Connection, req: RequestFields) -> str | tuple:
         """Who is this? The first request carries the node (``initConnection``)."""
         try:
             node_id, metadata = decode_node(req.node) if req.node is not None else ("", {})
@@ -451,7 +492,16 @@ class AdsServer:
             proxy = parse_node_id(node_id, metadata)
         except NodeIdError as err:
             return clip(str(err), 1000)
+        if con.identities and identity_check_enabled():  # authorize (auth.go#L42-L57)
+            try:
+                proxy.verified_identity = check_connection_identity(proxy, con.identities)
+            except ValueError as err:
+                log.warning("Unauthorized XDS: %s with identity %s: %s", con.peer, list(con.identities), err)
+                return (grpc.StatusCode.PERMISSION_DENIED, f"authorization failed: {err}")
         con.state = ProxyState(proxy)
+        refused = self._register_workload(con)
+        if refused:
+            return refused
         compute_proxy_state(con.state, self.push_context, None)
         log.info("ADS: new connection %s from %s", con.id, con.peer)
         self._mtls_sidecar_changed(con)

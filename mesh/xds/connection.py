@@ -67,6 +67,8 @@ class Connection:
     push_version: str = ""
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     number: int = field(default_factory=lambda: next(_connection_ids))
+    identities: tuple = ()  # the TLS peer's verified identities (authenticate); () on plaintext
+    connected_at: object = None  # a datetime: when the WorkloadEntry controller saw it connect (``connectedAt``)
     # A Delta stream's per-type state (``mesh.xds.delta.DeltaWatch``); None on a SotW stream.
     delta: dict | None = None
 

@@ -55,8 +55,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import grpc
-
 from mesh.model.push_request import PushRequest
 from mesh.util.clip import clip
 from mesh.xds.connection import Connection, RequestKind
@@ -191,10 +189,8 @@ class DeltaAds:
     def __init__(self, ads):
         self.ads = ads
 
-    def rpc_handler(self):
-        return grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
-
-    async def _stream(self, request_iterator, context):
+    async def serve(self, request_iterator, context):
+        """One ``DeltaAggregatedResources`` stream (``ads.rpc_handlers`` registers it)."""
         await self.ads.serve_stream(context, Connection(peer=context.peer(), delta={}), decode_delta_request,
                                     self.on_request, "DeltaDiscoveryRequest")
 
@@ -204,7 +200,7 @@ class DeltaAds:
         if con.state is None:
             error = ads._init_connection(con, req)
             if error:
-                con.end(grpc.StatusCode.INVALID_ARGUMENT, error)
+                ads.refuse(con, error)
                 return
         type_url = req.type_url
         if type_url not in ads.generators:  # as for SotW: made-up type URLs leave no state behind

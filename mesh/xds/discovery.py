@@ -41,6 +41,9 @@ class DiscoveryServer:
         self.debouncer = Debouncer(clock, self._on_push)
         self._queued: list[PushRequest] = []
         self.endpoint_index: dict[tuple[str, str], frozenset[str]] = {}  # services seen → their accounts
+        # mesh.autoregistration's WorkloadEntryController (stage 7 sets it, ADS calls it on connect
+        # and disconnect, ``start`` runs it): Go's ``DiscoveryServer.WorkloadEntryController``.
+        self.workload_entry_controller = None
         self.started = False
 
     def config_update(self, request: PushRequest) -> None:
@@ -84,12 +87,16 @@ class DiscoveryServer:
         if self.started:
             return
         self.started = True
+        if self.workload_entry_controller is not None:
+            self.workload_entry_controller.run()  # discovery.go#L230
         queued, self._queued = self._queued, []
         for request in queued:
             self.debouncer.submit(request)
 
     def stop(self) -> None:
         self.debouncer.stop()
+        if self.workload_entry_controller is not None:
+            self.workload_entry_controller.stop()
 
     @property
     def queued(self) -> list[PushRequest]:

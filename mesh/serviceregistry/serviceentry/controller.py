@@ -19,11 +19,10 @@ Unlike the Kubernetes registry, this one pushes by itself (it holds the XDSUpdat
 Simplifications, named: instead of Go's incremental instance indexes, the endpoints of an
 affected ServiceEntry are recomputed from scratch and compared; no IP auto-allocation
 (``ISTIO_META_DNS_AUTO_ALLOCATE``); WorkloadEntry health checks are not modelled (every entry
-is healthy); no WorkloadGroup auto-registration: istiod creates a WorkloadEntry from the
-WorkloadGroup a connecting proxy names (``RegisterWorkload``,
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/autoregistration/controller.go#L191-L230,
-called from ``initializeProxy``) and removes it after the proxy leaves; mesh stores and validates
-WorkloadGroups and does nothing else with them.
+is healthy). WorkloadGroups are not read here: the WorkloadEntries that
+``mesh.autoregistration`` creates from them for connecting VMs
+(https://github.com/istio/istio/blob/1.19.0/pilot/pkg/autoregistration/controller.go#L191-L230)
+arrive through the store like any other WorkloadEntry.
 """
 
 from __future__ import annotations

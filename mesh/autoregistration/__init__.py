@@ -1,0 +1,1 @@
+"""WorkloadEntry auto-registration (Go: pilot/pkg/autoregistration); see ``controller``."""
