@@ -22,7 +22,8 @@ these shortcuts (bench/bench_push.py measures them):
    buffering every response at once.
 8. **Collect garbage less often** — below: a push allocates in bursts (thousands of requests,
    responses, coroutine frames), and CPython's default of a young collection every 700
-   allocations spent a tenth of a full push's CPU walking objects that were about to die anyway.
+   allocations spent a tenth of a full push's CPU walking objects that were about to die anyway;
+   and what the server loaded at start is frozen out of the collector's walks.
 
 The wire format makes 4 and 5 simple. A protobuf message is a sequence of fields, each a tag
 ``(field number << 3 | wire type)`` followed by its value; strings, bytes and nested messages are
@@ -269,3 +270,21 @@ def collect_garbage_less_often() -> None:
     young, middle, old = gc.get_threshold()
     if 0 < young < GC_YOUNG_THRESHOLD:  # 0: someone disabled automatic collection; leave it so
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def freeze_what_is_loaded() -> None:
+    """Once the caches have synced: what is alive then (informers' objects, the registry, the
+    config store — millions of objects for a big mesh) lives as long as the server, yet every
+    full collection walked all of it: one took a second in the middle of a push to 2000 proxies
+    (``bench/bench_push.py --pipeline``). ``gc.freeze`` moves it to a generation the collector
+    never walks; reference counting still frees any of it that is dropped later, only reference
+    cycles among those objects would stay (the state loaded from a trace or an API server holds
+    none that are ever dropped). Garbage is collected first, so none is frozen; ``thaw`` (when the
+    server stops) gives everything back to the collector."""
+    if gc.isenabled():
+        gc.collect()
+        gc.freeze()
+
+
+def thaw() -> None:
+    gc.unfreeze()
