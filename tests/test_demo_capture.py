@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -25,7 +26,9 @@ from envoy_harness import LoopThread
 from mesh.cni import state
 from mesh.cni.ip import ip_json, netns_names, root_exposure, unavailable
 from mesh.demo.runner import BookinfoDemo, DemoOptions
+from mesh.kube.trace import builtin_traces
 from mesh.teach.datapath_view import clusters, listeners, nat_rules, routes
+from mesh.teach.views import inline_trace
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"pods as network namespaces: {REASON}")
@@ -117,12 +120,79 @@ def test_a_request_inside_productpage_is_captured_and_routed_by_the_weights(demo
     assert v3_requests() - before == 20
 
 
+def host_requests(demo, pod, cluster: str) -> int:
+    """``rq_total`` of ``cluster``'s hosts in ``pod``'s Envoy (``/clusters``)."""
+    hosts = demo.runner.run(pod.agent.admin("/clusters"))
+    return sum(int(line.rsplit("::", 1)[1]) for line in hosts.splitlines()
+               if line.startswith(f"{cluster}::") and "::rq_total::" in line)
+
+
+def test_a_pod_calling_its_own_service_goes_out_and_back_in_through_its_sidecar(demo):
+    """productpage → productpage:9080 from inside productpage: captured to 15001, sent by the
+    outbound cluster to the pod's own IP, and — Envoy being uid 1337 on ``lo`` — sent back into
+    15006 by ``-o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT``
+    (G + tools/istio-iptables/pkg/capture/run.go#L373-L378), then the inbound chain, the app. With
+    uid 0 the rule before it (``-o lo ! --uid-owner 1337 -j RETURN``, #L394-L395) sent the mTLS
+    connection straight to the app: a 503."""
+    productpage = demo.pod("productpage")
+    outbound, inbound = "outbound|9080||productpage.default.svc.cluster.local", "inbound|9080||"
+    before = host_requests(demo, productpage, outbound), host_requests(demo, productpage, inbound)
+    body = json.loads(mesh_exec(demo, productpage.proxy_id, "curl", "-s", "-m", "5", "http://productpage:9080/"))
+    assert body["app"] == "productpage" and body["pod"] == productpage.name
+    assert body["calls"]["reviews"]["app"] == "reviews"  # and its own calls went out as usual
+    after = host_requests(demo, productpage, outbound), host_requests(demo, productpage, inbound)
+    # one request out through the outbound cluster, the same one in through the inbound cluster
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert any("http://productpage:9080/" in c for c in demo.curl_commands())  # the demo prints it
+
+
 def test_the_port_forward_reaches_productpage_whose_calls_are_captured(demo):
     url = demo.forward_urls()["productpage"]
     assert url.startswith("http://127.0.0.1:")
     body = json.loads(urllib.request.urlopen(url, timeout=10).read())
     assert body["app"] == "productpage" and body["calls"]["reviews"]["version"] == "v3"
     assert body["calls"]["details"]["app"] == "details"
+
+
+def kube_write(demo, method: str, *args) -> None:
+    """``kubectl`` into the running demo's cluster: the replay client's create/update/delete, on its loop."""
+    async def write():
+        getattr(demo.server.kube_client, method)(*args)
+    demo.runner.run(write())
+
+
+def reviews_split(v1: int, v3: int) -> dict:
+    return {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [
+                {"destination": {"host": "reviews", "subset": "v1"}, "weight": v1},
+                {"destination": {"host": "reviews", "subset": "v3"}, "weight": v3}]}]}}
+
+
+def test_a_50_50_split_under_capture_is_measured_within_four_sigma(demo):
+    """The canary VirtualService at 50/50 (its t=30 step, applied again): 200 requests from inside
+    productpage, captured and split by its Envoy's weighted clusters, each an independent draw
+    (Envoy picks one of a route's weighted clusters for every request). v1's count is Binomial(200,
+    1/2): mean 100, sigma sqrt(50) ≈ 7.07; accepting 100 ± 4 sigma (72..128) fails a correct
+    split once in ~16 000 runs, while 0/100 or 100/0 (200 or 0) is far outside."""
+    productpage = demo.pod("productpage")
+    kube_write(demo, "update", reviews_split(50, 50))
+    try:
+        deadline = time.monotonic() + 60
+        while [c.get("weight") for c in reviews_route(demo.runner.run(productpage.agent.config_dump()))
+               .get("weighted_clusters", {}).get("clusters", [])] != [50, 50]:
+            assert time.monotonic() < deadline, "the 50/50 split never reached productpage's Envoy"
+            time.sleep(0.2)
+        n = 200
+        # one curl, 200 URLs (curl's [1-200] glob) on a kept-alive connection: each request routed anew
+        out = mesh_exec(demo, productpage.proxy_id, "curl", "-s", "-m", "60", "-w", "\n",
+                        f"http://reviews:9080/reviews/[1-{n}]")
+        versions = collections.Counter(json.loads(line)["version"] for line in out.splitlines() if line.strip())
+        assert sum(versions.values()) == n and set(versions) <= {"v1", "v3"}
+        sigma = (n * 0.5 * 0.5) ** 0.5
+        assert abs(versions["v1"] - n / 2) <= 4 * sigma, versions
+    finally:
+        kube_write(demo, "update", reviews_split(0, 100))  # the trace's last step again, for the tests after
 
 
 def test_containment_while_the_demo_runs(demo):
@@ -174,15 +244,18 @@ def test_real_envoys_config_dump_shows_the_sidecar_layout(demo):
     assert cds[V3_CLUSTER]["type"] == "EDS"
 
 
-def test_envoy_runs_in_the_pod_with_the_proxy_group(demo):
-    """Envoy's own traffic is not captured because it runs with gid 1337 (ISTIO_OUTPUT's -m owner
-    --gid-owner 1337 -j RETURN), in the pod's namespace."""
+def test_envoy_runs_in_the_pod_as_the_proxy_user(demo):
+    """Envoy's own traffic is not captured because it runs as uid and gid 1337 (ISTIO_OUTPUT's -m
+    owner --uid-owner/--gid-owner 1337 -j RETURN), in the pod's namespace, as the injection
+    template's runAsUser/runAsGroup 1337 (G + manifests/charts/istio-control/istio-discovery/files/
+    injection-template.yaml#L381-L387)."""
     reviews = demo.pod("reviews")
     pid = reviews.agent.process.pid  # ip netns exec and setpriv exec() into Envoy: one process
     assert os.readlink(f"/proc/{pid}/exe").endswith("envoy")
     status = open(f"/proc/{pid}/status").read()
+    uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     gid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Gid:"))
-    assert set(gid) == {"1337"}
+    assert set(uid) == {"1337"} and set(gid) == {"1337"} and reviews.agent.envoy_uid == 1337
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{reviews.agent.netns}").st_ino
     assert reviews.agent.netns == reviews.app.sandbox.netns
 
@@ -244,25 +317,133 @@ def plaintext_from(demo, client, server_ip: str) -> str:
 
 
 def test_mtls_permissive_then_strict_in_capture_mode():
-    """The mtls trace: PERMISSIVE until t=10 (plaintext and mTLS accepted), then a mesh-wide STRICT
-    PeerAuthentication: plaintext refused, sidecar to sidecar still answered (auto-mTLS with the
-    certificates the agents got from istiod's CA)."""
-    # speed 0.5: the pods at t=5 are 10 s in, STRICT at t=10 20 s in
-    with netns_demo("mtls", 0.5) as d:
+    """The mtls trace: PERMISSIVE until its t=10 step (plaintext and mTLS accepted), then its
+    mesh-wide STRICT PeerAuthentication: plaintext refused, sidecar to sidecar still answered
+    (auto-mTLS with the certificates the agents got from istiod's CA). The trace is cut before
+    t=10 and the test applies that step itself once PERMISSIVE has been seen, so a slow start
+    cannot skip it."""
+    events = [json.loads(line) for line in builtin_traces()["mtls"].read_text().splitlines()]
+    (strict,) = [e["object"] for e in events[1:] if e["object"]["kind"] == "PeerAuthentication"]
+    before_strict = inline_trace([events[0]] + [e for e in events[1:] if e["t"] < 10], "mtls-permissive.jsonl")
+    with netns_demo(before_strict, 5) as d:
         productpage, details = d.pod("productpage"), d.pod("details")
         assert all(p.agent.workload_cert is not None for p in d.pods.values())
-        permissive = plaintext_from(d, productpage, details.ip)
+        assert not d.server.kube_client.list_objects("PeerAuthentication")
+        assert json.loads(plaintext_from(d, productpage, details.ip))["app"] == "details"  # PERMISSIVE: plaintext accepted
         through_sidecar = json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))
-        strict_seen = any(pa.get("spec", {}).get("mtls", {}).get("mode") == "STRICT"
-                          for pa in d.server.kube_client.list_objects("PeerAuthentication"))
-        assert not strict_seen, "the mesh came up too slowly to see PERMISSIVE"
-        assert json.loads(permissive)["app"] == "details"  # PERMISSIVE: plaintext accepted
         assert through_sidecar["app"] == "details"
+        kube_write(d, "create", strict)
         deadline = time.monotonic() + 60
         # STRICT: once pushed (debounce, then details' new inbound listener), plaintext is refused
         while plaintext_from(d, productpage, details.ip) != "":
             assert time.monotonic() < deadline, "plaintext still accepted a minute after STRICT"
             time.sleep(0.5)
-        assert d.server.kube_client.list_objects("PeerAuthentication")  # it was STRICT that did it
         assert json.loads(mesh_exec(d, productpage.proxy_id, "curl", "-s", "-m", "5", "http://details:9080/"))["app"] \
             == "details"  # mTLS between the sidecars
+
+
+# -- a TCP service through tcp_proxy (the tcp-echo trace: Istio's tcp-echo and sleep samples) -------
+TCP_ECHO = "tcp-echo.default.svc.cluster.local"
+TCP_CLUSTER = f"outbound|9000||{TCP_ECHO}"
+
+ECHO_CLIENT = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+        s.sendall(sys.argv[3].encode() + b"\\n")
+        print(s.makefile("rb").readline().decode(), end="")
+except OSError as err:
+    print(f"error {err}")
+"""
+
+
+def echo(demo, pod, host: str, line: str, port: int = 9000, *, uncaptured: bool = False) -> str:
+    """One line to ``host:port`` from ``pod``'s network and the line that comes back. As root (the
+    app's user) the connection is captured; ``uncaptured``: as the proxy's group, which ISTIO_OUTPUT
+    returns, so it reaches the server pod as plaintext (a workload without a sidecar)."""
+    user = ["setpriv", "--regid=1337", "--clear-groups"] if uncaptured else []
+    done = subprocess.run(["ip", "netns", "exec", pod.app.sandbox.netns, *user, sys.executable, "-c", ECHO_CLIENT,
+                           host, str(port), line], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def tcp_bytes(demo, pod) -> dict[str, int]:
+    """The tcp_proxy counters (``tcp.<stat_prefix>.*_bytes_total``) in ``pod``'s Envoy's ``/stats``."""
+    stats = demo.runner.run(pod.agent.admin("/stats"))
+    return {name: int(value) for name, _, value in (line.partition(": ") for line in stats.splitlines())
+            if name.startswith("tcp.") and name.endswith("_bytes_total")}
+
+
+@pytest.fixture(scope="module")
+def tcp_demo():
+    """The tcp-echo trace in netns mode, once the sleep pod's Envoy has tcp-echo's TCP listener."""
+    def has_listener(d) -> bool:
+        return any(name.endswith("_9000") for name in listeners(d.runner.run(d.pod("sleep").agent.config_dump())))
+
+    with netns_demo("tcp-echo", 5, has_listener, "tcp-echo's listener reaching the sleep pod") as d:
+        yield d
+
+
+def test_a_tcp_client_in_its_pod_reaches_the_echo_server_through_both_sidecars(tcp_demo):
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    vip = mesh_exec(tcp_demo, sleep.proxy_id, "getent", "hosts", TCP_ECHO).split()[0]
+    assert vip.startswith("10.96.")  # the ClusterIP, which only the sidecar's capture makes reachable
+    before = tcp_bytes(tcp_demo, sleep), tcp_bytes(tcp_demo, server)
+    assert echo(tcp_demo, sleep, "tcp-echo", "world") == "hello world\n"  # samples/tcp-echo/src/main.go#L82
+    client, inbound = tcp_bytes(tcp_demo, sleep), tcp_bytes(tcp_demo, server)
+    # The client's Envoy: the tcp_proxy whose stat prefix is the outbound cluster took the 6 bytes
+    # "world\n" from the client and gave it "hello world\n" (12) — V3 + networkfilter.go#L84-L90
+    sent = f"tcp.{TCP_CLUSTER}.downstream_cx_rx_bytes_total"
+    received = f"tcp.{TCP_CLUSTER}.downstream_cx_tx_bytes_total"
+    assert client[sent] - before[0].get(sent, 0) == 6 and client[received] - before[0].get(received, 0) == 12
+    # The server's Envoy: its inbound tcp_proxy (stat prefix inbound|9000||) saw the same bytes
+    assert inbound["tcp.inbound|9000||.downstream_cx_rx_bytes_total"] - before[1].get(
+        "tcp.inbound|9000||.downstream_cx_rx_bytes_total", 0) == 6
+    assert inbound["tcp.inbound|9000||.downstream_cx_tx_bytes_total"] - before[1].get(
+        "tcp.inbound|9000||.downstream_cx_tx_bytes_total", 0) == 12
+
+
+def test_the_demo_prints_a_tcp_command_that_is_echoed(tcp_demo):
+    (command,) = [c for c in tcp_demo.curl_commands() if "/dev/tcp/tcp-echo/9000" in c]
+    pod, _, argv = command.removeprefix("python -m mesh exec ").partition(" -- ")
+    assert pod == tcp_demo.pod("sleep").proxy_id
+    assert mesh_exec(tcp_demo, pod, *shlex.split(argv)) == "hello world\n"
+
+
+def test_real_envoys_config_dump_shows_the_tcp_listeners(tcp_demo):
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    vip = mesh_exec(tcp_demo, sleep.proxy_id, "getent", "hosts", TCP_ECHO).split()[0]
+    lds = listeners(tcp_demo.runner.run(sleep.agent.config_dump()))
+    # a TCP port gets a listener on the Service's address, named <vip>_<port> (listener.go#L725-L733),
+    # not bound: with capture, virtualOutbound hands it the connection (listener.go#L325-L326)
+    tcp = lds[f"{vip}_9000"]
+    assert tcp["address"]["socket_address"] == {"address": vip, "port_value": 9000}
+    assert tcp["bind_to_port"] is False
+    proxy = tcp["filter_chains"][-1]["filters"][-1]
+    assert proxy["name"] == "envoy.filters.network.tcp_proxy"
+    assert proxy["typed_config"]["cluster"] == TCP_CLUSTER and proxy["typed_config"]["stat_prefix"] == TCP_CLUSTER
+    assert f"{vip}_9001" in lds and "0.0.0.0_9000" not in lds  # tcp-other too; no wildcard HTTP listener
+    # the server's virtualInbound: a chain for destination port 9000 whose tcp_proxy goes to inbound|9000||
+    inbound = listeners(tcp_demo.runner.run(server.agent.config_dump()))["virtualInbound"]
+    chains = [c for c in inbound["filter_chains"]
+              if c.get("filter_chain_match", {}).get("destination_port") == 9000]
+    assert chains and {c["filters"][-1]["typed_config"]["cluster"] for c in chains} == {"inbound|9000||"}
+
+
+def test_tcp_mtls_permissive_then_strict(tcp_demo):
+    """PERMISSIVE (no PeerAuthentication): the server pod takes plaintext and mTLS on 9000; a
+    mesh-wide STRICT one: plaintext refused, sidecar to sidecar still echoed (auto-mTLS)."""
+    sleep, server = tcp_demo.pod("sleep"), tcp_demo.pod("tcp-echo")
+    assert echo(tcp_demo, sleep, server.ip, "plain", uncaptured=True) == "hello plain\n"
+    strict = {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
+              "metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}}
+    kube_write(tcp_demo, "create", strict)
+    try:
+        deadline = time.monotonic() + 60
+        while echo(tcp_demo, sleep, server.ip, "plain", uncaptured=True) == "hello plain\n":
+            assert time.monotonic() < deadline, "plaintext still echoed a minute after STRICT"
+            time.sleep(0.5)
+        assert echo(tcp_demo, sleep, "tcp-echo", "mtls") == "hello mtls\n"
+    finally:
+        kube_write(tcp_demo, "delete", "PeerAuthentication", "default", "istio-system")

@@ -9,7 +9,9 @@ import os
 import random
 import shutil
 import subprocess
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from envoy_harness import synced, wait_until
@@ -18,7 +20,7 @@ from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 from mesh.agent.agent import EnvoyAgent, start_pod_agent
 from mesh.agent.bootstrap import PodIdentity
 from mesh.agent.certs import WorkloadCertConfig
-from mesh.agent.netns import PROXY_GID
+from mesh.agent.netns import PROXY_GID, PROXY_UID, proxy_user, usable_by
 from mesh.agent.status import parse_stats
 from mesh.agent.uds import MAX_PATH, UnixListenPath
 from mesh.agent.xds_proxy import DELTA_METHOD, SOTW_METHOD
@@ -184,6 +186,31 @@ async def _free_port() -> int:
 
 
 # -- Envoy in a network namespace ----------------------------------------------------------------
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes the owner of a file: needs root")
+def test_envoy_runs_as_the_proxy_user_only_where_that_user_can_run_it():
+    """uid 1337 needs search on every directory above the binary and the workdir, and read+execute
+    on the binary (mode bits; root's own access says nothing about uid 1337's). Under /tmp, not
+    pytest's tmp_path, whose parent only root may enter."""
+    with tempfile.TemporaryDirectory(prefix="mesh-proxy-user-") as top:
+        root = Path(top)
+        bin_dir, work = root / "venv" / "bin", root / "work"
+        bin_dir.mkdir(parents=True)
+        work.mkdir()
+        envoy = bin_dir / "envoy"
+        envoy.write_text("")
+        for path in (root, root / "venv", bin_dir, envoy):
+            os.chmod(path, 0o755)
+        assert proxy_user(envoy, work / "agent") == PROXY_UID
+        os.chmod(envoy, 0o750)  # root's group only
+        assert not usable_by(envoy, PROXY_UID, PROXY_GID, 5) and proxy_user(envoy, work / "agent") is None
+        os.chown(envoy, 0, PROXY_GID)  # the proxy's group may read and execute it
+        assert proxy_user(envoy, work / "agent") == PROXY_UID
+        os.chmod(root / "venv", 0o700)  # a virtualenv under a directory only root can enter
+        assert proxy_user(envoy, work / "agent") is None
+        os.chmod(root / "venv", 0o755)
+        os.chmod(work, 0o700)  # the agent's workdir must be reachable too
+        assert proxy_user(envoy, work / "agent") is None
+
 def _can_make_namespaces() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("setpriv") is not None
 
@@ -223,11 +250,12 @@ def test_envoy_in_a_network_namespace_syncs_through_the_agents_socket(pod_netns,
             proxy_id = f"{ident.name}.default"
             await wait_until(lambda: synced(istiod.ads, proxy_id), what="Envoy in the namespace to sync")
             pid = agent.process.pid
-            # Envoy is in the pod's namespace, with gid 1337; the agent is not
+            # Envoy is in the pod's namespace, as uid/gid 1337; the agent is not
             assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino
             assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-            gids = next(line for line in open(f"/proc/{pid}/status") if line.startswith("Gid:")).split()[1:]
-            assert set(gids) == {str(PROXY_GID)}
+            status = open(f"/proc/{pid}/status").read().splitlines()
+            uids, gids = ([line for line in status if line.startswith(f"{k}:")][0].split()[1:] for k in ("Uid", "Gid"))
+            assert set(uids) == {str(PROXY_UID)} and set(gids) == {str(PROXY_GID)}  # istio-proxy's 1337
             assert agent.bootstrap()["node"]["metadata"]["INTERCEPTION_MODE"] == "REDIRECT"
             # kubelet's probe inside the pod: 127.0.0.1:15021 there, through Envoy to the agent
             assert await agent.readiness() == 200

@@ -283,7 +283,8 @@ def test_bookinfo_registry_after_stage_7():
     assert {s.hostname for s in sd.services()} == {"istiod.istio-system.svc.cluster.local"}
     server.clock.advance_to(load_trace("bookinfo").duration)
     hosts = {s.hostname for s in sd.services()}
-    assert hosts == BOOKINFO_HOSTS | {"istiod.istio-system.svc.cluster.local"}
+    assert hosts == BOOKINFO_HOSTS | {"istiod.istio-system.svc.cluster.local",
+                                      "istio-ingressgateway.istio-system.svc.cluster.local"}
     reviews = sd.get_service("reviews.default.svc.cluster.local")
     assert [(p.name, p.port, p.protocol) for p in reviews.ports] == [("http", 9080, P.HTTP)]
     istiod = sd.get_service("istiod.istio-system.svc.cluster.local")
@@ -301,7 +302,9 @@ def test_bookinfo_registry_after_stage_7():
     assert {s["hostname"] for s in routes["/debug/registryz"]({})} == hosts
     endpointz = routes["/debug/endpointz"]({})
     assert {e["svc"] for e in endpointz} >= {f"{h}:http" for h in BOOKINFO_HOSTS}
-    assert routes["/debug/configz"]({}) == []  # bookinfo has no Istio config
+    # bookinfo's Istio config: bookinfo-gateway.yaml's Gateway and VirtualService
+    assert [(c["kind"], c["metadata"]["name"]) for c in routes["/debug/configz"]({})] == \
+        [("Gateway", "bookinfo-gateway"), ("VirtualService", "bookinfo")]
 
 
 def test_scale_out_endpoints_follow_each_step():

@@ -217,7 +217,16 @@ def test_bookinfo_holds_the_istio_install_and_the_app():
     assert deployments == {"productpage-v1", "details-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3"}
     for pod in of_kind(state, "Pod"):
         assert "sidecar.istio.io/status" not in pod["metadata"].get("annotations", {})
-        assert [c["name"] for c in pod["spec"]["containers"]] in (["discovery"], [pod["metadata"]["labels"]["app"]])
+        assert [c["name"] for c in pod["spec"]["containers"]] in (["discovery"], ["istio-proxy"],
+                                                                   [pod["metadata"]["labels"]["app"]])
+    # the default profile's ingress gateway, its pod after bookinfo's (bookinfo keeps 10.244.0.3-8)
+    gateway = state[kinds.ObjectKey("", "Service", "istio-system", "istio-ingressgateway")]
+    assert [(p["port"], p["targetPort"]) for p in gateway["spec"]["ports"]] == [(15021, 15021), (80, 8080), (443, 8443)]
+    ips = {p["metadata"]["labels"].get("app"): p["status"]["podIP"] for p in of_kind(state, "Pod")}
+    assert ips["istio-ingressgateway"] == "10.244.0.9" and ips["productpage"] == "10.244.0.8"
+    # and Istio's bookinfo-gateway.yaml: the Gateway on 8080, the VirtualService bound to it
+    bound = state[kinds.ObjectKey("networking.istio.io", "VirtualService", "default", "bookinfo")]["spec"]
+    assert bound["gateways"] == ["bookinfo-gateway"] and bound["http"][0]["match"][0] == {"uri": {"exact": "/productpage"}}
     (node,) = of_kind(state, "Node")
     assert {"topology.kubernetes.io/region", "topology.kubernetes.io/zone"} <= set(node["metadata"]["labels"])
 

@@ -100,3 +100,21 @@ def test_cache_metrics():
     text = generate_latest(metrics.registry).decode()
     assert "xds_cache_size 5.0" in text
     assert 'xds_cache_reads_total{type="hit"} 5.0' in text and 'xds_cache_reads_total{type="miss"} 5.0' in text
+
+
+def test_a_merged_rule_is_keyed_by_and_depends_on_every_rule_it_came_from():
+    """Two DestinationRules for reviews merge into one: the CDS and EDS entries built from it name
+    both, so an edit of the *second* rule (which only adds a subset) still drops them."""
+    reg, store = _world()
+    store.apply("DestinationRule", "reviews-extra", "default", {"host": "reviews", "subsets": [
+        {"name": "v2", "labels": {"version": "v2"}}]})
+    cache = TypedXdsCache()
+    _generate(PushContext.build(reg, store, version="1"), cache, 1.0)
+    extra = ConfigKey("DestinationRule", "reviews-extra", "default")
+    v2 = f"outbound|9080|v2|{REVIEWS}"
+    assert ("EDS", v2) in {k[:2] for k in cache.keys("EDS")}
+    reviews_keys = [k for k in cache.keys() if REVIEWS in k[1]]
+    assert reviews_keys and all(extra in cache.dependents(k) for k in reviews_keys)
+    assert all((("default", "reviews"), ("default", "reviews-extra")) in k for k in reviews_keys)
+    cache.clear({extra}, 2.0)
+    assert {k[1] for k in cache.cleared} == {REVIEWS, f"outbound|9080||{REVIEWS}", f"outbound|9080|v1|{REVIEWS}", v2}

@@ -19,7 +19,8 @@ Starting an agent for a pod (``EnvoyAgent.start``), in pilot-agent's order:
    the relative socket paths of the bootstrap point.
 
 **Where things run.** Given ``netns`` (a network namespace, ``ip netns`` name), Envoy runs in
-it as uid 0 with gid 1337, the group istio-iptables lets through uncaptured, and the agent stays
+it as uid and gid 1337, the proxy's user istio-iptables lets through uncaptured (its workdir made
+that user's; uid 0 with gid 1337 if that user cannot run the binary, ``netns.proxy_user``), and the agent stays
 in the root namespace: Unix sockets cross namespaces, and the status port and admin calls go
 through a thread that joined the pod's namespace (``netns.py``). Envoy's admin is the
 template's ``127.0.0.1:15000`` of the pod, the status port ``0.0.0.0:15020``. Without a
@@ -65,7 +66,7 @@ from mesh.agent.bootstrap import (
     delta_from_env,
 )
 from mesh.agent.certs import WorkloadCert, WorkloadCertConfig, fetch_workload_cert
-from mesh.agent.netns import PodNetwork
+from mesh.agent.netns import PROXY_GID, PROXY_UID, PodNetwork, proxy_user
 from mesh.agent.sds import SdsServer
 from mesh.agent.status import ReadinessProbe, StatusServer
 from mesh.agent.xds_proxy import XdsProxy
@@ -123,6 +124,7 @@ class EnvoyAgent:
         self.xds_proxy: XdsProxy | None = None
         self.status: StatusServer | None = None
         self.net: PodNetwork | None = None
+        self.envoy_uid: int | None = None  # netns: the uid Envoy runs as (1337; None: 0)
         self.rotations = 0  # certificates renewed after the first
         self.rotation_errors: list[str] = []
         self._rotator: asyncio.Task | None = None
@@ -238,7 +240,7 @@ class EnvoyAgent:
         address_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.process = await asyncio.create_subprocess_exec(
-            *self.net.envoy_prefix(), *die_with_parent(), *self.command(), cwd=self.workdir,
+            *self._envoy_user(), *die_with_parent(), *self.command(), cwd=self.workdir,
             stdout=self._log, stderr=self._log, stdin=asyncio.subprocess.DEVNULL)
         deadline = asyncio.get_running_loop().time() + timeout
         while not (address_file.exists() and address_file.read_text().strip()):
@@ -256,6 +258,21 @@ class EnvoyAgent:
         log.info("envoy for %s.%s running in %s (pid %d)", self.pod.name, self.pod.namespace, where,
                  self.process.pid)
         return self
+
+    def _envoy_user(self) -> list[str]:
+        """The prefix that runs Envoy in the pod as the proxy's user (``netns.envoy_prefix``), the
+        workdir handed to that user first so Envoy can write its admin address there."""
+        if self.netns is None:
+            return []
+        self.envoy_uid = proxy_user(envoy_binary(), self.workdir)
+        if self.envoy_uid is None:
+            log.warning("uid %d cannot run %s: Envoy for %s runs as uid 0 with gid %d, so the pod's calls to "
+                        "its own Service are not sent back through 15006", PROXY_UID, envoy_binary(),
+                        self.pod.name, PROXY_GID)
+        else:
+            for path in (self.workdir, *self.workdir.rglob("*")):
+                os.chown(path, self.envoy_uid, PROXY_GID, follow_symlinks=False)
+        return self.net.envoy_prefix(self.envoy_uid)
 
     async def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL if Envoy has not exited in ``timeout`` seconds; then the agent's servers."""
@@ -351,7 +368,7 @@ async def start_pod_agent(pod: dict, xds_host: str, xds_port: int, *, netns: str
                           log_level: str = "warning", ready_timeout: float = 30.0) -> EnvoyAgent:
     """The agent for one pod object, started and ready: what a kubelet starting the injected
     ``istio-proxy`` container gets once its readiness probe passes. ``netns``: the pod's network
-    namespace (Envoy runs in it, gid 1337); None: the loopback fallback. Stops what it started
+    namespace (Envoy runs in it as uid/gid 1337); None: the loopback fallback. Stops what it started
     if Envoy does not become ready."""
     agent = EnvoyAgent(PodIdentity.from_pod(pod, proxy_type=proxy_type, domain=domain), xds_host, xds_port,
                        log_level=log_level, certs=certs, netns=netns, delta=delta)

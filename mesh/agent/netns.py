@@ -9,13 +9,22 @@ process in the pod would do from a thread that has joined the pod's namespace:
   the namespace it was created in, so the agent's event loop then serves it as any other.
 * ``PodNetwork.call`` runs a blocking function there (an HTTP GET to Envoy's admin on
   ``127.0.0.1:15000`` of the pod).
-* ``envoy_prefix`` is the command prefix that starts Envoy inside the namespace with gid 1337
-  (``ip netns exec <ns> setpriv --regid 1337``), the group istio-iptables excludes from capture:
-  the proxy GID defaults to the ``-u`` value
+* ``envoy_prefix`` is the command prefix that starts Envoy inside the namespace as the proxy's
+  uid and gid 1337 (``ip netns exec <ns> setpriv --reuid 1337 --regid 1337``), as the injection
+  template runs istio-proxy with REDIRECT capture: ``runAsUser: 1337``, ``runAsGroup: 1337``
+  (https://github.com/istio/istio/blob/1.19.0/manifests/charts/istio-control/istio-discovery/files/injection-template.yaml#L381-L387).
+  istio-iptables takes the proxy GID from the ``-u`` value
   (https://github.com/istio/istio/blob/1.19.0/tools/istio-iptables/pkg/cmd/root.go#L171-L174) and
-  ISTIO_OUTPUT returns traffic of that group before any redirect
-  (https://github.com/istio/istio/blob/1.19.0/tools/istio-iptables/pkg/capture/run.go#L405-L438).
-  uid stays 0 so Envoy can read a virtualenv under a directory only root can read.
+  ISTIO_OUTPUT returns that uid's and gid's traffic uncaptured, except what goes to the pod's own
+  address over ``lo``
+  (https://github.com/istio/istio/blob/1.19.0/tools/istio-iptables/pkg/capture/run.go#L356-L438).
+  The uid matters, not only the gid: the uid's rules come first, and their
+  ``-o lo -m owner ! --uid-owner 1337 -j RETURN`` (L394-L395) would return an Envoy of uid 0
+  calling its own pod's IP straight to the app, where Istio's Envoy is sent back into 15006 by
+  ``-o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT`` (L373-L378): a pod
+  calling its own Service through its sidecar. ``proxy_user`` picks uid 1337 when that user can
+  run the Envoy binary and use the agent's directory, else keeps uid 0 with gid 1337 (say a
+  virtualenv under a directory only root can read) and logs what that loses.
 
 ``setns(2)`` with ``CLONE_NEWNET`` moves only the calling thread, so a small pool of threads per
 pod lives in its namespace for the agent's lifetime; the loop's threads never move.
@@ -38,7 +47,8 @@ from pathlib import Path
 from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
-PROXY_GID = 1337  # istio-proxy's group: ISTIO_OUTPUT returns its traffic before any REDIRECT
+PROXY_UID = 1337  # istio-proxy's user (the injection template's runAsUser)
+PROXY_GID = 1337  # and group: ISTIO_OUTPUT returns their traffic before any REDIRECT
 NETNS_DIR = Path("/run/netns")  # where `ip netns add` pins namespaces by name
 
 T = TypeVar("T")
@@ -110,16 +120,38 @@ class PodNetwork:
                 conn.close()
         return await self.call(fetch)
 
-    def envoy_prefix(self) -> list[str]:
-        """The command prefix that runs Envoy in the pod's namespace with gid 1337 (empty without one)."""
+    def envoy_prefix(self, uid: int | None = PROXY_UID) -> list[str]:
+        """The command prefix that runs Envoy in the pod's namespace as ``uid`` (None: stay 0) and
+        gid 1337 (empty without a namespace)."""
         if self.name is None:
             return []
         ip, setpriv = shutil.which("ip"), shutil.which("setpriv")
         if not ip or not setpriv:
             raise NetnsError("running Envoy in a network namespace needs `ip` (iproute2) and `setpriv` (util-linux)")
-        return [ip, "netns", "exec", self.name, setpriv, f"--regid={PROXY_GID}", "--clear-groups"]
+        user = [] if uid is None else [f"--reuid={uid}"]
+        return [ip, "netns", "exec", self.name, setpriv, *user, f"--regid={PROXY_GID}", "--clear-groups"]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def _permits(path: Path, uid: int, gid: int, bits: int) -> bool:
+    """Do ``path``'s mode bits grant ``uid``/``gid`` (no supplementary groups) all of ``bits`` (4 r, 2 w, 1 x)?"""
+    st = path.stat()
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def usable_by(path: Path, uid: int, gid: int, bits: int) -> bool:
+    """Can ``uid``/``gid`` reach ``path`` (search on every directory above it) with ``bits`` on it?"""
+    path = Path(path).resolve()
+    return all(_permits(d, uid, gid, 1) for d in path.parents) and _permits(path, uid, gid, bits)
+
+
+def proxy_user(envoy: str | Path, workdir: Path) -> int | None:
+    """The uid Envoy runs as in a pod: 1337 if that user can execute ``envoy`` and enter
+    ``workdir`` (the agent's, made the proxy's own by ``EnvoyAgent``), else None (uid 0)."""
+    return PROXY_UID if usable_by(Path(envoy), PROXY_UID, PROXY_GID, 5) and all(
+        _permits(d, PROXY_UID, PROXY_GID, 1) for d in Path(workdir).resolve().parents) else None

@@ -47,6 +47,8 @@ class UnixListenPath:
         target = self.path.resolve()
         if target.exists():
             os.chmod(target, 0o666)
+        if self._short_dir is not None:  # mkdtemp's 0700 would keep that Envoy out of the directory
+            os.chmod(self._short_dir, 0o755)
 
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -116,12 +116,14 @@ async def _demo(options: DemoOptions, args) -> int:
 
 
 def _announce(demo: BookinfoDemo) -> None:
-    sidecars = sum(p.agent is not None for p in demo.pods.values())
-    lines = ["", f"bookinfo is up: {len(demo.pods)} pods ({demo.mode.name}), {sidecars} with a SYNCED Envoy sidecar."]
-    # the ingress gateway's port-forward: bookinfo's VirtualService on it routes /productpage
+    kinds = [p.agent.pod.proxy_type for p in demo.pods.values() if p.agent is not None]
+    gateways = f", {kinds.count('router')} ingress gateway" if "router" in kinds else ""
+    lines = ["", f"{Path(demo.options.trace).stem} is up: {len(demo.pods)} pods ({demo.mode.name}), "
+                 f"{kinds.count('sidecar')} with a SYNCED Envoy sidecar{gateways}."]
+    # the ingress gateway's port-forward: bookinfo-gateway's VirtualService routes /productpage through it
     lines += [f"  {name}: {url}productpage" if name == "istio-ingressgateway" else f"  {name}: {url}"
               for name, url in demo.forward_urls().items()]
-    lines += ["Send traffic through productpage's sidecar:"]
+    lines += [f"Send traffic through {demo.entry_pod().app.app}'s sidecar:"]
     lines += [f"  {c}" for c in demo.curl_commands()]
     lines += ["What istiod sent the sidecars:"]
     lines += [f"  {c}" for c in demo.status_commands()]

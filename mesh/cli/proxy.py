@@ -12,7 +12,7 @@ service-account token for ``--service-account``; re-read at every renewal, as pi
 re-reads ``istio-token``), the agent gets a workload certificate and serves it to Envoy over SDS,
 so the sidecar takes part in mutual TLS (:mod:`mesh.agent.certs`, :mod:`mesh.agent.sds`).
 
-``--netns NAME`` runs Envoy in that network namespace (``ip netns`` name) with gid 1337, the
+``--netns NAME`` runs Envoy in that network namespace (``ip netns`` name) as uid and gid 1337, the
 agent staying outside, as in a real pod (:mod:`mesh.agent.netns`); the pod IP is then the one
 the namespace has. Without it the pod IP must be a loopback address (the loopback fallback).
 

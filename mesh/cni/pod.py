@@ -1,6 +1,6 @@
 """One pod sandbox: its network namespace, its address, and commands run inside it.
 
-The integration point for everything that runs "in the pod" — the app, Envoy (with gid 1337 so
+The integration point for everything that runs "in the pod" — the app, Envoy (as uid/gid 1337 so
 istio-init's rules leave its traffic alone), ``mesh exec``, the port-forward helper, istio-init's
 ``iptables-restore`` — is ``PodSandbox.command(argv, uid=, gid=)``: the argv that runs ``argv``
 in the pod's network namespace (``ip netns exec``, which also binds ``/etc/netns/<name>/hosts``
@@ -38,9 +38,9 @@ class PodSandbox:
         return ETC_NETNS / self.netns
 
     def command(self, argv: list[str], uid: int | None = None, gid: int | None = None) -> list[str]:
-        """``argv`` run inside this pod as ``uid``/``gid`` (None: keep root's). Envoy's is
-        ``command(envoy_argv, gid=1337)``: uid 0 keeps what root may read, gid 1337 is what
-        istio-iptables' ``--gid-owner 1337`` rules exempt from capture."""
+        """``argv`` run inside this pod as ``uid``/``gid`` (None: keep root's); 1337 is the proxy's
+        user and group, which istio-iptables' ``--uid-owner``/``--gid-owner 1337`` rules exempt
+        from capture (``mesh.agent.netns`` starts Envoy that way)."""
         wrapped = ["ip", "netns", "exec", self.netns]
         if uid is not None or gid is not None:
             wrapped += ["setpriv"]

@@ -106,15 +106,24 @@ class BookinfoApp:
             return {"error": f"{type(err).__name__}: {err}"}
 
 
-async def _run_in_pod(app: BookinfoApp) -> None:
-    await app.start()
+async def ready_until_signalled() -> None:
+    """An app process in its pod, once it serves: say ``ready`` (what ``mesh.demo.podmode`` waits
+    for), then wait for SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
     await stop.wait()
-    await app.stop()
+
+
+async def _run_in_pod(app: BookinfoApp | None) -> None:
+    """Serve until signalled; ``None``: serve nothing (the sleep sample's ``sleep infinity``)."""
+    if app is not None:
+        await app.start()
+    await ready_until_signalled()
+    if app is not None:
+        await app.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", required=True)
     parser.add_argument("--version", default="v1")
     args = parser.parse_args(argv)
-    asyncio.run(_run_in_pod(BookinfoApp(args.pod, args.ip, args.app, args.version, args.namespace, capture=True)))
+    # sleep (Istio's samples/sleep, a client pod whose container runs `sleep infinity`) listens nowhere
+    app = None if args.app == "sleep" else BookinfoApp(args.pod, args.ip, args.app, args.version, args.namespace,
+                                                       capture=True)
+    asyncio.run(_run_in_pod(app))
     return 0
 
 

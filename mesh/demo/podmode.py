@@ -4,8 +4,9 @@
 
 - ``netns`` — each pod is a network namespace made by ``mesh.cni`` on its trace IP (10.244.0.x),
   its ``istio-init`` args (from the injected pod) applied with ``mesh.iptables``, its app a process
-  inside it that calls Services by name (captured by iptables into the sidecar). Envoy runs in the
-  pod's namespace with gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
+  inside it that calls Services by name (captured by iptables into the sidecar; the tcp-echo
+  trace's server is Istio's TCP echo, ``mesh.demo.tcp_echo``). Envoy runs in the
+  pod's namespace as uid and gid 1337 (``mesh.agent``'s ``netns``), with istiod's REDIRECT layout and a
   workload certificate from istiod's CA (auto-mTLS), and reaches istiod through pilot-agent's XDS
   proxy on a Unix socket. An ingress gateway pod (``InPodGateway``) is a sandbox without app or
   istio-init, its Envoy a ``router``; the demo port-forwards 127.0.0.1 to its 8080.
@@ -79,10 +80,8 @@ class InPodApp:
         self.sandbox = await self._make_sandbox()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         # die_with_parent: a demo killed without its stop (a crashed notebook kernel) leaves no app behind
-        self.process = self.sandbox.spawn(
-            [*die_with_parent(), sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
-             "--ip", self.ip, "--app", self.app, "--version", self.version],
-            stdout=subprocess.PIPE, env=env, text=True)
+        self.process = self.sandbox.spawn([*die_with_parent(), *self.app_command()], stdout=subprocess.PIPE,
+                                          env=env, text=True)
         line = await asyncio.to_thread(self.process.stdout.readline)
         if line.strip() != "ready":
             await self.stop()
@@ -91,6 +90,15 @@ class InPodApp:
 
     async def _make_sandbox(self) -> PodSandbox:
         return await self.pods.add_pod(self.pod, self.ident)
+
+    def app_command(self) -> list[str]:
+        """The app container: Istio's tcp-echo server with its container's args
+        (``mesh.demo.tcp_echo``), else a tiny bookinfo app (``mesh.demo.apps``; ``sleep`` idles)."""
+        if self.app == "tcp-echo":
+            container = next(c for c in self.pod["spec"]["containers"] if c["name"] == "tcp-echo")
+            return [sys.executable, "-m", "mesh.demo.tcp_echo", *container.get("args", [])]
+        return [sys.executable, "-m", "mesh.demo.apps", "--pod", self.pod_name, "--namespace", self.namespace,
+                "--ip", self.ip, "--app", self.app, "--version", self.version]
 
     async def stop(self) -> None:
         if self.process is None:

@@ -192,7 +192,7 @@ class BookinfoDemo:
         demo_pod = DemoPod(ident.name, ident.namespace, ident.ip, app, starting=asyncio.current_task())
         self.pods[key] = demo_pod
         await app.start()
-        # netns: Envoy runs in the pod's namespace (gid 1337, REDIRECT layout) behind the agent's XDS
+        # netns: Envoy runs in the pod's namespace (uid/gid 1337, REDIRECT layout) behind the agent's XDS
         # proxy on a Unix socket; loopback: in this namespace, on the pod's stand-in address.
         netns = app.sandbox.netns if self.mode.name == "netns" else None
         # Captured pods need no HTTP proxy listener (Istio's default: no proxyHttpPort); loopback apps use it.
@@ -250,15 +250,17 @@ class BookinfoDemo:
 
     def curl_commands(self) -> list[str]:
         """Commands that send traffic through a sidecar: to productpage (which calls details and
-        reviews, which may call ratings) and straight to reviews and ratings."""
+        reviews, which may call ratings) and straight to reviews and ratings; in netns mode, a line
+        to tcp-echo's TCP port when the trace has it."""
         entry = self.entry_pod()
         hosts = [h for h in ("productpage", "reviews", "ratings", "details")
                  if any(p.app.app == h for p in self.pods.values())]
         if self.mode.name == "netns":  # from inside the pod, as the app calls: captured by iptables
-            # Not the entry pod's own service: a pod calling itself through its sidecar gets a 503
-            # here (a gap; Istio routes it back in through 15006). The port-forward URL reaches it.
-            return [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts
-                    if host != entry.app.app]
+            commands = [f"python -m mesh exec {entry.proxy_id} -- curl -s http://{host}:{APP_PORT}/" for host in hosts]
+            if any(p.app.app == "tcp-echo" for p in self.pods.values()):  # the tcp-echo trace: a line over TCP
+                commands.append(f"python -m mesh exec {entry.proxy_id} -- bash -c "
+                                f"'exec 3<>/dev/tcp/tcp-echo/9000; echo world >&3; head -1 <&3'")
+            return commands
         proxy = f"http://{entry.ip}:{entry.agent.http_proxy_port}/"
         return [f"curl -s -H 'Host: {host}:{APP_PORT}' {proxy}" for host in hosts]
 
@@ -307,7 +309,7 @@ def workload_certs(server: Server, namespace: str, service_account: str) -> Work
 
 
 def ingress_gateways(trace) -> set[str]:
-    """``<name>.<ns>`` of the ingress gateway pods the trace creates (the gateways trace's one)."""
+    """``<name>.<ns>`` of the ingress gateway pods the trace creates (bookinfo's and the gateways trace's one)."""
     return {f"{e.object['metadata']['name']}.{e.object['metadata']['namespace']}" for e in trace.events
             if e.type == "ADDED" and e.object.get("kind") == "Pod" and is_ingress_gateway(e.object)}
 

@@ -38,15 +38,19 @@ Inbound clusters depend on how traffic reaches the proxy (``Proxy.captured``):
 * NONE: nothing to recover the destination from, so ``inbound|<port>||`` is a STATIC cluster
   pointing at the app on the pod IP (as Istio's Sidecar ``ingress`` with a ``defaultEndpoint``).
 
+A Sidecar with ``ingress`` listeners gets one ``inbound|<port>||`` per listener instead
+(``buildInboundClusters``, cluster.go#L545-L645), see ``build_ingress_clusters``.
+
 Gateways get no PassthroughCluster: they have no original-destination listener (cluster.go#L266-L269).
 
 Simplifications, named: IPv4 only; DNS clusters carry neither ``dns_lookup_family`` nor the
 mesh's DNS refresh rate, and a DNS subset keeps the service's one hostname endpoint rather than
 filtering by the subset's labels; a headless service's cluster stays ORIGINAL_DST for gateways too
 (Istio makes it EDS there, cluster.go#L676-L679); no ``alt_stat_name`` (MeshConfig
-``outboundClusterStatName``) and no metadata-exchange cluster filter (stock Envoy has none). The
-DestinationRule for a host is the one ``PushContext.destination_rule`` finds (no per-proxy
-scoping); the named simplifications of the policy and TLS modules apply here too.
+``outboundClusterStatName``) and no metadata-exchange cluster filter (stock Envoy has none); inbound
+clusters take no DestinationRule policy. The DestinationRule for a host is the one the proxy's
+SidecarScope picks (``push.destination_rule``: merged, workload-selected for this proxy's labels);
+the named simplifications of the policy and TLS modules apply here too.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 INBOUND_PASSTHROUGH_IPV4 = "InboundPassthroughClusterIpv4"
 INBOUND_PASSTHROUGH_BIND_IPV4 = "127.0.0.6"  # listener_address.go#L36
+LOCALHOST = "127.0.0.1"
 
 
 
@@ -110,20 +115,59 @@ def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance], 
 
 
 def inbound_clusters_key(instances: list[ServiceInstance], captured: bool) -> tuple:
-    """What ``build_inbound_clusters`` reads from the instances: proxies with equal keys get equal
-    clusters (every pod of a service when captured; every proxy with no instances), so a push can
-    build and encode them once (``mesh.xds.cds``)."""
+    """What ``build_inbound_clusters`` reads from the instances when the Sidecar has no ingress
+    listeners: proxies with equal keys get equal clusters (every pod of a service when captured;
+    every proxy with no instances), so a push can build and encode them once (``mesh.xds.cds``)."""
     picked = unique_target_ports(instances) if captured else unique_ports(instances)
     return (captured, tuple((i.port, i.endpoint.endpoint_port, "" if captured else i.endpoint.address,
                              i.service.hostname, i.service.name, i.service.namespace) for i in picked))
 
 
-def build_inbound_clusters(instances: list[ServiceInstance], captured: bool) -> list[dict]:
-    """``buildInboundClusters``: one per target port, then the passthrough (capture only)."""
-    if captured:
-        return [build_inbound_cluster(i, True) for i in unique_target_ports(instances)] + [
-            inbound_passthrough_cluster()]
-    return [build_inbound_cluster(i, False) for i in unique_ports(instances)]
+def build_inbound_clusters(instances: list[ServiceInstance], captured: bool, ingress: list[dict] | None = None,
+                           proxy_ips: list[str] | tuple[str, ...] = (), sidecar: tuple[str, str] = ("", "")) -> list[dict]:
+    """``buildInboundClusters``: one per target port — or, when the proxy's Sidecar has ``ingress``
+    listeners, one per ingress listener instead — then the passthrough (capture only)."""
+    if ingress:
+        clusters = build_ingress_clusters(ingress, instances, proxy_ips, *sidecar)
+    elif captured:
+        clusters = [build_inbound_cluster(i, True) for i in unique_target_ports(instances)]
+    else:
+        return [build_inbound_cluster(i, False) for i in unique_ports(instances)]
+    return clusters + [inbound_passthrough_cluster()] if captured else clusters
+
+
+def build_ingress_clusters(ingress: list[dict], instances: list[ServiceInstance], proxy_ips,
+                           sidecar_name: str, sidecar_namespace: str) -> list[dict]:
+    """``inbound|<port>||`` per Sidecar ingress listener (cluster.go#L575-L643). Its
+    ``defaultEndpoint`` says where traffic goes: none → ORIGINAL_DST (where it was going);
+    ``127.0.0.1:<p>`` (or ``[::1]:<p>``) → STATIC to localhost; ``0.0.0.0:<p>`` → STATIC to the
+    pod's IPv4 address; ``unix://...`` → that socket. Only a localhost endpoint goes without the
+    127.0.0.6 upstream bind. The service named in metadata is the instance on that port, else the
+    synthetic ``<sidecar>.<namespace>`` (``findOrCreateService``)."""
+    out = []
+    for listener in ingress:
+        number = int((listener.get("port") or {}).get("number") or 0)
+        target = (listener.get("defaultEndpoint") or "").strip()
+        where, port = "", 0
+        if target.startswith("unix://"):
+            where = target
+        elif target:
+            host, _, port_text = target.rpartition(":")
+            if not port_text.isdigit():
+                continue
+            port, host = int(port_text), host.strip("[]")
+            if host == "0.0.0.0":
+                where = next((a for a in proxy_ips if a.count(".") == 3), LOCALHOST)
+            elif host == "::":
+                where = next((a for a in proxy_ips if ":" in a), "::1")
+            elif host in (LOCALHOST, "::1"):
+                where = LOCALHOST  # the proxy's first local host (IPv4 here)
+        instance = next((i for i in instances if i.endpoint.endpoint_port == number), None)
+        service = instance.service if instance is not None else Service(
+            hostname=f"{sidecar_name}.{sidecar_namespace}", name=sidecar_name, namespace=sidecar_namespace, ports=[])
+        out.append(inbound_cluster(inbound_cluster_name(number), where, port, service,
+                                   upstream_bind=where not in (LOCALHOST, "::1")))
+    return out
 
 
 def build_outbound_clusters(push: PushContext, service: Service, auto_mtls: bool = False,
@@ -245,17 +289,27 @@ def build_inbound_cluster(instance: ServiceInstance, captured: bool = True) -> d
     127.0.0.6 upstream bind; without, by the service port, STATIC to the app on the pod IP."""
     ep = instance.endpoint
     target = ep.endpoint_port or instance.port
-    name = inbound_cluster_name(target if captured else instance.port)
-    cluster: dict = {"name": name, "type": "ORIGINAL_DST" if captured else "STATIC",
-                     "connectTimeout": DEFAULT_CONNECT_TIMEOUT, "commonLbConfig": {}}
     if captured:
+        return inbound_cluster(inbound_cluster_name(target), "", 0, instance.service, upstream_bind=True)
+    return inbound_cluster(inbound_cluster_name(instance.port), ep.address, ep.endpoint_port, instance.service,
+                           upstream_bind=False)
+
+
+def inbound_cluster(name: str, where: str, port: int, service: Service, upstream_bind: bool) -> dict:
+    """``buildInboundClusterForPortOrUDS``: STATIC to ``where:port`` (a ``unix://`` path: that
+    socket), or ORIGINAL_DST when ``where`` is empty; ``upstream_bind``: from 127.0.0.6."""
+    cluster: dict = {"name": name, "type": "STATIC" if where else "ORIGINAL_DST",
+                     "connectTimeout": DEFAULT_CONNECT_TIMEOUT, "commonLbConfig": {}}
+    if not where:
         cluster["lbPolicy"] = "CLUSTER_PROVIDED"
-        cluster["upstreamBindConfig"] = _bind_127_0_0_6()
     else:
+        addr = ({"pipe": {"path": where.removeprefix("unix://")}} if where.startswith("unix://")
+                else {"socketAddress": {"address": where, "portValue": port}})
         cluster["loadAssignment"] = {"clusterName": name, "endpoints": [{"lbEndpoints": [{"endpoint": {
-            "address": {"socketAddress": {"address": ep.address, "portValue": ep.endpoint_port}}}}]}]}
+            "address": addr}}]}]}
+    if upstream_bind:
+        cluster["upstreamBindConfig"] = _bind_127_0_0_6()
     cluster["circuitBreakers"] = {"thresholds": [default_thresholds()]}
-    service = instance.service
     cluster["metadata"] = {"filterMetadata": {"istio": {"services": [
         {"host": service.hostname, "name": service.name, "namespace": service.namespace}]}}}
     return cluster

@@ -31,12 +31,29 @@ Sidecar ingress declared it: ``virtualInbound`` bound to ``<pod-ip>:15006``, rou
 the mTLS chains of ``getFilterChainMatchOptions`` for HTTP. Its per-port modes collapse to the
 strictest of the workload's ports, and it binds the pod IP rather than the wildcard.
 
-Simplifications, named: IPv4 only; no Sidecar ``ingress`` listeners; per-port ``portLevelMtls``
-passthrough chains are left out (ports without a Service use the workload-wide mode).
+**Sidecar ingress listeners** (``buildInboundChainConfigs``, #L401-L488): when the proxy's Sidecar
+declares ``ingress``, those ports *replace* the Service ports (``PILOT_ALLOW_SIDECAR_SERVICE_INBOUND_LISTENER_MERGE``
+is off by default). Each is a chain ``<bind>_<port>`` matching its port, in the protocol it declares,
+to ``inbound|<port>||`` (whose endpoint its ``defaultEndpoint`` sets, ``networking/cluster.py``);
+its route's operation names the synthetic host ``<sidecar>.<namespace>``. ``bind`` defaults to the
+proxy's global unicast address, else 0.0.0.0 (``getSidecarInboundBindIPs``,
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/networking/core/v1alpha3/listener_address.go#L86-L96).
+``captureMode`` decides where the chain goes (``getBindToPort``, #L490-L498): NONE (or DEFAULT on a
+proxy nothing captures) makes it a listener of its own bound to ``<bind>:<port>``, without
+``original_dst`` (``inboundCustomListener``, #L257-L265); otherwise it joins ``virtualInbound``.
+Without capture there is then no ``virtualInbound`` at all: the ingress listeners are the inbound side.
+
+Simplifications, named: IPv4 only; per-port ``portLevelMtls`` passthrough chains are left out
+(ports without a Service use the workload-wide mode); ingress ``tls`` is ignored (istiod reads it
+only with ``ENABLE_TLS_ON_SIDECAR_INGRESS``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+
+from mesh.config.protocol import parse as protocol_parse
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.networking.authn import DISABLE, PERMISSIVE, STRICT, mtls_mode
@@ -79,12 +96,89 @@ def original_dst() -> dict:
 
 
 def build_inbound_listeners(proxy: Proxy, instances: list[ServiceInstance],
-                            peer_authentications: list[Config], trust_domain: str) -> list[dict]:
+                            peer_authentications: list[Config], trust_domain: str,
+                            ingress: list[dict] | None = None, sidecar_host: str = "") -> list[dict]:
+    """``buildInboundListeners``. With a Sidecar's ``ingress`` listeners (``ingress``; the
+    synthetic ``<sidecar>.<namespace>`` host names them in routes) those replace the service ports."""
+    if ingress:
+        return build_ingress_listeners(proxy, ingress, sidecar_host, peer_authentications, trust_domain)
     if proxy.captured:
         return [build_virtual_inbound_listener(proxy, instances, peer_authentications, trust_domain)]
     if not instances:
         return []
     return [build_bound_inbound_listener(proxy, instances, peer_authentications, trust_domain)]
+
+
+@dataclass(frozen=True)
+class IngressChain:
+    """One Sidecar ingress listener as ``buildInboundChainConfigs`` reads it (#L414-L476)."""
+
+    port: int  # the listener port, which is also the target port (the API has no targetPort)
+    protocol: str
+    bind: str
+    bind_to_port: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.bind}_{self.port}"
+
+    @property
+    def cluster(self) -> str:
+        return inbound_cluster_name(self.port)
+
+
+def global_unicast_ip(addresses: list[str]) -> str | None:
+    """``GlobalUnicastIP``: the first address that is neither loopback, link-local, multicast nor
+    unspecified (private ranges count, as in Go's ``IsGlobalUnicast``)."""
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified
+                or a == "255.255.255.255"):
+            return a
+    return None
+
+
+def ingress_chains(proxy: Proxy, ingress: list[dict]) -> list[IngressChain]:
+    """Per ingress listener: bound to a real port when its ``captureMode`` is NONE (DEFAULT: when
+    the proxy is not captured, ``getBindToPort``); ``bind`` defaults to the proxy's global unicast IP,
+    else 0.0.0.0 (``getSidecarInboundBindIPs``); a port listed twice keeps its first listener."""
+    by_port: dict[int, IngressChain] = {}
+    for listener in ingress:
+        port = listener.get("port") or {}
+        number = int(port.get("number") or 0)
+        mode = listener.get("captureMode") or "DEFAULT"
+        bind_to_port = (not proxy.captured) if mode == "DEFAULT" else mode == "NONE"
+        bind = listener.get("bind") or global_unicast_ip(proxy.ip_addresses) or WILDCARD
+        by_port.setdefault(number, IngressChain(number, listener_protocol(protocol_parse(port.get("protocol") or "")),
+                                                bind, bind_to_port))
+    return [by_port[p] for p in sorted(by_port)]
+
+
+def build_ingress_listeners(proxy: Proxy, ingress: list[dict], sidecar_host: str,
+                            peer_authentications: list[Config], trust_domain: str) -> list[dict]:
+    """A chain per ingress port, to ``inbound|<port>||``; chains that bind a port become listeners of
+    their own (``inboundCustomListener``), the rest join ``virtualInbound`` under capture."""
+    virtual, bound = [], []
+    for ic in ingress_chains(proxy, ingress):
+        chains = _chains(filter_chain_match_options(_port_mode(proxy, peer_authentications, ic.port), ic.protocol),
+                         ic.name, ic.name, ic.cluster, {"destinationPort": ic.port},
+                         _inline_route_config(ic.cluster, ic.port, sidecar_host), f"inbound_{ic.name}", trust_domain)
+        if not ic.bind_to_port:
+            virtual += chains
+            continue
+        listener = {"name": ic.name, "address": address(ic.bind, ic.port), "trafficDirection": "INBOUND",
+                    "continueOnListenerFiltersTimeout": True, "filterChains": chains}
+        inspectors = inspectors_for(chains)
+        if inspectors:
+            listener["listenerFilters"] = inspectors
+        listener["listenerFiltersTimeout"] = "0s"  # MeshConfig.protocolDetectionTimeout
+        bound.append(listener)
+    if proxy.captured:
+        return [virtual_inbound_listener(proxy, peer_authentications, trust_domain, virtual)] + bound
+    return bound
 
 
 def _port_mode(proxy: Proxy, peer_authentications: list[Config], port: int) -> str:
@@ -140,15 +234,7 @@ def _protocol(instance: ServiceInstance) -> str:
 
 def build_virtual_inbound_listener(proxy: Proxy, instances: list[ServiceInstance],
                                    peer_authentications: list[Config], trust_domain: str) -> dict:
-    chains = [{"filterChainMatch": {"destinationPort": INBOUND_PORT}, "name": VIRTUAL_INBOUND_BLACKHOLE,
-               "filters": [tcp_proxy_filter(BLACKHOLE)]}]
-    # Passthrough: any IPv4 destination on a port no Service declares (``ForPassthrough``: port 0).
-    passthrough_route = {"name": INBOUND_PASSTHROUGH_IPV4, "validateClusters": False, "virtualHosts": [{
-        "name": "inbound|http|0", "domains": ["*"], "routes": [inbound_route(INBOUND_PASSTHROUGH_IPV4, ":0/*")]}]}
-    chains += _chains(filter_chain_match_options(_port_mode(proxy, peer_authentications, 0), AUTO),
-                      VIRTUAL_INBOUND, VIRTUAL_INBOUND_CATCHALL_HTTP, INBOUND_PASSTHROUGH_IPV4,
-                      {"prefixRanges": [{"addressPrefix": "0.0.0.0", "prefixLen": 0}]},
-                      passthrough_route, INBOUND_PASSTHROUGH_IPV4, trust_domain)
+    chains = []
     by_target: dict[int, ServiceInstance] = {}
     for inst in instances:  # the oldest Service wins a target port (``reportInboundConflict``)
         by_target.setdefault(inst.endpoint.endpoint_port or inst.port, inst)
@@ -159,6 +245,22 @@ def build_virtual_inbound_listener(proxy: Proxy, instances: list[ServiceInstance
                           name, name, cluster, {"destinationPort": target},
                           _inline_route_config(cluster, inst.port, inst.service.hostname), f"inbound_{name}",
                           trust_domain)
+    return virtual_inbound_listener(proxy, peer_authentications, trust_domain, chains)
+
+
+def virtual_inbound_listener(proxy: Proxy, peer_authentications: list[Config], trust_domain: str,
+                             port_chains: list[dict]) -> dict:
+    """``inboundVirtualListener``: the blackhole and passthrough chains, then ``port_chains``."""
+    chains = [{"filterChainMatch": {"destinationPort": INBOUND_PORT}, "name": VIRTUAL_INBOUND_BLACKHOLE,
+               "filters": [tcp_proxy_filter(BLACKHOLE)]}]
+    # Passthrough: any IPv4 destination on a port no Service declares (``ForPassthrough``: port 0).
+    passthrough_route = {"name": INBOUND_PASSTHROUGH_IPV4, "validateClusters": False, "virtualHosts": [{
+        "name": "inbound|http|0", "domains": ["*"], "routes": [inbound_route(INBOUND_PASSTHROUGH_IPV4, ":0/*")]}]}
+    chains += _chains(filter_chain_match_options(_port_mode(proxy, peer_authentications, 0), AUTO),
+                      VIRTUAL_INBOUND, VIRTUAL_INBOUND_CATCHALL_HTTP, INBOUND_PASSTHROUGH_IPV4,
+                      {"prefixRanges": [{"addressPrefix": "0.0.0.0", "prefixLen": 0}]},
+                      passthrough_route, INBOUND_PASSTHROUGH_IPV4, trust_domain)
+    chains += port_chains
     listener = {"name": VIRTUAL_INBOUND, "address": address(WILDCARD, INBOUND_PORT), "trafficDirection": "INBOUND",
                 "continueOnListenerFiltersTimeout": True, "filterChains": chains}
     listener["listenerFilters"] = [original_dst()] + inspectors_for(chains)

@@ -13,9 +13,20 @@ takes the others from the previous push. The indexes, each a field here that a n
 * ``virtual_service_index`` (``initVirtualServices``, #L1539-L1653): VirtualServices by gateway,
   split the same three ways by ``exportTo`` (default ``defaultVirtualServiceExportTo``).
 * ``destination_rule_index`` (``initDestinationRules`` / ``setDestinationRules``, #L1746-L1757 and #L1776-L1874):
-  per namespace the rules usable there (``namespace_local``) and the rules exported from it
-  (``exported_by_namespace``). ``destination_rule_for`` (``destinationRule``, #L1111-L1189) looks a
-  host up in the proxy's namespace, then the service's namespace, then the root namespace.
+  per namespace the rules usable there (``namespace_local``), the rules exported from it
+  (``exported_by_namespace``) and the root namespace's private ones (``root_namespace_local``).
+  Each host holds a list of ``ConsolidatedDestRule``: rules for one host in one namespace are
+  *merged* as ``mergeDestinationRule`` does
+  (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/destination_rule.go#L41-L121), oldest
+  first — a later rule's subsets are appended unless their name is already there, its top-level
+  ``trafficPolicy`` is taken only if the merged rule has none, its ``exportTo`` only if the first
+  had none — and the result remembers every rule it came from (``sources``, Go's ``from``). A rule
+  with a ``workloadSelector`` is private to its namespace and stays an entry of its own (merged only
+  with rules of the same selector); ``SidecarScope.destination_rule`` picks the entry whose selector
+  matches the proxy, else the one without a selector (sidecar.go#L570-L596).
+  ``destination_rule_for`` (``destinationRule``, #L1111-L1189) looks a host up in the proxy's
+  namespace (the root namespace's private rules for a proxy there), then the rules the service's
+  namespace exports, then the root namespace's.
 * ``sidecar_index`` (``initSidecarScopes``, #L1708-L1743): the SidecarScopes of every namespace
   (``mesh/networking/sidecar.py``); ``sidecar_scope_for(proxy)`` is ``getSidecarScope`` (#L1043-L1108).
 
@@ -31,9 +42,9 @@ builder called without a proxy sees, and what gateways read); per proxy the buil
 
 Simplifications, named: istiod lives in ``pilot/pkg/model``; mesh's PushContext also indexes
 Gateways and PeerAuthentications but not EnvoyFilters, AuthorizationPolicies, Telemetry or
-WasmPlugins. When several DestinationRules for one host are usable in one namespace the oldest
-wins (Istio merges them), and DestinationRule ``workloadSelector`` is not honoured. Gateways read
-every VirtualService bound to them, whatever its exportTo.
+WasmPlugins; no namespace/mesh-wide DestinationRule inheritance (``PILOT_ENABLE_DESTINATION_RULE_INHERITANCE``,
+off by default) and no ``DuplicatedSubsets`` metric. Gateways read every VirtualService bound to
+them, whatever its exportTo.
 
 mesh's own fast paths (not istiod's): ``destination_rule_for`` answers once per push for all proxy
 namespaces that cannot change the answer (``DestinationRuleIndex.namespaces_that_matter``), and
@@ -43,13 +54,16 @@ namespaces that cannot change the answer (``DestinationRuleIndex.namespaces_that
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config, ConfigStore
 from mesh.model.proxy import Proxy
 from mesh.model.service import IstioEndpoint, Service, ServiceDiscovery
 from mesh.util.net import is_ip_address
+
+T = TypeVar("T")
 
 VIRTUAL_SERVICE = "VirtualService"
 DESTINATION_RULE = "DestinationRule"
@@ -130,21 +144,81 @@ class VirtualServiceIndex:
     exported_to_namespace_by_gateway: dict[tuple[str, str], list[Config]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, eq=False)
+class ConsolidatedDestRule:
+    """``ConsolidatedDestRule`` (push_context.go#L289-L295): a DestinationRule, merged from the
+    rules named in ``sources`` (namespace, name), oldest first. ``rule`` is the oldest rule's
+    metadata with the merged spec."""
+
+    rule: Config
+    sources: tuple[tuple[str, str], ...]
+
+    @property
+    def selector(self) -> dict[str, str] | None:
+        return workload_selector(self.rule)
+
+
+def workload_selector(rule: Config) -> dict[str, str] | None:
+    """A DestinationRule's ``workloadSelector.matchLabels``; None when it has no selector at all
+    (an empty selector is still a selector, as Go's ``GetWorkloadSelector() != nil``)."""
+    selector = rule.spec.get("workloadSelector")
+    return None if selector is None else dict(selector.get("matchLabels") or {})
+
+
+@dataclass
+class ConsolidatedDestRules:
+    """``consolidatedDestRules`` (push_context.go#L278-L287): FQDN host → rules, and the exportTo
+    of each host as the first rule that had one gave it (empty: everywhere)."""
+
+    rules: dict[str, list[ConsolidatedDestRule]] = field(default_factory=dict)
+    export_to: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def merge(self, dr: Config, host: str, export_to: frozenset[str]) -> None:
+        """``mergeDestinationRule`` (destination_rule.go#L41-L121)."""
+        entries = self.rules.get(host)
+        if entries is None:
+            self.rules[host] = [ConsolidatedDestRule(dr, ((dr.namespace, dr.name),))]
+            self.export_to[host] = export_to
+            return
+        selector = workload_selector(dr)
+        new_entry = True
+        for i, entry in enumerate(entries):
+            old = entry.selector
+            same_selector = (old or {}) == (selector or {})
+            if old is not None and selector is not None and not same_selector:
+                continue  # different workloads: never merged
+            if (old is None and selector is None) or (selector is not None and same_selector):
+                new_entry = False
+            spec = dict(entry.rule.spec)
+            have = {s.get("name") for s in spec.get("subsets") or []}
+            extra = [s for s in dr.spec.get("subsets") or [] if s.get("name") not in have]
+            if extra:
+                spec["subsets"] = list(spec.get("subsets") or []) + extra
+            if spec.get("trafficPolicy") is None and dr.spec.get("trafficPolicy") is not None:
+                spec["trafficPolicy"] = dr.spec["trafficPolicy"]  # the first top-level policy wins
+            if not self.export_to.get(host) and export_to:
+                self.export_to[host] = export_to
+            entries[i] = ConsolidatedDestRule(replace(entry.rule, spec=spec),
+                                              entry.sources + ((dr.namespace, dr.name),))
+        if new_entry:
+            entries.append(ConsolidatedDestRule(dr, ((dr.namespace, dr.name),)))
+
+
 @dataclass
 class DestinationRuleIndex:
-    """``destinationRuleIndex`` (push_context.go#L128-L144): FQDN host → rule per namespace, and
-    for exported rules the namespaces they are exported to."""
+    """``destinationRuleIndex`` (push_context.go#L127-L136), each part host → rules."""
 
-    namespace_local: dict[str, dict[str, Config]] = field(default_factory=dict)
-    exported_by_namespace: dict[str, dict[str, Config]] = field(default_factory=dict)
-    export_to: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)  # (ns, host) → exportTo
+    namespace_local: dict[str, ConsolidatedDestRules] = field(default_factory=dict)
+    exported_by_namespace: dict[str, ConsolidatedDestRules] = field(default_factory=dict)
+    root_namespace_local: ConsolidatedDestRules = field(default_factory=ConsolidatedDestRules)
     _matter: tuple[str, frozenset[str]] | None = field(default=None, repr=False)  # (root namespace, namespaces)
 
     def namespaces_that_matter(self, root_namespace: str) -> frozenset[str]:
         """The proxy namespaces whose lookups can differ from any other's: those with rules usable
         there, the root namespace, and those an exportTo names (``PushContext.destination_rule_for``)."""
         if self._matter is None or self._matter[0] != root_namespace:
-            named = {ns for exports in self.export_to.values() for ns in exports}
+            named = {ns for rules in self.exported_by_namespace.values() for exports in rules.export_to.values()
+                     for ns in exports}
             self._matter = (root_namespace, frozenset({*self.namespace_local, root_namespace, *named}))
         return self._matter[1]
 
@@ -280,16 +354,16 @@ class PushContext:
         for dr in rules:
             host = resolve_short_name(dr.spec.get("host", ""), dr.namespace, dr.domain or self.domain)
             self.destination_rules.setdefault(host, dr)  # the oldest rule for a host wins
-            given = dr.spec.get("exportTo") or ()
-            exports = export_set(given, self.export_defaults["destination_rule"])
-            if exports & {PUBLIC, PRIVATE, dr.namespace}:
-                index.namespace_local.setdefault(dr.namespace, {}).setdefault(host, dr)
-            private_only = (not given and PRIVATE in exports) or (
-                len(given) == 1 and given[0] in (PRIVATE, dr.namespace))
+            # a rule with a workloadSelector is never exported
+            given = frozenset(dr.spec.get("exportTo") or ()) if workload_selector(dr) is None else frozenset({PRIVATE})
+            if not given or given & {PUBLIC, PRIVATE, dr.namespace}:
+                index.namespace_local.setdefault(dr.namespace, ConsolidatedDestRules()).merge(dr, host, given)
+            private_only = (not given and PRIVATE in self.export_defaults["destination_rule"]) or (
+                len(given) == 1 and given & {PRIVATE, dr.namespace})
             if not private_only:
-                if host not in index.exported_by_namespace.setdefault(dr.namespace, {}):
-                    index.exported_by_namespace[dr.namespace][host] = dr
-                    index.export_to[(dr.namespace, host)] = exports
+                index.exported_by_namespace.setdefault(dr.namespace, ConsolidatedDestRules()).merge(dr, host, given)
+            elif dr.namespace == self.root_namespace:
+                index.root_namespace_local.merge(dr, host, given)
         self.destination_rule_index = index
 
     def _init_gateways(self, store) -> None:
@@ -324,17 +398,17 @@ class PushContext:
                 + idx.exported_to_namespace_by_gateway.get((namespace, gateway), [])
                 + idx.public_by_gateway.get(gateway, []))
 
-    def destination_rule_for(self, proxy_namespace: str, service: Service) -> Config | None:
-        """``destinationRule``: the proxy's namespace (unless it is the root namespace), then the
-        rules the service's namespace exports to the proxy's, then the root namespace's.
+    def destination_rule_for(self, proxy_namespace: str, service: Service) -> list[ConsolidatedDestRule] | None:
+        """``destinationRule``: the proxy's namespace (for a proxy in the root namespace, its
+        private rules), then the rules the service's namespace exports to the proxy's, then those
+        the root namespace exports. A host found but not exported to the proxy ends that step.
 
         mesh's fast path: the answer depends on the proxy's namespace only if that namespace has
         rules of its own, is the root namespace, or is named in a rule's exportTo
         (``DestinationRuleIndex.namespaces_that_matter``); every other namespace gets the same
         answers, looked up once per push and shared (100 default scopes × 1000 services were
         100,000 lookups a push)."""
-        idx = self.destination_rule_index
-        if proxy_namespace in idx.namespaces_that_matter(self.root_namespace):
+        if proxy_namespace in self.destination_rule_index.namespaces_that_matter(self.root_namespace):
             return self._destination_rule_for(proxy_namespace, service)
         key = ("destination-rule", service.hostname, service.namespace)
         try:
@@ -343,16 +417,19 @@ class PushContext:
             found = self._memo[key] = self._destination_rule_for(proxy_namespace, service)
             return found
 
-    def _destination_rule_for(self, proxy_namespace: str, service: Service) -> Config | None:
+    def _destination_rule_for(self, proxy_namespace: str, service: Service) -> list[ConsolidatedDestRule] | None:
         idx = self.destination_rule_index
-        if proxy_namespace != self.root_namespace:
-            found = most_specific_host_match(service.hostname, idx.namespace_local.get(proxy_namespace, {}))
+        local = (idx.namespace_local.get(proxy_namespace) if proxy_namespace != self.root_namespace
+                 else idx.root_namespace_local)
+        if local is not None:
+            found = most_specific_host_match(service.hostname, local.rules)
             if found is not None:
                 return found[1]
         for owner in (service.namespace, self.root_namespace):
-            found = most_specific_host_match(service.hostname, idx.exported_by_namespace.get(owner, {}))
+            exported = idx.exported_by_namespace.get(owner)
+            found = most_specific_host_match(service.hostname, exported.rules) if exported else None
             if found is not None:
-                exports = idx.export_to.get((owner, found[0]), frozenset())
+                exports = exported.export_to.get(found[0], frozenset())
                 if not exports or PUBLIC in exports or proxy_namespace in exports:
                     return found[1]
         return None
@@ -399,6 +476,12 @@ class PushContext:
         found = most_specific_host_match(hostname, self.destination_rules)
         return found[1] if found is not None else None
 
+    def destination_rule_sources(self, hostname: str) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of every rule behind ``destination_rule(hostname)``: what a cache
+        entry built from it is keyed by and depends on."""
+        rule = self.destination_rule(hostname)
+        return ((rule.namespace, rule.name),) if rule is not None else ()
+
     def endpoints(self, hostname: str, port: int) -> list[IstioEndpoint]:
         return self.registry.endpoints(hostname, port)
 
@@ -430,7 +513,7 @@ class PushContext:
         return index
 
 
-def most_specific_host_match(hostname: str, rules: Mapping[str, Config]) -> tuple[str, Config] | None:
+def most_specific_host_match(hostname: str, rules: Mapping[str, T]) -> tuple[str, T] | None:
     """``MostSpecificHostMatch``: the exact host, else the longest wildcard covering it."""
     rule = rules.get(hostname)
     if rule is not None:
@@ -450,5 +533,7 @@ def resolve_gateway_name(gateway: str, namespace: str) -> str:
     return f"{namespace}/{gateway}"
 
 
-def _age(cfg: Config) -> tuple[str, str, str]:
-    return (cfg.creation_timestamp, cfg.namespace, cfg.name)
+def _age(cfg: Config) -> tuple[str, str]:
+    """``sortConfigByCreationTime`` (https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/config.go#L335-L348):
+    oldest first; a tie goes by ``<name>.<namespace>``."""
+    return (cfg.creation_timestamp, f"{cfg.name}.{cfg.namespace}")

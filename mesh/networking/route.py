@@ -43,11 +43,12 @@ from __future__ import annotations
 from mesh.config.host import subset_of as host_subset_of
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
-from mesh.model.service import Service
+from mesh.model.service import Service, ServiceProtocol
 from mesh.networking.cluster import outbound_cluster_name
 from mesh.networking.cluster_traffic_policy import proto_duration
 from mesh.networking.extensions import FAULT_TYPE, PREVIOUS_HOSTS_TYPE
 from mesh.networking.push_context import PushContext, resolve_gateway_name, resolve_short_name
+from mesh.networking.sidecar import EgressListener, egress_listeners_of
 
 HTTP_PROXY_ROUTE = "http_proxy"  # model.RDSHttpProxy
 MESH = "mesh"  # the gateway name that means "every sidecar"
@@ -70,7 +71,12 @@ def build_sidecar_route_config(push: PushContext, proxy: Proxy, route_name: str)
         sniffed, ports = route_name, {int(route_name.rpartition(":")[2])}
     else:
         return None
-    vhosts = build_sidecar_virtual_hosts(push, proxy, ports)
+    # Only the services and VirtualServices of the egress listener on this port (or the catch-all):
+    # ``GetEgressListenerForRDS``. An HTTP_PROXY listener takes every port, like http_proxy.
+    egress = egress_listener_for_rds(push, next(iter(ports)) if ports else 0, route_name)
+    if egress is not None and egress.port and egress.protocol == ServiceProtocol.HTTP_PROXY:
+        ports = None
+    vhosts = build_sidecar_virtual_hosts(push, proxy, ports, egress) if egress is not None else []
     vhosts.sort(key=lambda v: v["name"])
     if sniffed:
         vhosts = sniffed_virtual_hosts(vhosts, sniffed)
@@ -87,6 +93,14 @@ def build_sidecar_route_config(push: PushContext, proxy: Proxy, route_name: str)
     }
 
 
+def egress_listener_for_rds(push, port: int, route_name: str) -> EgressListener | None:
+    """The proxy's egress listener that ``route_name`` belongs to (``GetEgressListenerForRDS``)."""
+    scope = getattr(push, "scope", None)
+    if scope is not None:
+        return scope.egress_listener_for_rds(port, route_name)
+    return egress_listeners_of(push)[0]
+
+
 def sniffed_virtual_hosts(vhosts: list[dict], route_name: str) -> list[dict]:
     """``getVirtualHostsForSniffedServicePort``: the listener is the service's own, so its one
     virtual host answers any Host."""
@@ -97,12 +111,15 @@ def sniffed_virtual_hosts(vhosts: list[dict], route_name: str) -> list[dict]:
     return mine
 
 
-def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int] | None) -> list[dict]:
-    """Per port route configs hold every service with that port (whatever it speaks, as
-    ``BuildSidecarOutboundVirtualHosts``); ``http_proxy`` the HTTP ports of all services."""
+def build_sidecar_virtual_hosts(push: PushContext, proxy: Proxy, ports: set[int] | None,
+                                egress: EgressListener | None = None) -> list[dict]:
+    """Per port route configs hold every service of the egress listener with that port (whatever it
+    speaks, as ``BuildSidecarOutboundVirtualHosts``); ``http_proxy`` the HTTP ports of all of them."""
     out = []
-    vss = push.sidecar_virtual_services()
-    for service in push.services:
+    if egress is None:
+        egress = egress_listener_for_rds(push, next(iter(ports)) if ports else 0, HTTP_PROXY_ROUTE)
+    services, vss = (egress.services, egress.virtual_services) if egress is not None else ([], [])
+    for service in services:
         for port in service.ports:
             if ports is None:
                 if not port.protocol.is_http() or port.protocol == "HTTP_PROXY":

@@ -4,7 +4,7 @@ which config changes it depends on.
 Go: https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/sidecar.go —
 ``DefaultSidecarScopeForNamespace`` (#L177-L254: every service exported to the namespace, every
 mesh VirtualService it can see), ``ConvertToSidecarScope`` (#L257-L441: a Sidecar resource's egress
-hosts), ``convertIstioListenerToWrapper`` (#L443-L470: ``ns/host``, ``.`` is the Sidecar's
+listeners and the union of their services), ``convertIstioListenerToWrapper`` (#L443-L470: ``ns/host``, ``.`` is the Sidecar's
 namespace), ``selectServices`` and ``matchingService`` (#L648-L714), ``DependsOnConfig``
 (#L532-L548) and the kinds it knows (#L41-L57); ``SelectVirtualServices``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/model/virtualservice.go#L35-L85; choosing a
@@ -18,17 +18,34 @@ VirtualService, DestinationRule and Sidecar keys it was built from. ``depends_on
 "could this change alter this proxy's config?" — the question ``ProxyNeedsPush`` asks before
 pushing (``mesh/xds/proxy_dependencies.py``).
 
-``ScopedPush`` is how the builders read a scope: the PushContext with ``services``,
-``service(host)``, ``destination_rule(host)``, ``sidecar_virtual_services()`` and
-``outbound_traffic_mode`` answered from the proxy's scope, and ``memo`` keyed by the scope's
-content, so proxies whose scopes are alike (every namespace without a Sidecar, when nothing is
-exported to one namespace only) still share one built resource.
+**Listeners.** A scope keeps each egress listener (``EgressListener``, Go's
+``IstioEgressListenerWrapper``, #L140-L170) with the services and VirtualServices *it* imports;
+the scope's ``services`` are their union (what CDS builds). LDS builds a listener per egress
+listener — one with a ``port`` only that port, in the protocol the Sidecar declares, for each of
+its services; the catch-all (no port) every other port (``mesh/networking/listener.py``). RDS
+answers a route name from the listener on that port or the catch-all (``egress_listener_for_rds``,
+``GetEgressListenerForRDS``, #L472-L504), so route ``9080`` of a Sidecar with an explicit 9080
+listener holds that listener's hosts only. ``bind`` and ``captureMode: NONE`` make a listener bind
+a real address (``networking/listener.py``). ``ingress`` listeners (``HasIngressListener``,
+#L506-L517) replace the inbound side built from the pod's Service ports
+(``networking/listener_inbound.py``, ``networking/cluster.py``).
 
-Simplifications, named: the scope is the union of its egress listeners — services, routes and
-listeners are not built per egress listener (``GetEgressListenerForRDS``), an egress ``bind`` or
-``captureMode`` is ignored, and ingress listeners do not replace the inbound listeners built from
-the pod's services. Only the Sidecar's ``outboundTrafficPolicy.mode`` is read (not its egress proxy).
-Delegate VirtualServices are not followed.
+**DestinationRules.** Per visible host the scope keeps the list ``destinationRule`` returns
+(merged rules, ``mesh/networking/push_context.py``); ``destination_rule(labels, host)`` is
+``SidecarScope.DestinationRule`` (#L570-L596): outbound, a rule of the scope's namespace whose
+``workloadSelector`` matches the proxy, else the rule without a selector.
+
+``ScopedPush`` is how the builders read a scope: the PushContext with ``services``,
+``service(host)``, ``destination_rule(host)`` (for this proxy's labels), ``sidecar_virtual_services()``
+and ``outbound_traffic_mode`` answered from the proxy's scope, and ``memo`` keyed by the scope's
+content (its listeners included, and which workload-selected rules this proxy gets), so proxies
+whose scopes are alike (every namespace without a Sidecar, when nothing is exported to one
+namespace only) still share one built resource.
+
+Simplifications, named: only the Sidecar's ``outboundTrafficPolicy.mode`` is read (not its egress
+proxy); delegate VirtualServices are not followed; ingress ``tls`` is ignored (as istiod does unless
+``ENABLE_TLS_ON_SIDECAR_INGRESS``); privileged ports are not skipped for unprivileged proxies
+(``CanBindToPort``); Unix-socket egress listeners are not built.
 
 mesh's own fast paths (istiod has none of them; the scopes they give are the same): within one
 push, scopes of equal content share one ``ScopeKey`` (hashed by identity, so a memo lookup does not
@@ -43,15 +60,17 @@ from dataclasses import dataclass, field, replace
 
 from mesh.config.host import matches as host_matches
 from mesh.config.host import subset_of as host_subset_of
+from mesh.config.protocol import parse as protocol_parse
 from mesh.model.config import Config
 from mesh.model.proxy import Proxy
 from mesh.model.push_request import ConfigKey
-from mesh.model.service import Service
+from mesh.model.service import Service, ServiceProtocol
 from mesh.networking.push_context import (
     DESTINATION_RULE,
     MESH_GATEWAY,
     SIDECAR,
     VIRTUAL_SERVICE,
+    ConsolidatedDestRule,
     PushContext,
     resolve_short_name,
 )
@@ -65,6 +84,53 @@ SIDECAR_SCOPED_KINDS = frozenset({SERVICE_ENTRY, VIRTUAL_SERVICE, DESTINATION_RU
 CLUSTER_SCOPED_KINDS = frozenset({"EnvoyFilter", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin"})
 
 
+@dataclass(eq=False)
+class EgressListener:
+    """``IstioEgressListenerWrapper`` (sidecar.go#L140-L170): one ``egress`` entry of a Sidecar
+    (``spec`` None for the default scope's catch-all ``*/*``) with the services and mesh
+    VirtualServices it imports. LDS builds this listener's ports from ``services`` and RDS its
+    virtual hosts from ``services`` and ``virtual_services`` — not from the scope's union."""
+
+    spec: dict | None
+    services: list[Service] = field(default_factory=list)
+    virtual_services: list[Config] = field(default_factory=list)
+
+    @property
+    def port(self) -> int | None:
+        """The listener's port number (0 for a Unix socket); None for a catch-all listener."""
+        port = (self.spec or {}).get("port")
+        return None if port is None else int(port.get("number") or 0)
+
+    @property
+    def protocol(self) -> ServiceProtocol:
+        return protocol_parse(((self.spec or {}).get("port") or {}).get("protocol") or "")
+
+    @property
+    def port_name(self) -> str:
+        return ((self.spec or {}).get("port") or {}).get("name") or ""
+
+    @property
+    def bind(self) -> str:
+        return (self.spec or {}).get("bind") or ""
+
+    @property
+    def capture_mode(self) -> str:
+        return (self.spec or {}).get("captureMode") or "DEFAULT"
+
+    def needs_port_match(self) -> bool:
+        """``needsPortMatch``: a listener with a port takes only services on it, except an
+        HTTP_PROXY listener, which is a generic egress proxy for every port."""
+        return bool(self.port) and self.protocol != ServiceProtocol.HTTP_PROXY
+
+    def key(self, scope: SidecarScope) -> tuple:
+        """Its part of the scope's content key; a default scope's one listener holds the scope's
+        own lists, which the key has already (no second copy to hash on every memo lookup)."""
+        if self.services is scope.services and self.virtual_services is scope.virtual_services:
+            return (self.port, "scope")
+        return (self.port, self.protocol.value, self.bind, self.capture_mode,
+                tuple(map(id, self.services)), tuple(map(id, self.virtual_services)))
+
+
 @dataclass
 class SidecarScope:
     name: str
@@ -73,11 +139,30 @@ class SidecarScope:
     config: Config | None = None  # the Sidecar resource (None for a default scope)
     services: list[Service] = field(default_factory=list)
     virtual_services: list[Config] = field(default_factory=list)
-    destination_rules: dict[str, Config] = field(default_factory=dict)  # service hostname → rule
+    # service hostname → its rules (``destinationRule``'s list: one entry per workloadSelector)
+    destination_rules: dict[str, list[ConsolidatedDestRule]] = field(default_factory=dict)
+    selector_hosts: frozenset[str] = frozenset()  # hosts whose rule depends on the proxy's labels
     outbound_traffic_mode: str = "ALLOW_ANY"
     config_dependencies: set[ConfigKey] = field(default_factory=set)
     services_by_hostname: dict[str, Service] = field(default_factory=dict)
+    egress_listeners: list[EgressListener] = field(default_factory=list)
     key: object = ()  # the scope's content (a ScopeKey), for sharing built resources between alike scopes
+
+    @property
+    def ingress(self) -> list[dict]:
+        """The Sidecar's ``ingress`` listeners (``HasIngressListener`` when not empty)."""
+        return list((self.config.spec.get("ingress") or []) if self.config is not None else [])
+
+    def egress_listener_for_rds(self, port: int, bind: str) -> EgressListener | None:
+        """``GetEgressListenerForRDS`` (sidecar.go#L472-L504): the listener on ``port`` (for
+        port 0, a Unix socket, the one whose ``bind`` is the route name), or the catch-all — the
+        first listener without a port ends the search; None when there is neither."""
+        for listener in self.egress_listeners:
+            if listener.port is None:
+                return listener
+            if listener.port == port and (port or listener.bind == bind):
+                return listener
+        return None
 
     def depends_on_config(self, config: ConfigKey) -> bool:
         """``DependsOnConfig``."""
@@ -90,11 +175,26 @@ class SidecarScope:
     def service(self, hostname: str) -> Service | None:
         return self.services_by_hostname.get(hostname)
 
+    def destination_rule(self, labels: dict[str, str], hostname: str,
+                         outbound: bool = True) -> ConsolidatedDestRule | None:
+        """``SidecarScope.DestinationRule``: outbound, a rule of this namespace whose
+        workloadSelector matches the proxy's labels; else the rule without a selector."""
+        catch_all = None
+        for entry in self.destination_rules.get(hostname, ()):
+            selector = entry.selector
+            if selector is None:
+                catch_all = entry
+            elif outbound and entry.rule.namespace == self.namespace and all(
+                    labels.get(k) == v for k, v in selector.items()):
+                return entry
+        return catch_all
+
     def describe(self) -> dict:
         """What a notebook or ``replay --show`` prints about a scope."""
         return {"name": self.name, "namespace": self.namespace, "services": [s.hostname for s in self.services],
                 "virtualServices": [f"{vs.namespace}/{vs.name}" for vs in self.virtual_services],
-                "destinationRules": {h: f"{c.namespace}/{c.name}" for h, c in sorted(self.destination_rules.items())},
+                "destinationRules": {h: ", ".join("+".join(f"{ns}/{n}" for ns, n in c.sources) for c in rules)
+                                     for h, rules in sorted(self.destination_rules.items())},
                 "outboundTrafficPolicy": self.outbound_traffic_mode}
 
 
@@ -181,6 +281,7 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
     if sidecar is None:
         scope.services = list(exported)
         scope.virtual_services = push.virtual_services_for_gateway(namespace, MESH_GATEWAY)
+        scope.egress_listeners = [EgressListener(None, scope.services, scope.virtual_services)]
     else:
         scope.config_dependencies.add(ConfigKey(SIDECAR, sidecar.name, sidecar.namespace))
         spec = sidecar.spec
@@ -201,14 +302,15 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
                 if extra:
                     scope.services[i] = replace(have, ports=have.ports + extra)
 
-        for listener in egress:
-            hosts = parse_egress_hosts(listener.get("hosts") or [], namespace)
-            port = (listener.get("port") or {}).get("number") or None
-            if port is not None and str((listener.get("port") or {}).get("protocol", "")).upper() == "HTTP_PROXY":
-                port = None  # an HTTP proxy listener takes every port (needsPortMatch)
-            for s in select_services(exported, namespace, hosts, port):
+        for listener_spec in egress:  # convertIstioListenerToWrapper
+            hosts = parse_egress_hosts(listener_spec.get("hosts") or [], namespace)
+            listener = EgressListener(listener_spec)
+            port = listener.port if listener.needs_port_match() else None
+            listener.services = select_services(exported, namespace, hosts, port)
+            listener.virtual_services = vss = select_virtual_services(push, namespace, hosts)
+            scope.egress_listeners.append(listener)
+            for s in listener.services:
                 add(s)
-            vss = select_virtual_services(push, namespace, hosts)
             for vs in vss:
                 if vs.key not in {v.key for v in scope.virtual_services}:
                     scope.virtual_services.append(vs)
@@ -232,16 +334,19 @@ def build_scope(push: PushContext, namespace: str, sidecar: Config | None) -> Si
     for vs in scope.virtual_services:
         scope.config_dependencies.add(ConfigKey(VIRTUAL_SERVICE, vs.name, vs.namespace))
     content = (tuple(map(id, scope.services)), tuple(map(id, scope.virtual_services)),
-               tuple((h, id(r)) for h, r in sorted(scope.destination_rules.items())), scope.outbound_traffic_mode)
+               tuple((h, tuple(map(id, r))) for h, r in sorted(scope.destination_rules.items())),
+               scope.outbound_traffic_mode, tuple(el.key(scope) for el in scope.egress_listeners))
     # One small object per distinct content in this push: every memo lookup of every proxy adds the
     # key to its own, and hashing the content (thousands of ids) each time cost more than the lookup.
     scope.key = push.memo(("scope-key", content), ScopeKey)
+    scope.selector_hosts = frozenset(h for h, rules in scope.destination_rules.items()
+                                     if any(e.selector is not None and e.rule.namespace == namespace for e in rules))
     return scope
 
 
 def _services_index(push: PushContext, namespace: str, services: list[Service]) -> tuple:
     """What a scope derives from its services: hostname → service (the first, oldest, of a hostname
-    wins), the ServiceEntry and DestinationRule keys it depends on, hostname → rule.
+    wins), the ServiceEntry and DestinationRule keys it depends on, hostname → rules.
 
     mesh's fast path: in every namespace whose DestinationRule lookups cannot differ from another's
     (``PushContext.destination_rule_for``) the same services give the same answers, so they are
@@ -254,17 +359,19 @@ def _services_index(push: PushContext, namespace: str, services: list[Service]) 
 def _index_services(push: PushContext, namespace: str, services: list[Service]) -> tuple:
     by_hostname: dict[str, Service] = {}
     dependencies: set[ConfigKey] = set()
-    rules: dict[str, Config] = {}
+    rules_by_host: dict[str, list] = {}
     for s in services:
         if s.hostname in by_hostname:
             continue  # the first (oldest) service of a hostname wins
         by_hostname[s.hostname] = s
         dependencies.add(ConfigKey(SERVICE_ENTRY, s.hostname, s.namespace))
-        rule = push.destination_rule_for(namespace, s)
-        if rule is not None:
-            rules[s.hostname] = rule
-            dependencies.add(ConfigKey(DESTINATION_RULE, rule.name, rule.namespace))
-    return by_hostname, dependencies, rules
+        rules = push.destination_rule_for(namespace, s)
+        if rules:
+            rules_by_host[s.hostname] = rules
+            for entry in rules:
+                for ns, name in entry.sources:
+                    dependencies.add(ConfigKey(DESTINATION_RULE, name, ns))
+    return by_hostname, dependencies, rules_by_host
 
 
 class ScopeKey:
@@ -327,11 +434,15 @@ class ScopedPush:
     # Built once per push for everyone: keyed by what they are built from, not by the scope.
     UNSCOPED_MEMO = frozenset({"instances-by-ip", "response"})
 
-    def __init__(self, push: PushContext, scope: SidecarScope):
+    def __init__(self, push: PushContext, scope: SidecarScope, proxy: Proxy | None = None):
         self._push = push
         self.scope = scope
         self.services = scope.services
         self.outbound_traffic_mode = scope.outbound_traffic_mode
+        self._labels = proxy.labels if proxy is not None else {}
+        self._memo_key = scope.key
+        if scope.selector_hosts:  # which workload-selected rules this proxy gets: part of what it shares
+            self._memo_key = (scope.key, *((h, id(self.consolidated_rule(h))) for h in sorted(scope.selector_hosts)))
 
     def __getattr__(self, name):
         return getattr(self._push, name)
@@ -339,8 +450,16 @@ class ScopedPush:
     def service(self, hostname: str) -> Service | None:
         return self.scope.service(hostname)
 
+    def consolidated_rule(self, hostname: str) -> ConsolidatedDestRule | None:
+        return self.scope.destination_rule(self._labels, hostname)
+
     def destination_rule(self, hostname: str) -> Config | None:
-        return self.scope.destination_rules.get(hostname)
+        entry = self.consolidated_rule(hostname)
+        return entry.rule if entry is not None else None
+
+    def destination_rule_sources(self, hostname: str) -> tuple[tuple[str, str], ...]:
+        entry = self.consolidated_rule(hostname)
+        return entry.sources if entry is not None else ()
 
     def sidecar_virtual_services(self) -> list[Config]:
         return self.scope.virtual_services
@@ -348,4 +467,13 @@ class ScopedPush:
     def memo(self, key, build):
         if key[0] in self.UNSCOPED_MEMO:
             return self._push.memo(key, build)
-        return self._push.memo(key + (self.scope.key,), build)
+        return self._push.memo(key + (self._memo_key,), build)
+
+
+def egress_listeners_of(push) -> list[EgressListener]:
+    """The egress listeners LDS and RDS build from: a ``ScopedPush``'s scope's, or for a bare
+    PushContext (no proxy) one catch-all over the mesh-wide view."""
+    scope = getattr(push, "scope", None)
+    if scope is not None:
+        return scope.egress_listeners
+    return [EgressListener(None, push.services, push.sidecar_virtual_services())]

@@ -12,9 +12,13 @@ Go's own summaries of the same data are ``istioctl proxy-config``'s
 
 from __future__ import annotations
 
+from argparse import Namespace
+
+from mesh.cli import proxy_config
 from mesh.model.proxy import Proxy
 from mesh.networking.push_context import PushContext
 from mesh.teach.views import TextView, table
+from mesh.xds.debug import envoy_json
 from mesh.xds.generator import ProxyState, Resource, WatchedResource
 from mesh.xds.push_recorder import eds_names, rds_names
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, short_name
@@ -222,3 +226,27 @@ def route_timeline(server, pod: dict, host_prefix: str, vs: tuple[str, str], tim
                      route_destination(config[ROUTE], host_prefix)))
     return table(("t (s)", "VirtualService (as written)", f"{host_prefix.rstrip('.')} clusters (subsets)",
                   "generated route"), rows)
+
+
+def last_sent(recorder, proxy_id: str, type_name: str) -> list[Resource]:
+    """The resources of one type (``CDS``, ``LDS``, ...) last sent to a proxy, by a recorded push or
+    by its connect (a SotW CDS/LDS response holds the whole set)."""
+    found: list[Resource] = []
+    for rec in recorder.records:
+        for delivery in rec.deliveries:
+            if delivery.proxy == proxy_id:
+                for sent in delivery.sent:
+                    if sent.type == type_name:
+                        found = list(sent.resources)
+    return found
+
+
+def proxy_config_table(kind: str, resources: list[Resource], fqdn: str | None = None,
+                       port: int | None = None) -> TextView:
+    """``mesh proxy-config <kind>`` (istioctl's summary columns, ``mesh/cli/proxy_config.py``) over
+    resources as the generators built them, in the field names Envoy's config_dump uses."""
+    type_url = {"clusters": CLUSTER, "listeners": LISTENER, "routes": ROUTE}[kind]
+    args = Namespace(fqdn=fqdn, port=port, name=None, cluster=None)
+    bodies = [envoy_json(type_url, r.body) for r in resources]
+    header, rows = proxy_config.SUMMARIES[kind]([b for b in bodies if proxy_config.wanted(kind, b, args)], args)
+    return table(header, rows)

@@ -56,14 +56,13 @@ def _cached_assignment(push: PushContext, name: str) -> Resource:
     cache = push.xds_cache
     if cache is None or service is None:
         return build()
-    rule = push.destination_rule(host)
-    key = ("EDS", name, service.namespace, (rule.namespace, rule.name) if rule is not None else None)
+    sources = push.destination_rule_sources(host)  # every rule a merged one came from
+    key = ("EDS", name, service.namespace, sources)
     found = cache.get(key)
     if found is None:
         found = build()
         deps = [ConfigKey("ServiceEntry", host, service.namespace)]
-        if rule is not None:
-            deps.append(ConfigKey("DestinationRule", rule.name, rule.namespace))
+        deps += [ConfigKey("DestinationRule", rule_name, ns) for ns, rule_name in sources]
         cache.add(key, deps, push.cache_token, found)
     return found
 

@@ -90,7 +90,7 @@ def scoped(push: PushContext, state: ProxyState) -> PushContext | ScopedPush:
     """The PushContext as this proxy sees it: through its SidecarScope (computed on first use)."""
     if state.sidecar_scope is None:
         state.sidecar_scope = push.sidecar_scope_for(state.proxy)
-    return ScopedPush(push, state.sidecar_scope)
+    return ScopedPush(push, state.sidecar_scope, state.proxy)
 
 
 class Generator(Protocol):
