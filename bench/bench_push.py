@@ -22,25 +22,53 @@ istiod's own figures are ``pilot_proxy_convergence_time`` and ``pilot_xds_push_t
    until that namespace's clients ACK, and the responses the other clients got (ProxyNeedsPush: none).
 5. **pipeline** (``--pipeline``: only this) — the same mesh as a trace (``bench/pipeline.py``) served
    by the real ``Server``: edits enter through its kube client, so each figure covers informers →
-   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK. Run once without
-   and once with a Sidecar per namespace. Runs 1–4 drive ``AdsServer`` from test fakes.
+   config controller → debounce (100 ms) → PushContext → generators → ADS → ACK: a connect storm,
+   then rounds of a VirtualService edit (CDS), an incremental EDS push (a pod of one service
+   unready, then ready again, through its EndpointSlice) and a DestinationRule edit (CDS+EDS); run
+   once without and once with a Sidecar per namespace (the scoped VirtualService edit). First it
+   runs the fan-out baseline (6; ``--no-baseline`` skips it) and ends with a table: each figure,
+   its baseline, their ratio and issue 12's target. Runs 1–4 drive ``AdsServer`` from test fakes.
+6. **fan-out** (``--fanout``: only this) — the raw baseline (``bench/fanout.py``): one bare
+   ``grpc.aio`` server sending the pipeline's own pre-serialized responses to the same clients.
+7. **delta** (``--delta``: only this) — the pipeline with Delta clients (DeltaAggregatedResources),
+   then with SotW ones: storm, incremental EDS p99 (issue 13's target ≤ 0.3 s), and the bytes
+   each proxy is sent for an EDS update and for a DestinationRule edit, side by side.
+
+Modes 5–7 build the pipeline trace once per size and keep it in the temp directory. The measured
+figures, and the machine load they were measured under, are in ``bench/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import json
 import os
-import resource
+import pickle
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import (  # noqa: E402
+    Phase,
+    cpu_note,
+    end_clients,
+    go,
+    load_average,
+    pct,
+    peak_rss_mb,
+    print_table,
+    start_clients,
+)
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint  # noqa: E402
 
 from mesh.clock import RealClock  # noqa: E402
@@ -73,11 +101,6 @@ def make_mesh(n_services: int, namespaces: int = 1) -> tuple[FakeRegistry, FakeC
         reg.set_endpoints(svc.hostname, 9080, [endpoint(f"127.11.{i // 250}.{(i % 250) * 1 + j}", app=f"svc-{i}")
                                                for j in range(3)])
     return reg, store
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def ms(x: float) -> str:
@@ -145,64 +168,8 @@ async def bench_latency(rounds: int) -> None:
 
 
 # -- 3. scale ---------------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def own_cpu() -> float:
-    """CPU seconds of this process (the server: event loop and gRPC's threads), user + system."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def pid_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(values) - idle) / tick, sum(values) / tick
-
-
-class Phase:
-    """Wall time, server CPU, simulated clients' CPU and everyone else's CPU over one measurement."""
-
-    def __init__(self, clients: list[subprocess.Popen]):
-        self.clients = clients
-        self.t0 = time.perf_counter()
-        self.cpu0, self.clients0, self.busy0 = own_cpu(), self._clients_cpu(), machine_busy()
-
-    def _clients_cpu(self) -> float:
-        return sum(pid_cpu(c.pid) for c in self.clients)
-
-    def end(self) -> dict[str, float]:
-        busy, total = machine_busy()
-        server, clients = own_cpu() - self.cpu0, self._clients_cpu() - self.clients0
-        wall = time.perf_counter() - self.t0
-        cores = (total - self.busy0[1]) / wall
-        return {"wall": wall, "server": server, "clients": clients,
-                "others": max(0.0, busy - self.busy0[0] - server - clients), "cores": cores,
-                "load": float(Path("/proc/loadavg").read_text().split()[0])}
-
-
-def cpu_note(phase: dict[str, float], last_send: float | None = None) -> str:
-    sent = f"last response handed to gRPC at {last_send:.2f} s; " if last_send is not None else ""
-    return (f"{sent}CPU over {phase['wall']:.2f} s: server {phase['server']:.2f} s, clients {phase['clients']:.2f} s, "
-            f"other processes {phase['others']:.2f} s ({phase['cores']:.0f} cores, load {phase['load']:.1f})")
-
-
 async def stop_clients(clients: list[subprocess.Popen], ads: AdsServer) -> None:
-    for client in clients:
-        client.stdin.close()
-    for client in clients:
-        try:
-            client.wait(10)
-        except subprocess.TimeoutExpired:
-            client.kill()
+    end_clients(clients)
     await ads.stop(grace=2)  # the clients have gone: let their streams end rather than cancel them
 
 
@@ -237,16 +204,11 @@ async def bench_scale(n_services: int, n_clients: int, processes: int = 2, round
         return (f"  {name}: p99 median {statistics.median(p99s):.2f} s, worst {max(p99s):.2f} s over {len(p99s)} "
                 f"round(s) (target p99 ≤ {target:g} s)")
 
-    per = -(-n_clients // processes)  # clients per process, rounded up
-    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
-                                 str(n_services), str(k * per)], stdin=subprocess.PIPE, text=True)
-               for k in range(processes)]
+    clients = start_clients(port, n_clients, n_services, processes)
     try:
         await asyncio.sleep(1.0)  # let the client processes import before the storm starts
         phase = Phase(clients)
-        for client in clients:
-            client.stdin.write("go\n")
-            client.stdin.flush()
+        go(clients)
         version = ads.push_context.version
         storm = await converge((CLUSTER, ENDPOINT), version, phase.t0, timeout=120)
         print(f"scale: {n_services} services × 3 endpoints, {n_clients} ADS clients (CDS+EDS) "
@@ -311,16 +273,11 @@ async def bench_scoped(n_services: int, n_clients: int, namespaces: int, process
     port = await ads.start()
     acks: dict[tuple[str, str], dict[int, float]] = {}
     ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
-    per = -(-n_clients // processes)
-    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(port), str(min(per, n_clients - k * per)),
-                                 str(n_services), str(k * per), str(namespaces)], stdin=subprocess.PIPE, text=True)
-               for k in range(processes)]
+    clients = start_clients(port, n_clients, n_services, processes, namespaces, scoped=True)
     try:
         await asyncio.sleep(1.0)
         phase = Phase(clients)
-        for client in clients:
-            client.stdin.write("go\n")
-            client.stdin.flush()
+        go(clients)
         version = ads.push_context.version
         while len(acks.get((CLUSTER, version), {})) < n_clients or len(acks.get((ENDPOINT, version), {})) < n_clients:
             await asyncio.sleep(0.01)
@@ -360,11 +317,22 @@ async def bench_scoped(n_services: int, n_clients: int, namespaces: int, process
 
 
 # -- 5. the real pipeline -------------------------------------------------------------------------------
+def sent_bytes(ads: AdsServer, short: str, protocol: str) -> float:
+    """``mesh_xds_sent_bytes``: bytes of ``short`` (CDS, EDS) sent over ``protocol`` so far."""
+    for metric in ads.metrics.sent_bytes.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels.get("type") == short.lower() and \
+                    sample.labels.get("protocol") == protocol:
+                return sample.value
+    return 0.0
+
+
 async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespaces: int, processes: int,
-                         rounds: int, scoped: bool) -> None:
+                         rounds: int, scoped: bool, protocol: str = "sotw") -> dict:
     """The mesh as a trace served by the real Server (pipeline.py); edits go in through its kube
     client, so each measurement runs informers → config controller → debounce (100 ms) →
-    PushContext → generators → ADS, until every concerned client has ACKed."""
+    PushContext → generators → ADS, until every concerned client has ACKed. Returns the figures
+    (``benchlib.FIGURES`` keys; with ``protocol`` ``delta`` they are the Delta clients')."""
     from pipeline import namespace_of as pipeline_ns
     from pipeline import sidecar
 
@@ -372,7 +340,7 @@ async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespace
     from mesh.bootstrap.args import DEFAULT_PORTS
 
     print(f"pipeline{' (scoped: a Sidecar per namespace)' if scoped else ''}: {n_services} services in "
-          f"{namespaces} namespaces, {n_clients} clients")
+          f"{namespaces} namespaces, {n_clients} {'Delta' if protocol == 'delta' else 'SotW'} clients")
     server = Server(ServerArgs(trace=str(trace), speed=0, clock=RealClock(), ports={n: 0 for n in DEFAULT_PORTS}))
     server.run_all()
     await server.start()
@@ -384,17 +352,15 @@ async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespace
         await asyncio.sleep(0.1)
     acks: dict[tuple[str, str], dict[int, float]] = {}
     ads.ack_listeners.append(lambda con, t, v, n: acks.setdefault((t, v), {}).setdefault(con.number, time.perf_counter()))
-    per = -(-n_clients // processes)
-    clients = [subprocess.Popen([sys.executable, __file__, "--client-process", str(ads.port),
-                                 str(min(per, n_clients - k * per)), str(n_services), str(k * per), str(namespaces)],
-                                stdin=subprocess.PIPE, text=True) for k in range(processes)]
+    clients = start_clients(ads.port, n_clients, n_services, processes, namespaces, scoped=scoped, protocol=protocol)
 
     def upsert(obj: dict) -> None:
         meta = obj["metadata"]
         (kube.update if kube.get(obj["kind"], meta["name"], meta["namespace"]) else kube.create)(obj)
 
-    async def converge(types, members, since: float, timeout: float = 120) -> list[float]:
-        """Per client in ``members``, the time until it ACKed a version newer than ``since``'s of every type."""
+    async def converge(types, members, since: str | None, timeout: float = 120) -> list[float]:
+        """Per client in ``members``, the time until it ACKed every type in ``types`` at a version
+        other than ``since`` (None: the current version, for an incremental push that keeps it)."""
         deadline = time.perf_counter() + timeout
         while True:
             version = ads.push_context.version
@@ -405,23 +371,71 @@ async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespace
                 raise TimeoutError(f"version {version}: {[len(set(g) & members) for g in got]} of {len(members)}")
             await asyncio.sleep(0.005)
 
+    figures: dict = {}
     try:
         await asyncio.sleep(1.0)
         phase = Phase(clients)
         t_start = phase.t0
-        for client in clients:
-            client.stdin.write("go\n")
-            client.stdin.flush()
+        go(clients)
         while len(ads.connections) < n_clients:
             await asyncio.sleep(0.05)
         everyone = set(ads.connections)
         storm = await converge((CLUSTER, ENDPOINT), everyone, "")
+        figures["storm"] = max(storm)
         print(f"  connect storm, {n_clients} clients all ACKed CDS+EDS: {max(storm):.2f} s; {cpu_note(phase.end())}")
         target = pipeline_ns(0, namespaces)
         in_ns = {n for n, c in ads.connections.items() if c.state is not None and c.state.proxy.namespace == target}
         concerned = in_ns if scoped else everyone
-        figures: dict[str, list[float]] = {}
+        name = "scoped" if scoped else "vs"
+        # svc-1's EndpointSlice: one pod goes unready and back, an EDS-only push each time
+        host_ns = pipeline_ns(1, namespaces)
+        eds_slice = next(o for o in kube.list_objects("EndpointSlice") if o["metadata"]["namespace"] == host_ns
+                         and o["metadata"].get("labels", {}).get("kubernetes.io/service-name") == "svc-1")
+        per_proxy: dict[str, list[float]] = {}
+
+        async def incremental_eds(rnd: int) -> None:
+            nonlocal eds_slice, t_start
+            await asyncio.sleep(0.5)
+            for t in (CLUSTER, ENDPOINT):  # an incremental EDS push keeps the version: count anew
+                acks.pop((t, ads.push_context.version), None)
+            sent0 = sent_bytes(ads, "EDS", protocol)
+            phase = Phase(clients)
+            t_start = phase.t0
+            eds_slice = copy.deepcopy(eds_slice)
+            conditions = eds_slice["endpoints"][0].setdefault("conditions", {})
+            conditions["ready"] = not conditions.get("ready", True)
+            kube.update(eds_slice)
+            times = await converge((ENDPOINT,), everyone, None)
+            figures.setdefault("eds", []).append(pct(times, 0.99))
+            per_proxy.setdefault("eds", []).append((sent_bytes(ads, "EDS", protocol) - sent0) / len(everyone))
+            print(f"  round {rnd + 1} incremental EDS (svc-1: a pod {'unready' if not conditions['ready'] else 'ready'}): "
+                  f"p99 {figures['eds'][-1]:.2f} s, {per_proxy['eds'][-1]:.0f} EDS bytes per proxy; {cpu_note(phase.end())}")
+
+        async def destination_rule(rnd: int) -> None:
+            """A DestinationRule edit: SotW sends every cluster and assignment; Delta only the changed
+            cluster (the assignments' bytes do not change), so only CDS is waited for there."""
+            nonlocal t_start
+            await asyncio.sleep(0.5)
+            sent0 = sent_bytes(ads, "CDS", protocol) + sent_bytes(ads, "EDS", protocol)
+            before, phase = ads.push_context.version, Phase(clients)
+            t_start = phase.t0
+            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": "svc-0", "namespace": target},
+                    "spec": {"host": "svc-0", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}}})
+            times = await converge((CLUSTER,) if protocol == "delta" else (CLUSTER, ENDPOINT), concerned, before)
+            await asyncio.sleep(0.3)  # anything else this push sends is counted too
+            figures.setdefault("dr", []).append(pct(times, 0.99))
+            per_proxy.setdefault("dr", []).append(
+                (sent_bytes(ads, "CDS", protocol) + sent_bytes(ads, "EDS", protocol) - sent0) / len(everyone))
+            print(f"  round {rnd + 1} DestinationRule edit (CDS+EDS): p99 {figures['dr'][-1]:.2f} s, "
+                  f"{per_proxy['dr'][-1] / 1e3:.1f} kB CDS+EDS per proxy; {cpu_note(phase.end())}")
+
         for rnd in range(rounds):
+            if protocol == "delta":  # a VirtualService changes no cluster: a Delta stream is sent nothing
+                await incremental_eds(rnd)
+                if rnd == 0:
+                    await destination_rule(rnd)
+                continue
             await asyncio.sleep(0.5)
             sends = {n: sum(c.sends.values()) for n, c in ads.connections.items()}
             before, phase = ads.push_context.version, Phase(clients)
@@ -433,44 +447,77 @@ async def bench_pipeline(trace: Path, n_services: int, n_clients: int, namespace
             times = await converge((CLUSTER,), concerned, before)
             await asyncio.sleep(0.3)
             others = sum(sum(c.sends.values()) - sends.get(n, 0) for n, c in ads.connections.items() if n not in concerned)
-            figures.setdefault("vs", []).append(pct(times, 0.99))
-            print(f"  round {rnd + 1} VirtualService edit in {target}: {len(concerned)} clients p99 {figures['vs'][-1]:.2f} s, "
+            figures.setdefault(name, []).append(pct(times, 0.99))
+            print(f"  round {rnd + 1} VirtualService edit in {target}: {len(concerned)} clients p99 {figures[name][-1]:.2f} s, "
                   f"responses to the other {n_clients - len(concerned)}: {others}; {cpu_note(phase.end())}")
-            if scoped:
-                continue
-            await asyncio.sleep(0.5)
-            before, phase = ads.push_context.version, Phase(clients)
-            t_start = phase.t0
-            upsert({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
-                    "metadata": {"name": "svc-0", "namespace": target},
-                    "spec": {"host": "svc-0", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100 + rnd}}}}})
-            times = await converge((CLUSTER, ENDPOINT), concerned, before)
-            figures.setdefault("dr", []).append(pct(times, 0.99))
-            print(f"  round {rnd + 1} DestinationRule edit (CDS+EDS): p99 {figures['dr'][-1]:.2f} s; {cpu_note(phase.end())}")
-        for name, target_p99 in (("vs", 0.2 if scoped else 0.8), ("dr", 1.3)):
-            if name in figures:
-                print(f"  {'scoped ' if scoped else ''}{'VirtualService' if name == 'vs' else 'DestinationRule'} edit: "
-                      f"p99 median {statistics.median(figures[name]):.2f} s, worst {max(figures[name]):.2f} s "
-                      f"(issue 12's target p99 ≤ {target_p99:g} s)")
-        print(f"  server peak RSS: {peak_rss_mb():.0f} MB (target ≤ 512 MB)")
+            if not scoped:
+                await incremental_eds(rnd)
+                await destination_rule(rnd)
+        figures["rss"] = peak_rss_mb()
+        figures["bytes"] = {k: statistics.median(v) for k, v in per_proxy.items()}
+        print(f"  server peak RSS: {figures['rss']:.0f} MB")
     finally:
         await stop_clients(clients, ads)
         await server.stop()
+    return figures
+
+
+TRACE_CACHE = Path(tempfile.gettempdir()) / "mesh-bench-traces"
+
+
+def build_pipeline_trace(args) -> Path:
+    """The pipeline's trace, built in another process (the SimCluster's memory must not count as the
+    server's), once per size: later runs take it from ``TRACE_CACHE`` (its build is deterministic)."""
+    cached = TRACE_CACHE / f"pipeline-{args.services}-{args.namespaces}-{args.replicas}.jsonl"
+    if cached.exists():
+        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces "
+              f"({cached}, built earlier)")
+        return cached
+    t0 = time.perf_counter()
+    trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
+                                 str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
+                                text=True).stdout.strip())
+    TRACE_CACHE.mkdir(exist_ok=True)
+    shutil.move(trace, cached)
+    shutil.rmtree(trace.parent, ignore_errors=True)
+    print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
+          f"built in {time.perf_counter() - t0:.0f} s (kept as {cached})")
+    return cached
+
+
+def fanout_baseline(args, trace: Path) -> dict:
+    """``--fanout``: the responses captured from the pipeline (another process), then sent raw."""
+    from fanout import run_fanout
+
+    with tempfile.TemporaryDirectory(prefix="mesh-bench-") as folder:
+        out = Path(folder) / "responses.pickle"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("fanout.py")), "--capture", str(trace),
+                        str(args.services), str(args.namespaces), str(out)], check=True)
+        entries = pickle.loads(out.read_bytes())
+    return asyncio.run(run_fanout(entries, args.services, args.clients, args.namespaces, args.client_processes,
+                                  args.scale_rounds))
 
 
 # -- the simulated clients (a separate process) ------------------------------------------------------
-def client_process(port: int, n_clients: int, n_services: int, first: int = 0, namespaces: int = 1) -> None:
+def client_process(port: int, n_clients: int, n_services: int, first: int = 0, namespaces: int = 1,
+                   scoped: int = 0, protocol: str = "sotw") -> None:
+    """``n_clients`` ADS streams, clients ``first``… (``benchlib.start_clients``): SotW like Envoy
+    (CDS, then EDS for its clusters, ACKing everything) or Delta (a wildcard CDS subscription, then
+    EDS subscribed by name, ACKing each response's nonce)."""
     import grpc
-    from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+    from mesh.xds.delta import DELTA_METHOD
     from mesh.xds.fastpath import _field
 
+    delta = protocol == "delta"
+    method = ADS_METHOD.rsplit("/", 1)[0] + "/" + DELTA_METHOD if delta else ADS_METHOD
+
     def lite_response_class():
-        """A look-alike of DiscoveryResponse declaring only version_info (1), type_url (4) and nonce (5),
-        for the C protobuf runtime: the resources (field 2) are skipped in C, as Envoy's C++ parser
-        would, instead of walked field by field in Python (20 times slower: the benchmark then
-        measured its own client)."""
+        """A look-alike of (Delta)DiscoveryResponse declaring only version_info / system_version_info (1),
+        type_url (4) and nonce (5) — the same numbers in both — for the C protobuf runtime: the resources
+        (field 2) are skipped in C, as Envoy's C++ parser would, instead of walked field by field in
+        Python (20 times slower: the benchmark then measured its own client)."""
         f = descriptor_pb2.FieldDescriptorProto
         file = descriptor_pb2.FileDescriptorProto(name="bench_lite.proto", package="bench.lite", syntax="proto3")
         msg = file.message_type.add(name="DiscoveryResponseLite")
@@ -481,7 +528,8 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, n
         return message_factory.GetMessageClass(pool.FindMessageTypeByName("bench.lite.DiscoveryResponseLite"))
 
     response_class = lite_response_class()
-    # what each client's CDS holds: every service, or (scoped) those of its own namespace
+    # what each client's EDS watches: every service, or (scoped) those of its own namespace; as
+    # SotW's repeated resource_names (3) or Delta's resource_names_subscribe (3): the same field number
     by_ns: dict[str, bytes] = {}
     for i in range(n_services):
         ns = namespace_of(i, namespaces)
@@ -489,19 +537,22 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, n
     all_names = b"".join(by_ns.values())
 
     def request(type_url: str, version: str, nonce: str, names: bytes = b"") -> bytes:
+        if delta:  # DeltaDiscoveryRequest: type_url 2, subscribe 3, response_nonce 6
+            return _field(2, type_url.encode()) + names + (_field(6, nonce.encode()) if nonce else b"")
         return (_field(1, version.encode()) if version else b"") + names + _field(4, type_url.encode()) + \
             (_field(5, nonce.encode()) if nonce else b"")
 
     async def one(i: int):
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         ns = namespace_of(i, namespaces)
-        names_bytes = by_ns[ns] if namespaces > 1 else all_names
-        node = {"id": f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{ns}~{ns}.svc.cluster.local",
-                "cluster": f"client.{ns}"}
-        call = channel.stream_stream(ADS_METHOD)()  # written to directly: no request iterator task
+        names_bytes = by_ns[ns] if scoped else all_names
+        node = _field(1, f"sidecar~127.13.{i // 250}.{i % 250 + 1}~client-{i}.{ns}~{ns}.svc.cluster.local".encode()) + \
+            _field(2, f"client.{ns}".encode())  # core.v3.Node: id 1, cluster 2
+        call = channel.stream_stream(method)()  # written to directly: no request iterator task
         subscribed = False
         try:
-            await call.write(bytes(DiscoveryRequest.from_dict({"node": node, "typeUrl": CLUSTER})))
+            # the first request carries the node: field 2 of DiscoveryRequest, field 1 of the Delta one
+            await call.write(_field(1 if delta else 2, node) + request(CLUSTER, "", ""))
             while True:
                 data = await call.read()
                 if data is grpc.aio.EOF:
@@ -513,7 +564,9 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, n
                     if not subscribed:
                         await call.write(request(ENDPOINT, "", "", names_bytes))
                         subscribed = True
-                else:  # like Envoy, an EDS ACK names every cluster it watches
+                elif delta:  # a Delta ACK names nothing: the subscription stands
+                    await call.write(request(msg.type_url, msg.version_info, msg.nonce))
+                else:  # like Envoy, a SotW EDS ACK names every cluster it watches
                     await call.write(request(msg.type_url, msg.version_info, msg.nonce, names_bytes))
         except asyncio.CancelledError:
             pass
@@ -540,7 +593,7 @@ def client_process(port: int, n_clients: int, n_services: int, first: int = 0, n
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client-process":
-        client_process(*(int(a) for a in sys.argv[2:7]))
+        client_process(*(int(a) for a in sys.argv[2:8]), sys.argv[8])
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=1000)
@@ -550,23 +603,21 @@ def main() -> None:
     p.add_argument("--client-processes", type=int, default=2, help="spread the simulated clients over N processes")
     p.add_argument("--skip-envoy", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
-    p.add_argument("--namespaces", type=int, default=100, help="namespaces of the scoped run")
+    p.add_argument("--namespaces", type=int, default=100, help="namespaces of the scoped and pipeline runs")
     p.add_argument("--skip-scoped", action="store_true")
-    p.add_argument("--pipeline", action="store_true", help="only the real-pipeline runs (full, then scoped)")
+    p.add_argument("--pipeline", action="store_true", help="only the real-pipeline runs (full, then scoped), "
+                   "beside the fan-out baseline")
+    p.add_argument("--fanout", action="store_true", help="only the raw fan-out baseline")
+    p.add_argument("--delta", action="store_true", help="the real pipeline with Delta clients, then SotW ones")
+    p.add_argument("--no-baseline", action="store_true", help="--pipeline without the fan-out baseline")
     p.add_argument("--replicas", type=int, default=2, help="pods per service in the pipeline trace")
+    p.add_argument("--one-run", choices=sorted(RUNS), help=argparse.SUPPRESS)  # one run of the modes above
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    if args.pipeline:
-        # built in another process: the SimCluster's memory must not count as the server's
-        t0 = time.perf_counter()
-        trace = Path(subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline.py")), str(args.services),
-                                     str(args.namespaces), str(args.replicas)], check=True, capture_output=True,
-                                    text=True).stdout.strip())
-        print(f"pipeline trace: {args.services} services × {args.replicas} pods in {args.namespaces} namespaces, "
-              f"built in {time.perf_counter() - t0:.0f} s")
-        for scoped in (False, True):
-            asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
-                                       args.client_processes, args.scale_rounds, scoped))
+    if args.pipeline or args.fanout or args.delta or args.one_run:
+        if not args.one_run:
+            print(f"load average at start: {load_average()}")
+        run_pipeline_modes(args, build_pipeline_trace(args))
         return
     bench_serialization(args.services)
     if not args.skip_envoy:
@@ -575,6 +626,64 @@ def main() -> None:
         asyncio.run(bench_scale(args.services, args.clients, args.client_processes, args.scale_rounds))
     if not args.skip_scoped:
         asyncio.run(bench_scoped(args.services, args.clients, args.namespaces, args.client_processes, args.scale_rounds))
+
+
+RUNS = {"fanout": None, "sotw": (False, "sotw"), "scoped": (True, "sotw"), "delta": (False, "delta")}
+
+
+def one_run(args, trace: Path, run: str) -> dict:
+    """One measured run in this process (``--one-run``): its peak RSS is its own."""
+    if run == "fanout":
+        return fanout_baseline(args, trace)
+    scoped, protocol = RUNS[run]
+    return asyncio.run(bench_pipeline(trace, args.services, args.clients, args.namespaces,
+                                      args.client_processes, args.scale_rounds, scoped, protocol))
+
+
+def in_process(args, run: str) -> dict:
+    """``one_run`` in a fresh process, its output passed through; the figures come back on its last line."""
+    argv = [sys.executable, __file__, "--one-run", run, "--services", str(args.services), "--clients", str(args.clients),
+            "--namespaces", str(args.namespaces), "--replicas", str(args.replicas),
+            "--client-processes", str(args.client_processes), "--scale-rounds", str(args.scale_rounds)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    figures = None
+    for line in child.stdout:
+        if line.startswith(FIGURES_LINE):
+            figures = json.loads(line[len(FIGURES_LINE):])
+        else:
+            print(line, end="", flush=True)
+    if child.wait() != 0 or figures is None:
+        raise RuntimeError(f"the {run} run failed (exit status {child.returncode})")
+    return figures
+
+
+FIGURES_LINE = "FIGURES "
+
+
+def run_pipeline_modes(args, trace: Path) -> None:
+    """Each run in its own process, so that each peak RSS is that run's server alone."""
+    if args.one_run:
+        print(FIGURES_LINE + json.dumps(one_run(args, trace, args.one_run)), flush=True)
+        return
+    baseline = in_process(args, "fanout") if args.fanout or (args.pipeline and not args.no_baseline) else None
+    if args.fanout:
+        print_table(baseline, None, "fan-out baseline")
+        return
+    if args.delta:
+        d, s = in_process(args, "delta"), in_process(args, "sotw")
+        print_table({k: d[k] for k in ("storm", "eds", "rss") if k in d}, s, "Delta clients beside SotW ones, "
+                    "the same pipeline", baseline_label="SotW", targets={"eds": 0.3})
+        for key, what in (("eds", "an incremental EDS push (one service's endpoints)"),
+                          ("dr", "a DestinationRule edit (CDS+EDS)")):
+            if key in d["bytes"] and key in s["bytes"]:
+                print(f"  bytes sent per proxy for {what}: Delta {d['bytes'][key]:.0f}, SotW {s['bytes'][key]:.0f} "
+                      f"({d['bytes'][key] / s['bytes'][key]:.3g}x)")
+        return
+    measured = in_process(args, "sotw")
+    if not args.skip_scoped:  # the scoped run adds its own figure (the unscoped run's RSS is the one shown)
+        measured["scoped"] = in_process(args, "scoped")["scoped"]
+    print_table(measured, baseline, "pipeline beside the fan-out baseline")
+    print("  (each pipeline push waits out the debounce first, PILOT_DEBOUNCE_AFTER = 100 ms; the fan-out has none)")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from mesh.trustbundle import SOURCE_ISTIO_CA
 from mesh.util.web import serve_app
 from mesh.xds.ads import default_generators
 from mesh.xds.discovery import DiscoveryServer
+from mesh.xds.fastpath import freeze_what_is_loaded, thaw
 
 log = logging.getLogger("mesh.bootstrap")
 
@@ -309,6 +310,7 @@ class Server:
         for name, fn in self.start_funcs:
             log.info("starting %s", name)
             await fn(self)
+        freeze_what_is_loaded()  # mesh/xds/fastpath.py, 8: the synced caches out of the collector's walks
 
     async def stop(self) -> None:
         """Stop serving, in reverse start order, then close the kube client."""
@@ -319,6 +321,7 @@ class Server:
                 log.exception("error while stopping")
         self.stop_funcs.clear()
         self.close()
+        thaw()  # what start froze may now be garbage, cycles included
 
     # -- readiness and debug ----------------------------------------------------------------------
     def has_synced(self) -> bool:

@@ -114,6 +114,15 @@ def build_sidecar_clusters(push: PushContext, instances: list[ServiceInstance], 
     return sorted(clusters, key=lambda c: c["name"])
 
 
+def inbound_clusters_key(instances: list[ServiceInstance], captured: bool) -> tuple:
+    """What ``build_inbound_clusters`` reads from the instances when the Sidecar has no ingress
+    listeners: proxies with equal keys get equal clusters (every pod of a service when captured;
+    every proxy with no instances), so a push can build and encode them once (``mesh.xds.cds``)."""
+    picked = unique_target_ports(instances) if captured else unique_ports(instances)
+    return (captured, tuple((i.port, i.endpoint.endpoint_port, "" if captured else i.endpoint.address,
+                             i.service.hostname, i.service.name, i.service.namespace) for i in picked))
+
+
 def build_inbound_clusters(instances: list[ServiceInstance], captured: bool, ingress: list[dict] | None = None,
                            proxy_ips: list[str] | tuple[str, ...] = (), sidecar: tuple[str, str] = ("", "")) -> list[dict]:
     """``buildInboundClusters``: one per target port — or, when the proxy's Sidecar has ``ingress``

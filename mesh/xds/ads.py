@@ -611,10 +611,14 @@ class AdsServer:
         if generator is None:
             return None
         resources = generator.generate(state, scoped(self.push_context, state), watched, request)
-        for r in resources or ():
+        if resources:  # a list shared by many proxies is looked at once per push, not once per proxy
+            self.push_context.memo_by_identity("encoded", resources, lambda: self._encode(type_url, resources))
+        return resources
+
+    def _encode(self, type_url: str, resources: list) -> None:
+        for r in resources:
             if r.encoded is None:
                 r.encoded = encode_resource_entry(type_url, self.cache.serialize(type_url, r.body))
-        return resources
 
     async def _send(self, con: Connection, type_url: str, request: PushRequest | None, context,
                     slot: _ThrottleSlot | None) -> None:
@@ -631,8 +635,11 @@ class AdsServer:
             # and its nonce (a nonce only needs to be unique per stream and type). Thousands of
             # sidecars then cost one assembled message, not thousands of copies of it. The memo
             # keeps the resources alive, so the ids in its key cannot be reused by other objects.
-            _, names, nonce, data = push.memo(("response", type_url, tuple(map(id, resources))),
-                                              lambda: self._assemble(push.version, type_url, resources))
+            # Found by the list's identity first: generators hand alike proxies the very same list.
+            _, names, nonce, data = push.memo_by_identity(
+                ("response-of", type_url), resources,
+                lambda: push.memo(("response", type_url, tuple(map(id, resources))),
+                                  lambda: self._assemble(push.version, type_url, resources)))
         except Exception:  # a generator bug must not cut the stream: Envoy keeps its last config
             self.generate_errors[short_name(type_url)] += 1
             log.exception("ADS: generating %s for %s failed", short_name(type_url), con.id)
@@ -647,29 +654,35 @@ class AdsServer:
 
     async def write(self, con: Connection, context, data: bytes, slot: _ThrottleSlot | None) -> None:
         """``conn.send``: write one response within SEND_TIMEOUT; a push that stalls gives its
-        throttle slot back first, so other proxies' pushes go on."""
+        throttle slot back first, so other proxies' pushes go on. Both deadlines are timers on the
+        loop (two per write, cancelled when it completes), not waits of their own: a push writes
+        to thousands of streams."""
+        loop = asyncio.get_running_loop()
         write = asyncio.ensure_future(context.write(data))
         write.add_done_callback(_retrieve)
         con.writing = True
-        deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT if SEND_TIMEOUT > 0 else None
+        stall = loop.call_later(STALL_AFTER, slot.release) if slot is not None and slot.held else None
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            write.cancel()
+
+        deadline = loop.call_later(SEND_TIMEOUT, expire) if SEND_TIMEOUT > 0 else None
         try:
-            if slot is not None and slot.held:
-                done, _ = await asyncio.wait({write}, timeout=STALL_AFTER)
-                if not done:
-                    slot.release()
-            if deadline is None:
-                await write
-                return
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            done, _ = await asyncio.wait({write}, timeout=remaining)
-            if not done:
-                write.cancel()
-                log.info("ADS: timeout writing %s", con.id)
-                con.end(grpc.StatusCode.DEADLINE_EXCEEDED, "timeout sending")
-                raise _StreamEnded
-            write.result()
+            await write
             con.writing = False
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise  # this stream's worker is being cancelled
+            log.info("ADS: timeout writing %s", con.id)
+            con.end(grpc.StatusCode.DEADLINE_EXCEEDED, "timeout sending")
+            raise _StreamEnded from None
         finally:
+            for timer in (stall, deadline):
+                if timer is not None:
+                    timer.cancel()
             if not write.done():
                 write.cancel()
 

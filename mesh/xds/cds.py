@@ -6,7 +6,10 @@ Outbound clusters are those of the proxy's SidecarScope (``mesh/networking/sidec
 whose scopes are alike share them, built once per push — in variants: with auto mTLS for proxies
 that have a workload certificate (``networking/tls.py``) and without for the others, and for
 sidecars or gateways (which differ on sniffed ports and on ``credentialName``,
-``networking/cluster_tls.py``); only the inbound ones are per proxy. Across pushes each service's
+``networking/cluster_tls.py``); the inbound ones are shared by the proxies whose instances agree
+in what they read (``inbound_clusters_key``: every replica of a service, when captured) unless
+their Sidecar has ingress listeners, so that alike proxies get the very same resource objects and
+ADS can share their whole response. Across pushes each service's
 clusters come from the typed XdsCache (``mesh.xds.typed_cache``) until its ServiceEntry key or its
 DestinationRule changes.
 A gateway gets no PassthroughCluster (it has no original-destination listener), a captured sidecar
@@ -22,6 +25,7 @@ from mesh.networking.cluster import (
     blackhole_cluster,
     build_inbound_clusters,
     build_outbound_clusters,
+    inbound_clusters_key,
     passthrough_cluster,
 )
 from mesh.networking.push_context import PushContext
@@ -40,13 +44,18 @@ class CdsGenerator:
         # alike for every proxy of a kind
         shared = push.memo(("cds-outbound", mtls, sidecar), lambda: _outbound(push, mtls, sidecar))
         if not sidecar:  # a gateway only sends traffic out, never to an original destination
-            return [r for r in shared if r.name != PASSTHROUGH]
+            return push.memo(("cds-gateway", mtls), lambda: [r for r in shared if r.name != PASSTHROUGH])
         scope = getattr(push, "scope", None)
         ingress = scope.ingress if scope is not None else []
-        sidecar = (scope.name, scope.namespace) if scope is not None else ("", "")
-        inbound = [Resource(c["name"], c) for c in build_inbound_clusters(
-            state.instances, state.proxy.captured, ingress, state.proxy.ip_addresses, sidecar)]
-        return shared + inbound
+        instances, captured = state.instances, state.proxy.captured
+        if ingress:  # built per proxy: ingress listeners may read the proxy's own addresses
+            owner = (scope.name, scope.namespace)
+            return shared + [Resource(c["name"], c) for c in build_inbound_clusters(
+                instances, captured, ingress, state.proxy.ip_addresses, owner)]
+        # alike for the proxies whose instances agree in what the inbound clusters read: the very
+        # same list, so ADS finds their shared response by its identity
+        return push.memo(("cds", mtls, inbound_clusters_key(instances, captured)), lambda: shared + [
+            Resource(c["name"], c) for c in build_inbound_clusters(instances, captured)])
 
 
 def _outbound(push: PushContext, auto_mtls: bool, sidecar: bool) -> list[Resource]:
