@@ -2,7 +2,7 @@
 
 Go: ``StreamAggregatedResources`` / ``Stream``
 https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L236-L349, ``processRequest``
-(ads.go#L190-L234), ``initConnection`` (ads.go#L519-L562), ``pushConnection`` (ads.go#L732-L777)
+(ads.go#L190-L234), ``initConnection`` (ads.go#L519-L562), ``pushConnection`` (ads.go#L732-L764)
 and ``AdsPushAll`` / ``startPush`` (ads.go#L840-L872).
 
 Why one module of about 600 lines (a sixth of it this docstring): it mirrors ``ads.go`` (1009

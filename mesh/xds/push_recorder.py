@@ -7,7 +7,7 @@ with the node a real mini pilot-agent would send).
 
 For each push that leaves the debouncer the recorder does what ADS does for one connection
 (``AdsServer._push_connection`` in mesh/xds/ads.py; Go: ``pushConnection``
-https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L732-L777): for each type in push
+https://github.com/istio/istio/blob/1.19.0/pilot/pkg/xds/ads.go#L732-L764): for each type in push
 order (``mesh.xds.types``) it calls the same ``AdsServer.generate`` that ADS sends from — the real
 generators over the ADS server's PushContext, each resource serialized through its XdsCache exactly
 as a response carries it. Counts and bytes are therefore the real ones, and the same on every run:
