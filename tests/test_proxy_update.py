@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tracehelpers import replay_with_recorder
 
 from mesh.bootstrap import Server, ServerArgs
 from mesh.bootstrap.args import DEFAULT_PORTS
 from mesh.clock import RealClock, VirtualClock
 from mesh.demo.ads_client import AdsClient, sidecar_node
-from mesh.demo.pods import record_pushes
 from mesh.kube.client import ReplayClient
 from mesh.kube.trace import load_trace
 from mesh.model.proxy import parse_node_id
@@ -26,10 +26,7 @@ DETAILS_HOST, REVIEWS_HOST = "details.default.svc.cluster.local", "reviews.defau
 
 @pytest.fixture(scope="module")
 def replay():
-    server = Server(ServerArgs(trace="proxy-update")).run_all()
-    recorder = record_pushes(server)
-    server.xds.start()
-    server.clock.run()
+    server, recorder = replay_with_recorder("proxy-update")
     yield server, {r.push.at: r for r in recorder.records}
     server.close()
 

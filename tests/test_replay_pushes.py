@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tracehelpers import replay_with_recorder
 
 from mesh.bootstrap import Server, ServerArgs
 from mesh.demo.pods import record_pushes, sidecar_proxies
@@ -22,11 +23,7 @@ REVIEWS = "reviews.default.svc.cluster.local"
 
 
 def _replay(trace: str) -> tuple[Server, push_recorder.PushRecorder]:
-    server = Server(ServerArgs(trace=trace)).run_all()
-    recorder = record_pushes(server)
-    server.xds.start()
-    server.clock.run()
-    return server, recorder
+    return replay_with_recorder(trace)
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,12 @@ and skips the others (ProxyNeedsPush), and scoped sidecars get smaller CDS and R
 from __future__ import annotations
 
 import pytest
-
-from mesh.bootstrap import Server, ServerArgs
-from mesh.demo.pods import record_pushes
+from tracehelpers import replay_with_recorder
 
 
 @pytest.fixture(scope="module")
 def scoping():
-    server = Server(ServerArgs(trace="sidecar-scoping")).run_all()
-    recorder = record_pushes(server)
-    server.xds.start()
-    server.clock.run()
+    server, recorder = replay_with_recorder("sidecar-scoping")
     yield {r.push.at: r for r in recorder.records}
     server.close()
 

@@ -21,6 +21,19 @@ def write_trace(path: Path, events: list[tuple[float, str, dict]], name: str = "
 
 
 
+def replay_with_recorder(trace: str):
+    """Run a shipped trace to its end through the real Server, recording every push:
+    ``(server, recorder)``; the caller closes the server."""
+    from mesh.bootstrap import Server, ServerArgs
+    from mesh.demo.pods import record_pushes
+
+    server = Server(ServerArgs(trace=trace)).run_all()
+    recorder = record_pushes(server)
+    server.xds.start()
+    server.clock.run()
+    return server, recorder
+
+
 def wait_for(condition, timeout: float = 5.0) -> None:
     """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
