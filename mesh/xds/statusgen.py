@@ -100,6 +100,10 @@ class StatusGen:
     def __init__(self, ads):
         self.ads = ads
         self.events_sent = 0  # event responses queued to watchers
+        # Streams that have asked for a watched status type, by connection number. istiod's
+        # ``ClientsOf`` walks every connection for each event; mesh remembers the few debug
+        # clients instead, so a storm of 2000 connects does not walk 2000 streams 2000 times.
+        self._watching: dict[int, Connection] = {}
 
     # -- requests (processRequest for StatusGen's types) -------------------------------------------
     async def on_request(self, con: Connection, req, context) -> None:
@@ -113,6 +117,7 @@ class StatusGen:
         if kind == RequestKind.NACK:
             self.on_nack(con, type_url, req.response_nonce, req.resource_names, req.error_code, req.error_message)
         elif kind in (RequestKind.INITIAL, RequestKind.ACK_NEW_NAMES):
+            self._watching[con.number] = con
             await self._send(con, con.watched[type_url], context, True)
 
     async def push(self, con: Connection, context, slot) -> None:
@@ -182,10 +187,12 @@ class StatusGen:
 
     # -- events (OnConnect, OnDisconnect, OnNack → pushStatusEvent) -------------------------------
     def on_connect(self, con: Connection) -> None:
-        self._event(CONNECT, [encode_resource_entry(NODE_TYPE, con.node)])
+        if self._watching:
+            self._event(CONNECT, [encode_resource_entry(NODE_TYPE, con.node)])
 
     def on_disconnect(self, con: Connection) -> None:
-        if con.state is not None:  # closeConnection: only a stream that had said who it is
+        self._watching.pop(con.number, None)
+        if con.state is not None and self._watching:  # closeConnection: only a stream that had said who it is
             self._event(DISCONNECT, [encode_resource_entry(NODE_TYPE, con.node)])
 
     def on_nack(self, con: Connection, type_url: str, nonce: str, names: Iterable[str], code: int,
@@ -200,8 +207,10 @@ class StatusGen:
         self._event(NACK, [encode_resource_entry(REQUEST_TYPE, bytes(request))])
 
     def _watchers(self, type_url: str) -> list[Connection]:
-        """``ClientsOf``: SotW streams watching this type."""
-        return [c for c in self._clients() if c.delta is None and type_url in c.watched]
+        """``ClientsOf``: SotW streams watching this type, in connection order."""
+        return [c for _, c in sorted(self._watching.items())
+                if c.delta is None and c.state is not None and type_url in c.watched
+                and self.ads.connections.get(c.number) is c]
 
     def _event(self, type_url: str, entries: list[bytes]) -> None:
         watchers = self._watchers(type_url)
