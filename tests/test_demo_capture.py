@@ -316,6 +316,18 @@ def plaintext_from(demo, client, server_ip: str) -> str:
     return done.stdout
 
 
+def test_speed_zero_still_admits_the_pods_through_the_injector():
+    """``--speed 0`` (the whole trace at once) still creates the pods after istiod is up: they carry
+    istio-init, so a request from productpage is captured and routed by its sidecar."""
+    with netns_demo("bookinfo", 0) as d:
+        pods = [p for p in d.server.kube_client.list_objects("Pod") if p["metadata"].get("namespace") == "default"]
+        assert pods and all(any(c["name"] == "istio-init" for c in p["spec"].get("initContainers", []))
+                            for p in pods), [p["metadata"]["name"] for p in pods]
+        body = json.loads(mesh_exec(d, d.pod("productpage").proxy_id, "curl", "-s", "-m", "5",
+                                    "http://reviews:9080/reviews/0"))
+        assert body["app"] == "reviews"
+
+
 def test_mtls_permissive_then_strict_in_capture_mode():
     """The mtls trace: PERMISSIVE until its t=10 step (plaintext and mTLS accepted), then its
     mesh-wide STRICT PeerAuthentication: plaintext refused, sidecar to sidecar still answered

@@ -63,6 +63,18 @@ class DemoPod:
         return f"{self.name}.{self.namespace}"
 
 
+# ``--speed 0`` ("all at once") for a demo: an event at t is due t/10⁶ s after start (t=10 after
+# 10 µs), on the clock, so after istiod's stages have run. A ReplayClient at speed 0 would apply
+# the whole trace at construction, before istiod exists: pods would be admitted before the
+# injection webhook is registered and start without istio-init (nothing captured) — true to
+# Kubernetes, but not what a demo of the mesh wants.
+ALL_AT_ONCE = 1e6
+
+
+def replay_speed(speed: float) -> float:
+    return ALL_AT_ONCE if speed <= 0 else speed
+
+
 @dataclass
 class DemoOptions:
     trace: str = "bookinfo"
@@ -126,9 +138,9 @@ class BookinfoDemo:
     async def _start_server(self, ports: dict[str, int]) -> None:
         opts = self.options
         clock = RealClock()
-        client = ReplayClient(self.trace, clock, speed=opts.speed)
+        client = ReplayClient(self.trace, clock, speed=replay_speed(opts.speed))
         # ``trace`` is named too, so the server treats the cluster as its config source as well.
-        self.server = Server(ServerArgs(trace=opts.trace, clock=clock, ports=ports, speed=opts.speed),
+        self.server = Server(ServerArgs(trace=opts.trace, clock=clock, ports=ports, speed=replay_speed(opts.speed)),
                              kube_client=client)
         self.server.run_all()
         await self.server.start()
