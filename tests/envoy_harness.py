@@ -29,6 +29,25 @@ class LoopThread:
 
 
 
+async def start_control_plane(registry, store):
+    """A DiscoveryServer (debounce on the real clock) and an AdsServer on 127.0.0.1 fed by
+    ``registry`` and ``store``: ``(discovery, ads, port)``."""
+    from mesh.clock import RealClock
+    from mesh.xds.ads import AdsServer
+    from mesh.xds.discovery import DiscoveryServer
+    discovery = DiscoveryServer(RealClock())
+    discovery.start()
+    ads = AdsServer(discovery, None, registry, store)
+    return discovery, ads, await ads.start("127.0.0.1", 0)
+
+
+async def stop_control_plane(discovery, ads) -> None:
+    """Undo ``start_control_plane`` (nothing when it never got as far as the ADS server)."""
+    if ads is not None:
+        await ads.stop()
+        discovery.stop()
+
+
 class OneSidecar:
     """A fake registry and config store, discovery + ADS servers, apps on pod IPs and one Envoy
     sidecar fed by them. Subclasses fill the registry and start their apps in ``start_apps``."""
@@ -37,21 +56,15 @@ class OneSidecar:
         from xds_fakes import FakeConfigStore, FakeRegistry
         self.lt, self.pod, self.proxy_id = lt, pod, proxy_id
         self.registry, self.store = FakeRegistry(), FakeConfigStore()
-        self.agent, self.apps, self.ads = None, [], None
+        self.agent, self.apps, self.ads, self.discovery = None, [], None, None
 
     async def start_apps(self) -> list:
         return []
 
     async def start(self):
         from mesh.agent.agent import EnvoyAgent
-        from mesh.clock import RealClock
-        from mesh.xds.ads import AdsServer
-        from mesh.xds.discovery import DiscoveryServer
         try:
-            self.discovery = DiscoveryServer(RealClock())
-            self.discovery.start()
-            self.ads = AdsServer(self.discovery, None, self.registry, self.store)
-            self.port = await self.ads.start("127.0.0.1", 0)
+            self.discovery, self.ads, self.port = await start_control_plane(self.registry, self.store)
             self.apps = await self.start_apps()
             self.agent = await EnvoyAgent(self.pod, "127.0.0.1", self.port).start()
             await self.agent.wait_ready()
@@ -64,9 +77,7 @@ class OneSidecar:
         if self.agent is not None:
             await self.agent.stop()
             self.agent.cleanup()
-        if self.ads is not None:
-            await self.ads.stop()
-            self.discovery.stop()
+        await stop_control_plane(self.discovery, self.ads)
         for app in self.apps:
             await app.cleanup()
 

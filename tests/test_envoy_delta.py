@@ -10,16 +10,23 @@ import asyncio
 import random
 
 import pytest
-from envoy_harness import LoopThread, get, split, start_app, synced, wait_until
+from envoy_harness import (
+    LoopThread,
+    get,
+    split,
+    start_app,
+    start_control_plane,
+    stop_control_plane,
+    synced,
+    wait_until,
+)
 from xds_fakes import FakeConfigStore, FakeRegistry, endpoint
 
 from mesh.agent.agent import EnvoyAgent
 from mesh.agent.bootstrap import PodIdentity
-from mesh.clock import RealClock
 from mesh.model.push_request import ConfigKey, PushRequest, TriggerReason
 from mesh.xds.ads import AdsServer
 from mesh.xds.debug import proxy_status
-from mesh.xds.discovery import DiscoveryServer
 from mesh.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 pytestmark = pytest.mark.envoy
@@ -41,14 +48,11 @@ class Mesh:
         self.registry.set_endpoints(REVIEWS, 9080, [endpoint(f"{NET}.2", version="v1")])
         self.store.apply("DestinationRule", "reviews", "default", {"host": "reviews", "subsets": [
             {"name": f"v{i}", "labels": {"version": f"v{i}"}} for i in (1, 2, 3)]})
-        self.agents, self.apps, self.ads = [], [], None
+        self.agents, self.apps, self.ads, self.discovery = [], [], None, None
 
     async def start(self):
         try:
-            self.discovery = DiscoveryServer(RealClock())
-            self.discovery.start()
-            self.ads = AdsServer(self.discovery, None, self.registry, self.store)
-            self.port = await self.ads.start("127.0.0.1", 0)
+            self.discovery, self.ads, self.port = await start_control_plane(self.registry, self.store)
             self.apps = [await start_app(ip, 9080, f"reviews-{v}") for ip, v in APPS.items()]
             for name, ip, delta in (("productpage", f"{NET}.1", True), ("details", f"{NET}.5", False)):
                 pod = PodIdentity(f"{name}-v1-abc", "default", ip, {"app": name, "version": "v1"})
@@ -65,9 +69,7 @@ class Mesh:
         for agent in self.agents:
             await agent.stop()
             agent.cleanup()
-        if self.ads is not None:
-            await self.ads.stop()
-            self.discovery.stop()
+        await stop_control_plane(self.discovery, self.ads)
         for app in self.apps:
             await app.cleanup()
 
